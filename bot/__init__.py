@@ -1,0 +1,1 @@
+"""The outside surfaces: Slack app, intake API, command line."""

@@ -1,0 +1,253 @@
+"""The intake API (SPEC §6): FastAPI, bearer tokens, status codes as the contract says."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import asdict
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from anyio import to_thread
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bot.runtime import Runtime
+from handoffs.intake import IntakeRejected, NoRoute
+from handoffs.lifecycle import Action, Actor, Refused
+from handoffs.lifecycle import Request as ActionRequest
+from handoffs.model import Event, Handoff, HandoffIn, Status, parse_ref
+from handoffs.ports import IdempotencyConflict
+from handoffs.service import NotFound
+
+MAX_BODY_BYTES = 256 * 1024
+MAX_PAGE = 200
+
+_REFUSAL_STATUS = {
+    "not_allowed": 403,
+    "missing_argument": 422,
+    "bad_argument": 422,
+    "bad_outcome": 422,
+    "busy": 503,
+}
+
+
+class OutcomeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    outcome: str = Field(min_length=1, max_length=80)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class Submitted(BaseModel):
+    id: int
+    ref: str
+    status: Status
+    owner: str | None
+    queue: str | None
+    channel: str | None
+    review_reasons: list[str]
+    duplicate_of: str | None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
+
+
+def handoff_json(handoff: Handoff) -> dict[str, Any]:
+    data = {key: _jsonable(value) for key, value in asdict(handoff).items()}
+    data["ref"] = handoff.ref
+    data["source"] = {"system": handoff.source_system, "url": handoff.source_url, "label": handoff.source_label}
+    for key in ("source_system", "source_url", "source_label"):
+        data.pop(key)
+    return data
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {key: _jsonable(value) for key, value in asdict(event).items() if key != "handoff_id"}
+
+
+def _submitted(handoff: Handoff, duplicate: bool) -> dict[str, Any]:
+    return Submitted(
+        id=handoff.id, ref=handoff.ref, status=handoff.status, owner=handoff.owner, queue=handoff.queue,
+        channel=handoff.channel, review_reasons=handoff.review_reasons,
+        duplicate_of=handoff.ref if duplicate else None,
+    ).model_dump(mode="json")
+
+
+class BodyLimit:
+    """Answer 413 before reading a body larger than the limit (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(send)
+            return
+        received = 0
+        too_large = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _BodyTooLarge:
+            await self._too_large(send)
+
+    async def _too_large(self, send: Send) -> None:
+        response = JSONResponse({"detail": f"request body is larger than {self.limit // 1024} KiB"}, 413)
+        await response({"type": "http"}, _empty_receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def api_actor(request: Request, authorization: Annotated[str | None, Header()] = None) -> Actor:
+    """The API client, named by its token in HANDOFF_API_TOKENS; 401 otherwise."""
+    scheme, _, token = (authorization or "").partition(" ")
+    name = _token_name(request.app.state.tokens, token.strip()) if scheme.lower() == "bearer" else None
+    if name is None:
+        raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return Actor.system(name)
+
+
+ApiActor = Annotated[Actor, Depends(api_actor)]
+
+
+def _validation_errors(errors: list[Any]) -> list[dict[str, Any]]:
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+
+
+def create_api(runtime: Runtime) -> FastAPI:
+    api = FastAPI(title="handoff-bot", version="0.1.0", description="Intake API for owned, tracked handoffs.")
+    api.state.tokens = dict(runtime.settings.api_tokens)
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_errors(list(error.errors()))}, 422)
+
+    @api.post("/api/handoffs", status_code=201, response_model=Submitted,
+              responses={200: {"description": "idempotent repeat or duplicate"}, 409: {}, 413: {}, 401: {}})
+    async def submit(payload: HandoffIn, actor: ApiActor) -> JSONResponse:
+        try:
+            result = await to_thread.run_sync(lambda: runtime.service.submit(payload, actor=actor.id))
+        except IntakeRejected as rejected:
+            return JSONResponse({"detail": [e.as_dict() for e in rejected.errors]}, 422)
+        except IdempotencyConflict as conflict:
+            return JSONResponse({"detail": str(conflict), "existing": f"H-{conflict.existing_id}"}, 409)
+        except NoRoute as no_route:
+            return JSONResponse({"detail": str(no_route)}, 503)
+        body = _submitted(result.handoff, duplicate=result.result == "duplicate")
+        return JSONResponse(body, 201 if result.is_new else 200)
+
+    @api.get("/api/handoffs/{ref}")
+    async def show(ref: str, actor: ApiActor) -> dict[str, Any]:
+        handoff_id = _id_or_404(ref)
+
+        def load() -> dict[str, Any]:
+            handoff = runtime.service.get(handoff_id)
+            body = handoff_json(handoff)
+            body["events"] = [event_json(e) for e in runtime.repo.events(handoff_id)]
+            body["deliveries"] = [
+                {"id": row.id, "kind": row.kind, "state": row.state, "attempts": row.attempts,
+                 "last_error": row.last_error}
+                for row in runtime.repo.outbox_for(handoff_id)
+            ]
+            return body
+
+        return await _in_thread(load)
+
+    @api.get("/api/handoffs")
+    async def list_handoffs(
+        actor: ApiActor,
+        status: Status | None = None,
+        owner: Annotated[str | None, Query(pattern=r"^[UW][A-Z0-9]{2,20}$")] = None,
+        stalled: bool = False,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+        cursor: Annotated[int | None, Query(ge=1)] = None,
+    ) -> dict[str, Any]:
+        def load() -> dict[str, Any]:
+            page = runtime.repo.page(status=status, owner=owner, stalled_at=runtime.clock() if stalled else None,
+                                     limit=limit, cursor=cursor)
+            return {"items": [handoff_json(h) for h in page.items],
+                    "next_cursor": str(page.next_cursor) if page.next_cursor else None}
+
+        return await to_thread.run_sync(load)
+
+    @api.post("/api/handoffs/{ref}/outcome")
+    async def outcome(ref: str, body: OutcomeIn, actor: ApiActor) -> JSONResponse:
+        handoff_id = _id_or_404(ref)
+        request = ActionRequest(Action.close, outcome=body.outcome, note=body.note)
+        try:
+            acted = await _in_thread(lambda: runtime.service.act(handoff_id, request, actor))
+        except Refused as refused:
+            return _refusal(refused)
+        return JSONResponse(handoff_json(acted.handoff), 200)
+
+    @api.get("/healthz")
+    async def healthz() -> JSONResponse:
+        healthy = await to_thread.run_sync(runtime.db.ping)
+        return JSONResponse({"ok": healthy, "database": "ok" if healthy else "unreachable"},
+                            200 if healthy else 503)
+
+    return api
+
+
+async def _in_thread(work: Any) -> Any:
+    try:
+        return await to_thread.run_sync(work)
+    except NotFound as missing:
+        raise HTTPException(404, str(missing)) from None
+
+
+def _id_or_404(ref: str) -> int:
+    handoff_id = parse_ref(ref)
+    if handoff_id is None:
+        raise HTTPException(404, f"{ref!r} is not a handoff reference (write H-42 or 42)")
+    return handoff_id
+
+
+def _token_name(tokens: dict[str, str], presented: str) -> str | None:
+    found = None
+    for token, name in tokens.items():
+        if hmac.compare_digest(token.encode(), presented.encode()):
+            found = name
+    return found
+
+
+def _refusal(refused: Refused) -> JSONResponse:
+    status = _REFUSAL_STATUS.get(refused.code, 409)
+    if status == 422:
+        field = refused.details.get("field", "outcome")
+        return JSONResponse({"detail": [{"loc": ["body", field], "msg": refused.reason, "type": refused.code}]}, 422)
+    return JSONResponse({"detail": refused.reason, "code": refused.code}, status)
+
+
+def with_body_limit(app: ASGIApp) -> ASGIApp:
+    return BodyLimit(app)

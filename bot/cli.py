@@ -1,0 +1,92 @@
+"""`handoff-bot`: serve, migrate, check-config. Operator errors are one line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.exc import OperationalError
+
+from bot.settings import SettingsError, load_settings
+from handoffs.config import ConfigError, load_config
+
+log = logging.getLogger("handoff_bot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="handoff-bot", description="Owned, tracked handoffs in Slack.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the bot: Slack endpoints, intake API, health")
+    serve.add_argument("--socket-mode", action="store_true", help="take Slack traffic over Socket Mode")
+    commands.add_parser("migrate", help="bring the database schema up to date")
+    check = commands.add_parser("check-config", help="validate handoffs.yml and list every error")
+    check.add_argument("path", nargs="?", help="the file to check (default: HANDOFF_CONFIG or ./handoffs.yml)")
+    return parser
+
+
+def check_config(path: str | None) -> int:
+    settings = load_settings()
+    target = Path(path) if path else settings.config_path
+    try:
+        config = load_config(target)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"{error.source}: {problem}")
+        print(f"{error.source}: {len(error.problems)} error(s)")
+        return 1
+    print(f"{target}: OK ({len(config.routes)} route(s), {len(config.kinds)} kind(s))")
+    return 0
+
+
+def migrate() -> int:
+    from storage import migrate as migrations
+
+    settings = load_settings()
+    migrations.upgrade(settings.database_url)
+    print(f"database at {_safe_url(settings.database_url)} is up to date")
+    return 0
+
+
+def serve(socket_mode: bool) -> int:
+    from bot.server import run
+
+    run(load_settings(), socket_mode=socket_mode)
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        rest = f"{credentials.split(':')[0]}:***@{host}" if ":" in credentials else rest
+    return scheme + sep + rest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        if args.command == "check-config":
+            return check_config(args.path)
+        if args.command == "migrate":
+            return migrate()
+        return serve(args.socket_mode)
+    except SettingsError as error:
+        print(f"handoff-bot: {error}", file=sys.stderr)
+    except ConfigError as error:
+        print(f"handoff-bot: {error.source}: {error.problems[0]} (run `handoff-bot check-config` for all errors)",
+              file=sys.stderr)
+    except OperationalError as error:
+        print(f"handoff-bot: cannot reach the database (check DATABASE_URL): {error.orig}".splitlines()[0],
+              file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

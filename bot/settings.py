@@ -1,0 +1,140 @@
+"""Settings from the environment (and a `.env` file). Every problem is one line naming the variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from handoffs.config import ConfigError, HandoffConfig, default_config, load_config
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_DATABASE_URL = "sqlite:///./handoffs.db"
+DEFAULT_CONFIG_PATH = "./handoffs.yml"
+MIN_TOKEN_LENGTH = 8
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message is the one line shown to the operator."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    config_path: Path = Path(DEFAULT_CONFIG_PATH)
+    config_path_explicit: bool = False
+    default_channel: str | None = None
+    api_tokens: Mapping[str, str] = field(default_factory=dict)  # token -> name
+    host: str = "127.0.0.1"
+    port: int = 3000
+
+    def load_handoff_config(self) -> HandoffConfig:
+        """The routing configuration: the file when it exists, else the default channel's single route."""
+        if self.config_path.exists() or self.config_path_explicit:
+            return load_config(self.config_path)
+        if not self.default_channel:
+            raise SettingsError(
+                f"no configuration: create {self.config_path} (see handoffs.example.yml) "
+                "or set HANDOFF_DEFAULT_CHANNEL to the channel id cards should go to"
+            )
+        return default_config(self.default_channel)
+
+    def require_slack(self, *, socket_mode: bool) -> None:
+        if not self.slack_bot_token:
+            raise SettingsError("SLACK_BOT_TOKEN is not set: put the app's xoxb-… bot token in the environment or .env")
+        if socket_mode and not self.slack_app_token:
+            raise SettingsError("SLACK_APP_TOKEN is not set: Socket Mode needs the app-level xapp-… token")
+        if not socket_mode and not self.slack_signing_secret:
+            raise SettingsError("SLACK_SIGNING_SECRET is not set: HTTP mode needs the app's signing secret")
+
+
+def read_environment(env_file: str | Path = ".env") -> dict[str, str]:
+    """The process environment over the values of `.env` (the environment wins)."""
+    values = {key: value for key, value in dotenv_values(env_file).items() if value is not None}
+    values.update(os.environ)
+    return values
+
+
+def _prefixed(env: Mapping[str, str], name: str, prefix: str, what: str) -> str | None:
+    value = env.get(name, "").strip()
+    if value and not value.startswith(prefix):
+        raise SettingsError(f"{name} must be {what} starting with {prefix!r}")
+    return value or None
+
+
+def _database_url(env: Mapping[str, str]) -> str:
+    url = env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    if url.startswith(("postgres://", "postgresql://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not url.startswith(("sqlite:///", "postgresql+psycopg://")):
+        raise SettingsError(
+            "DATABASE_URL must be sqlite:///path/to/file.db or postgresql+psycopg://user@host:5432/dbname"
+        )
+    return url
+
+
+def _api_tokens(env: Mapping[str, str]) -> dict[str, str]:
+    tokens: dict[str, str] = {}
+    raw = env.get("HANDOFF_API_TOKENS", "").strip()
+    for position, pair in enumerate(filter(None, (p.strip() for p in raw.split(","))), start=1):
+        name, sep, token = pair.partition(":")
+        if not sep or not name.strip() or not token.strip():
+            raise SettingsError(f"HANDOFF_API_TOKENS entry {position} must be written name:token")
+        if len(token.strip()) < MIN_TOKEN_LENGTH:
+            raise SettingsError(
+                f"HANDOFF_API_TOKENS entry {position} ({name.strip()}): the token must be at least "
+                f"{MIN_TOKEN_LENGTH} characters"
+            )
+        tokens[token.strip()] = name.strip()
+    return tokens
+
+
+def _port(env: Mapping[str, str]) -> int:
+    raw = env.get("PORT", "").strip() or "3000"
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise SettingsError(f"PORT must be a number from 0 to 65535, not {raw!r}")
+    return int(raw)
+
+
+def _slack_api_url(env: Mapping[str, str]) -> str:
+    url = env.get("SLACK_API_URL", "").strip() or DEFAULT_SLACK_API_URL
+    if not url.startswith(("https://", "http://")):
+        raise SettingsError(f"SLACK_API_URL must be an http(s) URL such as {DEFAULT_SLACK_API_URL}")
+    return url if url.endswith("/") else url + "/"
+
+
+def _default_channel(env: Mapping[str, str]) -> str | None:
+    channel = env.get("HANDOFF_DEFAULT_CHANNEL", "").strip()
+    if channel and not (channel[0] in "CG" and channel[1:].isalnum() and channel.isupper()):
+        raise SettingsError(
+            f"HANDOFF_DEFAULT_CHANNEL must be a channel id such as C0123ABCD (not a #name), not {channel!r}"
+        )
+    return channel or None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = read_environment() if env is None else env
+    config_path = env.get("HANDOFF_CONFIG", "").strip()
+    return Settings(
+        database_url=_database_url(env),
+        slack_bot_token=_prefixed(env, "SLACK_BOT_TOKEN", "xoxb-", "a bot token"),
+        slack_signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip() or None,
+        slack_app_token=_prefixed(env, "SLACK_APP_TOKEN", "xapp-", "an app-level token"),
+        slack_api_url=_slack_api_url(env),
+        config_path=Path(config_path or DEFAULT_CONFIG_PATH),
+        config_path_explicit=bool(config_path),
+        default_channel=_default_channel(env),
+        api_tokens=_api_tokens(env),
+        host=env.get("HOST", "").strip() or "127.0.0.1",
+        port=_port(env),
+    )
+
+
+__all__ = ["ConfigError", "Settings", "SettingsError", "load_settings", "read_environment"]

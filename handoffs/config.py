@@ -1,0 +1,383 @@
+"""`handoffs.yml`: kinds, routes, review rule, SLA, nudges, webhooks (SPEC §4).
+
+Every error names its path in the file (`routes[1].when.urgency: ...`), so that
+`handoff-bot check-config` can list them all at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import time, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from handoffs.durations import format_duration, parse_duration
+from handoffs.model import (
+    CHANNEL_ID_PATTERN,
+    USER_ID_PATTERN,
+    USERGROUP_ID_PATTERN,
+    ChannelId,
+    Urgency,
+    UsergroupId,
+    UserId,
+    check_callback_url,
+)
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(lambda value: parse_duration(value) if isinstance(value, str | int) else value),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+WEBHOOK_EVENTS = ("created", "claimed", "approved", "edited", "rejected", "closed", "escalated")
+DEFAULT_OUTCOMES = ["done", "no_action", "duplicate"]
+# A handoff that requires approval may still be closed before approval with one of these.
+NON_COMPLETING_OUTCOMES = frozenset({"no_action", "duplicate"})
+
+
+class Weekday(StrEnum):
+    mon = "mon"
+    tue = "tue"
+    wed = "wed"
+    thu = "thu"
+    fri = "fri"
+    sat = "sat"
+    sun = "sun"
+
+
+WEEKDAY_INDEX = {day: index for index, day in enumerate(Weekday)}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _clock(value: Any) -> Any:
+    if isinstance(value, int):  # YAML reads an unquoted 09:00 as a sexagesimal integer
+        return time(value // 60, value % 60) if 0 <= value < 24 * 60 else value
+    return value
+
+
+Clock = Annotated[time, BeforeValidator(_clock)]
+
+
+class BusinessHours(_Strict):
+    days: list[Weekday] = Field(default_factory=lambda: [Weekday(d) for d in ("mon", "tue", "wed", "thu", "fri")])
+    start: Clock = time(9, 0)
+    end: Clock = time(18, 0)
+
+    @model_validator(mode="after")
+    def _order(self) -> BusinessHours:
+        if self.end <= self.start:
+            raise ValueError("end must be later than start")
+        if not self.days:
+            raise ValueError("days must name at least one day")
+        return self
+
+
+class Review(_Strict):
+    confidence_below: float | None = Field(default=0.7, ge=0, le=1)
+    channel: ChannelId | None = None
+    approvers: list[UserId] = Field(default_factory=list)
+
+
+class Kind(_Strict):
+    label: str | None = None
+    required_facts: list[str] = Field(default_factory=list)
+    intents: list[str] = Field(default_factory=list)
+    outcomes: list[str] = Field(default_factory=list)
+    requires_approval: bool = False
+    close_on_approve: bool = False
+
+
+BUILTIN_KINDS: dict[str, Kind] = {
+    "task": Kind(label="Task"),
+    "intake": Kind(label="Intake"),
+    "lead": Kind(
+        label="Lead",
+        required_facts=["company"],
+        outcomes=["won", "lost", "nurture", "disqualified"],
+    ),
+    "reply": Kind(label="Reply for approval", requires_approval=True, close_on_approve=True),
+    "support": Kind(label="Support", outcomes=["resolved", "no_action", "duplicate"]),
+}
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+OneOrMany = Annotated[list[str], BeforeValidator(_one_or_many)]
+
+
+class When(_Strict):
+    kind: OneOrMany | None = None
+    urgency: Annotated[list[Urgency], BeforeValidator(_one_or_many)] | None = None
+    intent: OneOrMany | None = None
+    source_system: OneOrMany | None = None
+
+    @property
+    def is_catch_all(self) -> bool:
+        return not (self.kind or self.urgency or self.intent or self.source_system)
+
+
+class OwnerPool(_Strict):
+    round_robin: list[UserId] = Field(min_length=1)
+
+
+class SlaRule(_Strict):
+    claim: Duration
+    resolve: Duration
+
+
+class Route(_Strict):
+    name: str = Field(min_length=1, max_length=80)
+    when: When = Field(default_factory=When)
+    channel: ChannelId | None = None
+    owner: UserId | None = None
+    owners: OwnerPool | None = None
+    queue: UsergroupId | None = None
+    approvers: list[UserId] = Field(default_factory=list)
+    claimers: list[UserId] | None = None
+    requires_approval: bool | None = None
+    sla: dict[Urgency, SlaRule] | None = None
+    escalate_to: ChannelId | UserId | None = None
+
+    @model_validator(mode="after")
+    def _one_owner_rule(self) -> Route:
+        if self.owner and self.owners:
+            raise ValueError("set either owner or owners, not both")
+        return self
+
+
+DEFAULT_SLA: dict[Urgency, SlaRule] = {
+    Urgency.urgent: SlaRule(claim=timedelta(minutes=15), resolve=timedelta(hours=4)),
+    Urgency.high: SlaRule(claim=timedelta(hours=1), resolve=timedelta(days=1)),
+    Urgency.normal: SlaRule(claim=timedelta(hours=4), resolve=timedelta(days=3)),
+    Urgency.low: SlaRule(claim=timedelta(days=1), resolve=timedelta(days=7)),
+}
+
+
+class Nudges(_Strict):
+    check_every: Duration = timedelta(minutes=1)
+    repeat_every: Duration = timedelta(hours=1)
+    max_nudges: int = Field(default=3, ge=0, le=100)
+    escalate_to: ChannelId | UserId | None = None
+    business_hours_only: bool = False
+
+
+class Webhook(_Strict):
+    url: str
+    events: list[Literal["created", "claimed", "approved", "edited", "rejected", "closed", "escalated"]] = Field(
+        default_factory=lambda: list(WEBHOOK_EVENTS)
+    )
+    secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_callback_url(value)
+
+
+class IntakeChannel(_Strict):
+    channel: ChannelId
+    producers: list[Annotated[str, Field(pattern=r"^[BUW][A-Z0-9]{2,20}$")]] = Field(min_length=1)
+
+
+class Digest(_Strict):
+    channel: ChannelId
+    at: Clock = time(9, 0)
+
+
+class Dedupe(_Strict):
+    window: Duration = timedelta(hours=24)
+
+
+class HandoffConfig(_Strict):
+    timezone: str = "UTC"
+    business_hours: BusinessHours | None = None
+    managers: list[UserId] = Field(default_factory=list)
+    review: Review = Field(default_factory=Review)
+    kinds: dict[str, Kind] = Field(default_factory=dict, validate_default=True)
+    routes: list[Route] = Field(default_factory=list)
+    fallback_route: str | None = None
+    sla: dict[Urgency, SlaRule] = Field(default_factory=lambda: dict(DEFAULT_SLA), validate_default=True)
+    nudges: Nudges = Field(default_factory=Nudges)
+    webhooks: list[Webhook] = Field(default_factory=list)
+    outcomes: list[str] = Field(default_factory=lambda: list(DEFAULT_OUTCOMES), min_length=1)
+    intake_channels: list[IntakeChannel] = Field(default_factory=list)
+    digest: Digest | None = None
+    dedupe: Dedupe = Field(default_factory=Dedupe)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+        return value
+
+    @field_validator("kinds")
+    @classmethod
+    def _merge_builtin_kinds(cls, value: dict[str, Kind]) -> dict[str, Kind]:
+        merged = dict(BUILTIN_KINDS)
+        for name, kind in value.items():
+            base = BUILTIN_KINDS.get(name)
+            merged[name] = base.model_copy(update=kind.model_dump(exclude_unset=True)) if base else kind
+        return merged
+
+    @field_validator("sla")
+    @classmethod
+    def _fill_sla(cls, value: dict[Urgency, SlaRule]) -> dict[Urgency, SlaRule]:
+        return {**DEFAULT_SLA, **value}
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> HandoffConfig:
+        names = [route.name for route in self.routes]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"routes: names must be unique, repeated: {', '.join(duplicates)}")
+        if self.fallback_route and self.fallback_route not in names:
+            raise ValueError(f"fallback_route: no route is named {self.fallback_route!r}")
+        for index, route in enumerate(self.routes):
+            for kind in route.when.kind or []:
+                if kind not in self.kinds:
+                    raise ValueError(f"routes[{index}].when.kind: unknown kind {kind!r}")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def kind(self, name: str) -> Kind | None:
+        return self.kinds.get(name)
+
+    def outcomes_for(self, kind_name: str) -> list[str]:
+        kind = self.kinds.get(kind_name)
+        return list(kind.outcomes) if kind and kind.outcomes else list(self.outcomes)
+
+    def fallback(self) -> Route | None:
+        if self.fallback_route:
+            return next(route for route in self.routes if route.name == self.fallback_route)
+        catch_all = [route for route in self.routes if route.when.is_catch_all and route.channel]
+        return catch_all[-1] if catch_all else None
+
+    def route_named(self, name: str | None) -> Route | None:
+        return next((route for route in self.routes if route.name == name), None)
+
+
+class ConfigError(Exception):
+    """The configuration is not usable; `problems` lists each one with its path in the file."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _path_text(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("function-after", "function-before") or "[" in str(part):
+            continue
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """Field names allowed at the parent of `loc`, walking the model tree by name."""
+    model: Any = HandoffConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return list(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+_PATTERN_MEANING = {
+    CHANNEL_ID_PATTERN: "must be a Slack channel id such as C0123ABCD (not a #name)",
+    USER_ID_PATTERN: "must be a Slack user id such as U0123ABCD (not an @name)",
+    USERGROUP_ID_PATTERN: "must be a Slack user group id such as S0123ABCD",
+}
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "string_pattern_mismatch":
+            pattern = (item.get("ctx") or {}).get("pattern", "")
+            message = _PATTERN_MEANING.get(pattern, message)
+        if item["type"] == "extra_forbidden":
+            guess = difflib.get_close_matches(str(loc[-1]), _known_keys(loc), n=1)
+            message = "unknown key" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+        if message.startswith("routes") or message.startswith("fallback_route"):
+            problems.append(message)
+        else:
+            problems.append(f"{_path_text(loc)}: {message}")
+    return problems
+
+
+def parse_config(data: Any, source: str = "handoffs.yml") -> HandoffConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["(top level): must be a mapping of settings"])
+    try:
+        return HandoffConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(source, describe_errors(error)) from None
+
+
+def load_config(path: str | Path) -> HandoffConfig:
+    import yaml  # config loading is the only YAML user; keep the import local to it
+
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(str(file), [f"cannot read the file: {error.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(str(file), [f"{where}not valid YAML ({getattr(error, 'problem', error)})"]) from None
+    return parse_config(data, str(file))
+
+
+def default_config(default_channel: str | None) -> HandoffConfig:
+    """The configuration used when no file exists: one route posting to HANDOFF_DEFAULT_CHANNEL."""
+    routes = [{"name": "default", "channel": default_channel}] if default_channel else []
+    return parse_config({"routes": routes}, "HANDOFF_DEFAULT_CHANNEL")

@@ -1,0 +1,21 @@
+"""Which outbox effects each change causes. The Slack side renders them at send time."""
+
+from __future__ import annotations
+
+from handoffs.lifecycle import Actor, Change
+from handoffs.ports import Effect
+
+POST_CARD = "slack.post_card"
+UPDATE_CARD = "slack.update_card"
+THREAD_REPLY = "slack.thread_reply"
+
+
+def effects_for_created(channel: str) -> list[Effect]:
+    return [Effect(POST_CARD, channel)]
+
+
+def effects_for_change(channel: str | None, change: Change, actor: Actor) -> list[Effect]:
+    if channel is None:
+        return []
+    note = {"event": change.event, "actor": actor.id, "actor_is_system": actor.is_system, "data": change.data}
+    return [Effect(UPDATE_CARD, channel), Effect(THREAD_REPLY, channel, note)]

@@ -1,0 +1,288 @@
+"""The transition table of SPEC §3 with its permission rules, as one pure function.
+
+`decide` looks at a handoff as it is now and either returns the `Change` to
+apply or raises `Refused` with a reason meant for the person who tried.
+Storage applies the change with a compare-and-set on (status, version), so a
+stale decision can never be written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from handoffs.config import NON_COMPLETING_OUTCOMES, HandoffConfig
+from handoffs.model import EDITABLE_FIELDS, Handoff, HandoffEdit, Status
+from handoffs.sla import claim_deadline
+
+MAX_SNOOZE = timedelta(days=30)
+MAX_NOTE = 2000
+
+
+class Action(StrEnum):
+    claim = "claim"
+    release = "release"
+    reassign = "reassign"
+    approve = "approve"
+    edit = "edit"
+    reject = "reject"
+    close = "close"
+    reopen = "reopen"
+    snooze = "snooze"
+
+
+PAST_TENSE = {
+    Action.claim: "claimed",
+    Action.release: "released",
+    Action.reassign: "reassigned",
+    Action.approve: "approved",
+    Action.edit: "edited",
+    Action.reject: "rejected",
+    Action.close: "closed",
+    Action.reopen: "reopened",
+    Action.snooze: "snoozed",
+}
+
+ALLOWED_FROM: dict[Action, frozenset[Status]] = {
+    Action.claim: frozenset({Status.open}),
+    Action.release: frozenset({Status.claimed}),
+    Action.reassign: frozenset({Status.open, Status.claimed, Status.approved}),
+    Action.approve: frozenset({Status.open, Status.claimed}),
+    Action.edit: frozenset({Status.open, Status.claimed}),
+    Action.reject: frozenset({Status.open, Status.claimed}),
+    Action.close: frozenset({Status.claimed, Status.approved}),
+    Action.reopen: frozenset({Status.closed, Status.rejected}),
+    Action.snooze: frozenset({Status.open, Status.claimed}),
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a Slack user (`U…`), or a system such as an API token's name."""
+
+    id: str
+    is_system: bool = False
+
+    @classmethod
+    def system(cls, name: str) -> Actor:
+        return cls(id=name, is_system=True)
+
+
+@dataclass(frozen=True)
+class Request:
+    """An action with its arguments, as parsed from a button, a modal, a command or the API."""
+
+    action: Action
+    new_owner: str | None = None
+    outcome: str | None = None
+    note: str | None = None
+    reason: str | None = None
+    until: datetime | None = None
+    edit: HandoffEdit | None = None
+
+
+@dataclass
+class Change:
+    """What to write: new status, updated columns, and the event's data."""
+
+    action: Action
+    to_status: Status
+    updates: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def event(self) -> str:
+        return PAST_TENSE[self.action]
+
+
+class Refused(Exception):
+    """The action is not allowed now or not by this person; `reason` is said to them privately."""
+
+    def __init__(self, code: str, reason: str, **details: Any) -> None:
+        self.code = code
+        self.reason = reason
+        self.details = details
+        super().__init__(reason)
+
+
+def mention(user_id: str | None) -> str:
+    return f"<@{user_id}>" if user_id else "nobody"
+
+
+def is_manager(actor: Actor, config: HandoffConfig) -> bool:
+    return actor.is_system or actor.id in config.managers
+
+
+def is_owner(actor: Actor, handoff: Handoff) -> bool:
+    return handoff.owner is not None and actor.id == handoff.owner
+
+
+def is_approver(actor: Actor, handoff: Handoff) -> bool:
+    """Approvers decide; where none are set, the owner does."""
+    if actor.is_system:
+        return True
+    return actor.id in handoff.approvers if handoff.approvers else is_owner(actor, handoff)
+
+
+def _status_refusal(handoff: Handoff, action: Action) -> Refused:
+    if action is Action.claim and handoff.status is Status.claimed:
+        return Refused("already_claimed", f"{handoff.ref} is already claimed by {mention(handoff.owner)}",
+                       owner=handoff.owner)
+    if handoff.is_terminal:
+        return Refused("terminal", f"{handoff.ref} is already {handoff.status.value}; nothing more can be done")
+    return Refused("wrong_status", f"{handoff.ref} is {handoff.status.value}: it cannot be {PAST_TENSE[action]} now")
+
+
+def _deny(handoff: Handoff, action: Action, who: str) -> Refused:
+    return Refused("not_allowed", f"Only {who} can {action.value} {handoff.ref}.")
+
+
+def decide(
+    handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime
+) -> Change:
+    if handoff.status not in ALLOWED_FROM[request.action]:
+        raise _status_refusal(handoff, request.action)
+    return _DECIDERS[request.action](handoff, request, actor, config, now)
+
+
+def _claim(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
+    route = config.route_named(handoff.route)
+    if route and route.claimers is not None and actor.id not in route.claimers and not is_manager(actor, config):
+        raise _deny(handoff, Action.claim, "the route's listed claimers")
+    return Change(
+        Action.claim,
+        Status.claimed,
+        {"owner": actor.id, "claimed_at": handoff.claimed_at or now, "nudge_count": 0},
+        {"owner": actor.id},
+    )
+
+
+def _release(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
+    if not is_owner(actor, handoff):
+        raise _deny(handoff, Action.release, f"the owner ({mention(handoff.owner)})")
+    return Change(Action.release, Status.open, {"owner": None, "nudge_count": 0}, {"previous_owner": handoff.owner})
+
+
+def _reassign(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
+    if not (is_owner(actor, handoff) or actor.id in handoff.approvers or is_manager(actor, config)):
+        raise _deny(handoff, Action.reassign, "the owner, an approver or a manager")
+    if not request.new_owner:
+        raise Refused("missing_argument", "Pick the person to hand it to.")
+    if request.new_owner == handoff.owner:
+        raise Refused("no_change", f"{handoff.ref} is already owned by {mention(handoff.owner)}.")
+    updates = {"owner": request.new_owner, "claimed_at": handoff.claimed_at or now, "nudge_count": 0}
+    to_status = Status.approved if handoff.status is Status.approved else Status.claimed
+    return Change(Action.reassign, to_status, updates, {"from": handoff.owner, "to": request.new_owner})
+
+
+def _approve(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
+    if not is_approver(actor, handoff):
+        who = "an approver" if handoff.approvers else f"the owner ({mention(handoff.owner)})"
+        raise _deny(handoff, Action.approve, who)
+    kind = config.kind(handoff.kind)
+    note = _check_note(request.note)
+    if kind and kind.close_on_approve:
+        updates = {"approved_at": now, "decided_at": now, "closed_at": now, "outcome": "approved",
+                   "outcome_note": note}
+        return Change(Action.approve, Status.closed, updates, {"outcome": "approved", "note": note})
+    return Change(Action.approve, Status.approved, {"approved_at": now, "decided_at": now}, {"note": note})
+
+
+def _edit(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
+    if not (is_owner(actor, handoff) or actor.id in handoff.approvers or actor.is_system):
+        raise _deny(handoff, Action.edit, "the owner or an approver")
+    if request.edit is None:
+        raise Refused("missing_argument", "Nothing to change.")
+    changes = {}
+    for name in EDITABLE_FIELDS:
+        if name not in request.edit.model_fields_set:
+            continue
+        new = getattr(request.edit, name)
+        old = getattr(handoff, name)
+        if new != old:
+            changes[name] = (old, new)
+    if not changes:
+        raise Refused("no_change", "Nothing was changed.")
+    updates = {name: new for name, (_, new) in changes.items()}
+    revision = {name: {"old": _jsonable(old), "new": _jsonable(new)} for name, (old, new) in changes.items()}
+    return Change(Action.edit, handoff.status, updates, {"changes": revision})
+
+
+def _reject(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
+    if not (is_approver(actor, handoff) or is_owner(actor, handoff)):
+        raise _deny(handoff, Action.reject, "an approver or the owner")
+    reason = (request.reason or "").strip()
+    if not reason:
+        raise Refused("missing_argument", "A reason is required to reject.", field="reason")
+    reason = _check_note(reason)
+    updates = {"decided_at": now, "outcome": "rejected", "outcome_note": reason, "closed_at": now}
+    return Change(Action.reject, Status.rejected, updates, {"reason": reason})
+
+
+def _close(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
+    if not (is_owner(actor, handoff) or actor.id in handoff.approvers or is_manager(actor, config)):
+        raise _deny(handoff, Action.close, "the owner, an approver or a manager")
+    allowed = config.outcomes_for(handoff.kind)
+    outcome = (request.outcome or "").strip()
+    if not outcome:
+        raise Refused("missing_argument", f"Choose an outcome: {', '.join(allowed)}.", field="outcome")
+    if outcome not in allowed:
+        raise Refused("bad_outcome", f"{outcome!r} is not an outcome of {handoff.kind!r}: use one of "
+                      f"{', '.join(allowed)}.", field="outcome")
+    if handoff.requires_approval and handoff.status is not Status.approved and outcome not in NON_COMPLETING_OUTCOMES:
+        raise Refused("needs_approval", f"{handoff.ref} needs approval before it can be closed as {outcome!r}.")
+    note = _check_note(request.note)
+    updates = {"outcome": outcome, "outcome_note": note, "closed_at": now}
+    return Change(Action.close, Status.closed, updates, {"outcome": outcome, "note": note})
+
+
+def _reopen(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
+    if not is_manager(actor, config):
+        raise _deny(handoff, Action.reopen, "a manager")
+    route = config.route_named(handoff.route)
+    updates = {
+        "owner": None, "outcome": None, "outcome_note": None, "closed_at": None, "decided_at": None,
+        "approved_at": None, "nudge_count": 0, "escalated_at": None,
+        "claim_by": claim_deadline(config, route, handoff.urgency, now),
+    }
+    return Change(Action.reopen, Status.open, updates, {"previous_outcome": handoff.outcome,
+                                                        "reason": _check_note(request.reason)})
+
+
+def _snooze(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
+    if not (is_owner(actor, handoff) or is_manager(actor, config)):
+        raise _deny(handoff, Action.snooze, "the owner or a manager")
+    if request.until is None or request.until <= now:
+        raise Refused("bad_argument", "Snooze needs a time in the future.", field="until")
+    if request.until - now > MAX_SNOOZE:
+        raise Refused("bad_argument", "Snooze for at most 30 days.", field="until")
+    return Change(Action.snooze, handoff.status, {"snoozed_until": request.until}, {"until": request.until.isoformat()})
+
+
+def _check_note(note: str | None) -> str | None:
+    if note is None or not note.strip():
+        return None
+    if len(note) > MAX_NOTE:
+        raise Refused("bad_argument", f"Keep it under {MAX_NOTE} characters.", field="note")
+    return note.strip()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value.value if isinstance(value, StrEnum) else value
+
+
+_DECIDERS = {
+    Action.claim: _claim,
+    Action.release: _release,
+    Action.reassign: _reassign,
+    Action.approve: _approve,
+    Action.edit: _edit,
+    Action.reject: _reject,
+    Action.close: _close,
+    Action.reopen: _reopen,
+    Action.snooze: _snooze,
+}

@@ -1,0 +1,238 @@
+"""The handoff as producers submit it (SPEC §2) and as it is stored."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+USER_ID_PATTERN = r"^[UW][A-Z0-9]{2,20}$"
+CHANNEL_ID_PATTERN = r"^[CGD][A-Z0-9]{2,20}$"
+USERGROUP_ID_PATTERN = r"^S[A-Z0-9]{2,20}$"
+
+UserId = Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
+ChannelId = Annotated[str, StringConstraints(pattern=CHANNEL_ID_PATTERN)]
+UsergroupId = Annotated[str, StringConstraints(pattern=USERGROUP_ID_PATTERN)]
+ListItem = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+FactKey = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+FactValue = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class Urgency(StrEnum):
+    low = "low"
+    normal = "normal"
+    high = "high"
+    urgent = "urgent"
+
+
+URGENCY_RANK = {Urgency.urgent: 0, Urgency.high: 1, Urgency.normal: 2, Urgency.low: 3}
+
+
+class Status(StrEnum):
+    open = "open"
+    claimed = "claimed"
+    approved = "approved"
+    rejected = "rejected"
+    closed = "closed"
+
+
+TERMINAL = frozenset({Status.rejected, Status.closed})
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_callback_url(url: str) -> str:
+    """https anywhere; plain http only to a loopback address (local development and tests)."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.scheme not in ("https", "http"):
+        raise ValueError("must be an absolute https URL")
+    if parts.scheme == "http" and not _is_loopback_host(parts.hostname):
+        raise ValueError("must use https (http is allowed only for localhost)")
+    return url
+
+
+def check_link_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    if any(ch in url for ch in "<>| \n\r\t"):
+        raise ValueError("must not contain spaces or any of < > |")
+    return url
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    system: str | None = Field(default=None, min_length=1, max_length=80)
+    url: str | None = Field(default=None, max_length=2000)
+    label: str | None = Field(default=None, max_length=150)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_link_url(value)
+
+
+class HandoffIn(BaseModel):
+    """What a producer submits. Unknown fields are refused so that typos surface."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    title: str = Field(min_length=1, max_length=150)
+    next_action: str = Field(min_length=1, max_length=500)
+    kind: str = Field(default="task", min_length=1, max_length=50)
+    summary: str | None = Field(default=None, max_length=5000)
+    facts: dict[FactKey, FactValue] = Field(default_factory=dict, max_length=30)
+    draft: str | None = Field(default=None, max_length=10000)
+    intent: str | None = Field(default=None, min_length=1, max_length=100)
+    urgency: Urgency = Urgency.normal
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    missing_info: list[ListItem] = Field(default_factory=list, max_length=20)
+    risk_flags: list[ListItem] = Field(default_factory=list, max_length=20)
+    already_done: list[ListItem] = Field(default_factory=list, max_length=20)
+    constraints: list[ListItem] = Field(default_factory=list, max_length=20)
+    decisions: list[ListItem] = Field(default_factory=list, max_length=20)
+    definition_of_done: str | None = Field(default=None, max_length=500)
+    owner: UserId | None = None
+    approvers: list[UserId] | None = Field(default=None, max_length=20)
+    requires_approval: bool | None = None
+    due_at: AwareDatetime | None = None
+    source: Source | None = None
+    created_by: str | None = Field(default=None, max_length=80)
+    external_id: str | None = Field(default=None, min_length=1, max_length=200)
+    callback_url: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback(cls, value: str | None) -> str | None:
+        return None if value is None else check_callback_url(value)
+
+
+EDITABLE_FIELDS = ("title", "next_action", "summary", "draft", "definition_of_done", "urgency", "due_at")
+
+
+class HandoffEdit(BaseModel):
+    """The fields a person may change with Edit; absent fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    title: str | None = Field(default=None, min_length=1, max_length=150)
+    next_action: str | None = Field(default=None, min_length=1, max_length=500)
+    summary: str | None = Field(default=None, max_length=5000)
+    draft: str | None = Field(default=None, max_length=10000)
+    definition_of_done: str | None = Field(default=None, max_length=500)
+    urgency: Urgency | None = None
+    due_at: AwareDatetime | None = None
+
+
+@dataclass
+class Handoff:
+    """A stored handoff as the domain sees it (storage maps its rows to and from this)."""
+
+    id: int
+    title: str
+    next_action: str
+    kind: str
+    status: Status
+    urgency: Urgency
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    summary: str | None = None
+    facts: dict[str, str] = field(default_factory=dict)
+    draft: str | None = None
+    intent: str | None = None
+    confidence: float | None = None
+    missing_info: list[str] = field(default_factory=list)
+    risk_flags: list[str] = field(default_factory=list)
+    already_done: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)
+    definition_of_done: str | None = None
+    owner: str | None = None
+    approvers: list[str] = field(default_factory=list)
+    requires_approval: bool = False
+    review_reasons: list[str] = field(default_factory=list)
+    route: str | None = None
+    queue: str | None = None
+    channel: str | None = None
+    card_ts: str | None = None
+    claim_by: datetime | None = None
+    due_at: datetime | None = None
+    source_system: str | None = None
+    source_url: str | None = None
+    source_label: str | None = None
+    source_channel: str | None = None
+    source_ts: str | None = None
+    created_by: str | None = None
+    external_id: str | None = None
+    callback_url: str | None = None
+    outcome: str | None = None
+    outcome_note: str | None = None
+    seen_count: int = 1
+    snoozed_until: datetime | None = None
+    nudge_count: int = 0
+    escalated_at: datetime | None = None
+    claimed_at: datetime | None = None
+    approved_at: datetime | None = None
+    decided_at: datetime | None = None
+    closed_at: datetime | None = None
+
+    @property
+    def ref(self) -> str:
+        return ref_of(self.id)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def awaiting_approval(self) -> bool:
+        return self.requires_approval and self.status in (Status.open, Status.claimed)
+
+    def stall_deadline(self) -> datetime | None:
+        """When this handoff counts as stalled in its current state (SPEC §5); None once terminal."""
+        if self.status is Status.open or self.awaiting_approval:
+            return self.claim_by
+        if self.status in (Status.claimed, Status.approved):
+            return self.due_at
+        return None
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    handoff_id: int
+    action: str
+    actor: str
+    at: datetime
+    from_status: str | None
+    to_status: str | None
+    data: dict[str, Any]
+
+
+def ref_of(handoff_id: int) -> str:
+    return f"H-{handoff_id}"
+
+
+def parse_ref(text: str) -> int | None:
+    """`H-42`, `h-42` or `42` -> 42; anything else -> None."""
+    value = text.strip()
+    if value[:2].upper() == "H-":
+        value = value[2:]
+    if not value.isdigit() or len(value) > 18:
+        return None
+    number = int(value)
+    return number if number > 0 else None

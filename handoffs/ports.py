@@ -1,0 +1,59 @@
+"""What the domain needs from the outside world, as Protocols (storage implements them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from handoffs.intake import IntakePlan
+from handoffs.lifecycle import Actor, Change, Refused
+from handoffs.model import Handoff
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A side effect to deliver through the outbox; storage fills in the handoff id."""
+
+    kind: str
+    target: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class Created(StrEnum):
+    created = "created"
+    idempotent = "idempotent"
+    duplicate = "duplicate"
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    handoff: Handoff
+    result: Created
+
+    @property
+    def is_new(self) -> bool:
+        return self.result is Created.created
+
+
+class IdempotencyConflict(Exception):
+    """Same `source.system` + `external_id` as an existing handoff, but other content."""
+
+    def __init__(self, existing_id: int) -> None:
+        self.existing_id = existing_id
+        super().__init__(f"external_id already used by H-{existing_id} with different content")
+
+
+class HandoffStore(Protocol):
+    def create(self, plan: IntakePlan, *, effects: list[Effect], dedupe_since: datetime) -> CreateResult: ...
+
+    def get(self, handoff_id: int) -> Handoff | None: ...
+
+    def apply(
+        self, handoff: Handoff, change: Change, *, actor: Actor, effects: list[Effect], now: datetime
+    ) -> Handoff | None:
+        """Write `change` if the handoff is still at `handoff.version`; None when someone else won."""
+        ...
+
+    def log_refusal(self, handoff: Handoff, refused: Refused, *, action: str, actor: Actor, now: datetime) -> None: ...

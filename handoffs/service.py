@@ -1,0 +1,73 @@
+"""The use cases: submit a handoff, act on one. Decisions are pure; the store makes them atomic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from handoffs.config import HandoffConfig
+from handoffs.effects import effects_for_change, effects_for_created
+from handoffs.intake import plan_intake
+from handoffs.lifecycle import Actor, Change, Refused, Request, decide
+from handoffs.model import Handoff, HandoffIn, ref_of
+from handoffs.ports import CreateResult, HandoffStore
+
+MAX_CAS_ATTEMPTS = 8
+
+
+class NotFound(Exception):
+    def __init__(self, handoff_id: int) -> None:
+        self.handoff_id = handoff_id
+        super().__init__(f"{ref_of(handoff_id)} does not exist")
+
+
+@dataclass(frozen=True)
+class Acted:
+    handoff: Handoff
+    change: Change
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class HandoffService:
+    def __init__(
+        self, store: HandoffStore, config: HandoffConfig, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+
+    def submit(self, payload: HandoffIn, *, actor: str, source_message: tuple[str, str] | None = None) -> CreateResult:
+        """Validate, route and store a new handoff (or return the one it repeats)."""
+        now = self.clock()
+        plan = plan_intake(payload, self.config, actor=actor, now=now)
+        if source_message:
+            plan.source_channel, plan.source_ts = source_message
+        return self.store.create(
+            plan, effects=effects_for_created(plan.channel), dedupe_since=now - self.config.dedupe.window
+        )
+
+    def get(self, handoff_id: int) -> Handoff:
+        handoff = self.store.get(handoff_id)
+        if handoff is None:
+            raise NotFound(handoff_id)
+        return handoff
+
+    def act(self, handoff_id: int, request: Request, actor: Actor) -> Acted:
+        """Apply one action atomically; raise Refused (logged) when it is not allowed."""
+        for _ in range(MAX_CAS_ATTEMPTS):
+            handoff = self.get(handoff_id)
+            now = self.clock()
+            try:
+                change = decide(handoff, request, actor, self.config, now)
+            except Refused as refused:
+                self.store.log_refusal(handoff, refused, action=request.action.value, actor=actor, now=now)
+                raise
+            effects = effects_for_change(handoff.channel, change, actor)
+            updated = self.store.apply(handoff, change, actor=actor, effects=effects, now=now)
+            if updated is not None:
+                return Acted(updated, change)
+        raise Refused("busy", f"{ref_of(handoff_id)} is changing quickly right now; try again.")

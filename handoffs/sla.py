@@ -1,0 +1,66 @@
+"""Deadlines: SLA per urgency, counted in business hours when the configuration has them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from handoffs.config import WEEKDAY_INDEX, BusinessHours, HandoffConfig, Route, SlaRule
+from handoffs.model import Urgency
+
+_MAX_DAYS_SCANNED = 3660
+
+
+def _is_business_day(moment: datetime, hours: BusinessHours) -> bool:
+    return moment.weekday() in {WEEKDAY_INDEX[day] for day in hours.days}
+
+
+def _day_bounds(moment: datetime, hours: BusinessHours) -> tuple[datetime, datetime]:
+    opening = moment.replace(hour=hours.start.hour, minute=hours.start.minute, second=0, microsecond=0)
+    closing = moment.replace(hour=hours.end.hour, minute=hours.end.minute, second=0, microsecond=0)
+    return opening, closing
+
+
+def next_business_moment(moment: datetime, hours: BusinessHours, zone: ZoneInfo) -> datetime:
+    """`moment` itself when it falls inside business hours, else the next opening time."""
+    local = moment.astimezone(zone)
+    for _ in range(_MAX_DAYS_SCANNED):
+        opening, closing = _day_bounds(local, hours)
+        if _is_business_day(local, hours) and local < closing:
+            return max(local, opening).astimezone(moment.tzinfo)
+        local = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    raise ValueError("business hours never open")
+
+
+def add_business_time(
+    start: datetime, span: timedelta, hours: BusinessHours | None, zone: ZoneInfo
+) -> datetime:
+    """`start + span`, where only time inside business hours counts when `hours` is set."""
+    if hours is None:
+        return start + span
+    remaining = span
+    cursor = next_business_moment(start, hours, zone).astimezone(zone)
+    for _ in range(_MAX_DAYS_SCANNED):
+        _, closing = _day_bounds(cursor, hours)
+        available = closing - cursor
+        if remaining <= available:
+            return (cursor + remaining).astimezone(start.tzinfo)
+        remaining -= available
+        cursor = next_business_moment(closing + timedelta(seconds=1), hours, zone).astimezone(zone)
+    raise ValueError("deadline too far away")
+
+
+def sla_rule(config: HandoffConfig, route: Route | None, urgency: Urgency) -> SlaRule:
+    if route is not None and route.sla and urgency in route.sla:
+        return route.sla[urgency]
+    return config.sla[urgency]
+
+
+def claim_deadline(config: HandoffConfig, route: Route | None, urgency: Urgency, now: datetime) -> datetime:
+    rule = sla_rule(config, route, urgency)
+    return add_business_time(now, rule.claim, config.business_hours, config.zone)
+
+
+def resolve_deadline(config: HandoffConfig, route: Route | None, urgency: Urgency, now: datetime) -> datetime:
+    rule = sla_rule(config, route, urgency)
+    return add_business_time(now, rule.resolve, config.business_hours, config.zone)

@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, the repository, migrations and database set-up."""

@@ -1,0 +1,277 @@
+"""The repository: every write is one transaction; every transition is a compare-and-set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from handoffs.intake import IntakePlan
+from handoffs.lifecycle import Actor, Change, Refused
+from handoffs.model import TERMINAL, Event, Handoff, Status, Urgency
+from handoffs.ports import Created, CreateResult, Effect, IdempotencyConflict
+from storage.db import Database
+from storage.tables import EventRow, HandoffRow, OutboxRow, RouteCursor
+
+_DOMAIN_FIELDS = {f.name for f in fields(Handoff)}
+_OPEN_STATUSES = [s.value for s in Status if s not in TERMINAL]
+
+
+def to_domain(row: HandoffRow) -> Handoff:
+    values: dict[str, Any] = {name: getattr(row, name) for name in _DOMAIN_FIELDS if hasattr(row, name)}
+    values["status"] = Status(row.status)
+    values["urgency"] = Urgency(row.urgency)
+    values["facts"] = dict(row.facts or {})
+    return Handoff(**values)
+
+
+def event_to_domain(row: EventRow) -> Event:
+    assert row.id is not None
+    return Event(row.id, row.handoff_id, row.action, row.actor, row.at, row.from_status, row.to_status,
+                 dict(row.data or {}))
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Handoff]
+    next_cursor: int | None
+
+
+class Repository:
+    """Implements `handoffs.ports.HandoffStore` plus the read queries of the bot and the API."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def create(self, plan: IntakePlan, *, effects: list[Effect], dedupe_since: datetime) -> CreateResult:
+        for _ in range(3):
+            try:
+                with self.db.write() as session:
+                    return self._create_in(session, plan, effects, dedupe_since)
+            except IntegrityError:
+                continue  # a concurrent insert took the idempotency key: read it on the next pass
+        raise RuntimeError("could not store the handoff after repeated key conflicts")
+
+    def _create_in(
+        self, session: Session, plan: IntakePlan, effects: list[Effect], dedupe_since: datetime
+    ) -> CreateResult:
+        payload = plan.payload
+        system = payload.source.system if payload.source else None
+        if payload.external_id is not None:
+            existing = session.exec(
+                select(HandoffRow).where(
+                    HandoffRow.source_system == system, HandoffRow.external_id == payload.external_id
+                )
+            ).first()
+            if existing is not None:
+                assert existing.id is not None
+                if existing.payload_hash != plan.payload_hash:
+                    raise IdempotencyConflict(existing.id)
+                return CreateResult(to_domain(existing), Created.idempotent)
+        self._lock_fingerprint(session, plan.fingerprint)
+        duplicate = session.exec(
+            select(HandoffRow)
+            .where(
+                HandoffRow.fingerprint == plan.fingerprint,
+                col(HandoffRow.status).in_(_OPEN_STATUSES),
+                col(HandoffRow.created_at) >= dedupe_since,
+            )
+            .order_by(col(HandoffRow.id))
+            .limit(1)
+        ).first()
+        if duplicate is not None:
+            return CreateResult(self._seen_again(session, duplicate, plan), Created.duplicate)
+        row = self._new_row(session, plan)
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        handoff = to_domain(row)
+        session.add(EventRow(
+            handoff_id=row.id, action="created", actor=plan.actor, at=plan.created_at, from_status=None,
+            to_status=row.status,
+            data={"route": plan.route, "channel": plan.channel, "owner": row.owner, "queue": plan.queue,
+                  "review_reasons": plan.review_reasons, "created_by": payload.created_by},
+        ))
+        self._add_effects(session, row.id, effects, plan.created_at)
+        return CreateResult(handoff, Created.created)
+
+    def _lock_fingerprint(self, session: Session, fingerprint: str) -> None:
+        """Serialise concurrent intake of the same content (SQLite already holds the write lock)."""
+        if not self.db.is_sqlite:
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(fingerprint[:15], 16)})
+
+    def _seen_again(self, session: Session, row: HandoffRow, plan: IntakePlan) -> Handoff:
+        assert row.id is not None
+        row.seen_count += 1
+        session.add(row)
+        session.add(EventRow(
+            handoff_id=row.id, action="seen_again", actor=plan.actor, at=plan.created_at,
+            from_status=row.status, to_status=row.status,
+            data={"count": row.seen_count, "external_id": plan.payload.external_id},
+        ))
+        return to_domain(row)
+
+    def _next_round_robin(self, session: Session, route: str, pool: list[str]) -> str:
+        cursor = session.get(RouteCursor, route, with_for_update=True)
+        if cursor is None:
+            cursor = RouteCursor(route=route, position=0)
+        owner = pool[cursor.position % len(pool)]
+        cursor.position += 1
+        session.add(cursor)
+        return owner
+
+    def _new_row(self, session: Session, plan: IntakePlan) -> HandoffRow:
+        payload = plan.payload
+        owner = plan.owner
+        if owner is None and plan.owner_pool:
+            owner = self._next_round_robin(session, plan.route or "", plan.owner_pool)
+        source = payload.source
+        row = HandoffRow(
+            status=plan.status.value, kind=payload.kind, urgency=payload.urgency.value, title=payload.title,
+            next_action=payload.next_action, summary=payload.summary, facts=payload.facts, draft=payload.draft,
+            intent=payload.intent, confidence=payload.confidence, missing_info=payload.missing_info,
+            risk_flags=payload.risk_flags, already_done=payload.already_done, constraints=payload.constraints,
+            decisions=payload.decisions, definition_of_done=payload.definition_of_done, owner=owner,
+            approvers=plan.approvers, requires_approval=plan.requires_approval,
+            review_reasons=plan.review_reasons, route=plan.route, queue=plan.queue, channel=plan.channel,
+            claim_by=plan.claim_by, due_at=plan.due_at,
+            source_system=source.system if source else None, source_url=source.url if source else None,
+            source_label=source.label if source else None, source_channel=plan.source_channel,
+            source_ts=plan.source_ts, created_by=payload.created_by, submitted_by=plan.actor,
+            external_id=payload.external_id, callback_url=payload.callback_url, fingerprint=plan.fingerprint,
+            payload_hash=plan.payload_hash, created_at=plan.created_at, updated_at=plan.created_at,
+            claimed_at=plan.created_at if owner else None,
+        )
+        row.stall_at = to_domain(row.model_copy(update={"id": 0})).stall_deadline()
+        return row
+
+    def apply(
+        self, handoff: Handoff, change: Change, *, actor: Actor, effects: list[Effect], now: datetime
+    ) -> Handoff | None:
+        after = _with_updates(handoff, change)
+        values = {name: getattr(after, name) for name in change.updates}
+        values.update(status=after.status.value, version=handoff.version + 1, updated_at=now,
+                      stall_at=after.stall_deadline())
+        if "urgency" in values:
+            values["urgency"] = after.urgency.value
+        with self.db.write() as session:
+            result = session.execute(
+                update(HandoffRow)
+                .where(
+                    col(HandoffRow.id) == handoff.id,
+                    col(HandoffRow.version) == handoff.version,
+                    col(HandoffRow.status) == handoff.status.value,
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            session.add(EventRow(
+                handoff_id=handoff.id, action=change.event, actor=actor.id, at=now,
+                from_status=handoff.status.value, to_status=after.status.value, data=change.data,
+            ))
+            self._add_effects(session, handoff.id, effects, now)
+        after.version = handoff.version + 1
+        after.updated_at = now
+        return after
+
+    def log_refusal(self, handoff: Handoff, refused: Refused, *, action: str, actor: Actor, now: datetime) -> None:
+        with self.db.write() as session:
+            session.add(EventRow(
+                handoff_id=handoff.id, action="refused", actor=actor.id, at=now,
+                from_status=handoff.status.value, to_status=handoff.status.value,
+                data={"attempted": action, "code": refused.code, "reason": refused.reason},
+            ))
+
+    def _add_effects(self, session: Session, handoff_id: int, effects: list[Effect], now: datetime) -> None:
+        for effect in effects:
+            session.add(OutboxRow(handoff_id=handoff_id, kind=effect.kind, target=effect.target,
+                                  payload=effect.payload, next_attempt_at=now, created_at=now))
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def get(self, handoff_id: int) -> Handoff | None:
+        with self.db.read() as session:
+            row = session.get(HandoffRow, handoff_id)
+            return to_domain(row) if row else None
+
+    def events(self, handoff_id: int, *, limit: int | None = None) -> list[Event]:
+        with self.db.read() as session:
+            query = select(EventRow).where(EventRow.handoff_id == handoff_id).order_by(col(EventRow.id))
+            if limit is not None:
+                query = query.order_by(None).order_by(col(EventRow.id).desc()).limit(limit)
+            rows = list(session.exec(query))
+        rows.sort(key=lambda row: row.id or 0)
+        return [event_to_domain(row) for row in rows]
+
+    def outbox_for(self, handoff_id: int) -> list[OutboxRow]:
+        with self.db.read() as session:
+            return list(session.exec(
+                select(OutboxRow).where(OutboxRow.handoff_id == handoff_id).order_by(col(OutboxRow.id))
+            ))
+
+    def page(
+        self,
+        *,
+        status: Status | None = None,
+        owner: str | None = None,
+        stalled_at: datetime | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
+    ) -> Page:
+        """Newest first; `cursor` is the last id of the previous page."""
+        query = select(HandoffRow)
+        if status is not None:
+            query = query.where(HandoffRow.status == status.value)
+        if owner is not None:
+            query = query.where(HandoffRow.owner == owner)
+        if stalled_at is not None:
+            query = query.where(col(HandoffRow.stall_at) < stalled_at)
+        if cursor is not None:
+            query = query.where(col(HandoffRow.id) < cursor)
+        query = query.order_by(col(HandoffRow.id).desc()).limit(limit + 1)
+        with self.db.read() as session:
+            rows = list(session.exec(query))
+        items = [to_domain(row) for row in rows[:limit]]
+        return Page(items, items[-1].id if len(rows) > limit else None)
+
+    def stalled(self, *, now: datetime, limit: int = 100, owner: str | None = None,
+                channel: str | None = None, kind: str | None = None) -> list[Handoff]:
+        """Stalled handoffs (SPEC §5), most overdue first."""
+        query = select(HandoffRow).where(col(HandoffRow.stall_at) < now)
+        if owner is not None:
+            query = query.where(HandoffRow.owner == owner)
+        if channel is not None:
+            query = query.where(or_(HandoffRow.channel == channel, HandoffRow.queue == channel))
+        if kind is not None:
+            query = query.where(HandoffRow.kind == kind)
+        query = query.order_by(col(HandoffRow.stall_at)).limit(limit)
+        with self.db.read() as session:
+            return [to_domain(row) for row in session.exec(query)]
+
+    def count_stalled(self, *, now: datetime) -> int:
+        with self.db.read() as session:
+            return int(session.exec(
+                select(func.count()).select_from(HandoffRow).where(col(HandoffRow.stall_at) < now)
+            ).one())
+
+    def owned_by(self, user: str, *, limit: int = 100) -> list[Handoff]:
+        """What `user` owns and has not finished, newest first."""
+        query = (
+            select(HandoffRow)
+            .where(HandoffRow.owner == user, col(HandoffRow.status).in_(_OPEN_STATUSES))
+            .order_by(col(HandoffRow.id).desc())
+            .limit(limit)
+        )
+        with self.db.read() as session:
+            return [to_domain(row) for row in session.exec(query)]
+
+
+def _with_updates(handoff: Handoff, change: Change) -> Handoff:
+    return replace(handoff, status=change.to_status, **change.updates)

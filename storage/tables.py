@@ -1,0 +1,136 @@
+"""The tables. Handoff rows carry the domain fields plus what the queries need (stall_at, fingerprint)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from storage.types import Id, UTCDateTime
+
+
+def _when(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def _json(default: Any) -> Any:
+    return Field(default_factory=default, sa_type=JSON, nullable=False)
+
+
+class HandoffRow(SQLModel, table=True):
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        UniqueConstraint("source_system", "external_id", name="uq_handoffs_source_external_id"),
+        Index("ix_handoffs_stall_at", "stall_at"),
+        Index("ix_handoffs_owner_status", "owner", "status"),
+        Index("ix_handoffs_queue_status", "queue", "status"),
+        Index("ix_handoffs_status_id", "status", "id"),
+        Index("ix_handoffs_channel_card", "channel", "card_ts"),
+        Index("ix_handoffs_fingerprint", "fingerprint"),
+        Index("ix_handoffs_source_message", "source_channel", "source_ts"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=Id)
+    version: int = Field(default=1, nullable=False)
+    status: str = Field(max_length=16, nullable=False)
+    kind: str = Field(max_length=50, nullable=False)
+    urgency: str = Field(max_length=16, nullable=False)
+    title: str = Field(max_length=150, nullable=False)
+    next_action: str = Field(max_length=500, nullable=False)
+    summary: str | None = Field(default=None, sa_type=Text)
+    facts: dict[str, str] = _json(dict)
+    draft: str | None = Field(default=None, sa_type=Text)
+    intent: str | None = Field(default=None, max_length=100)
+    confidence: float | None = None
+    missing_info: list[str] = _json(list)
+    risk_flags: list[str] = _json(list)
+    already_done: list[str] = _json(list)
+    constraints: list[str] = _json(list)
+    decisions: list[str] = _json(list)
+    definition_of_done: str | None = Field(default=None, max_length=500)
+    owner: str | None = Field(default=None, max_length=32)
+    approvers: list[str] = _json(list)
+    requires_approval: bool = Field(default=False, nullable=False)
+    review_reasons: list[str] = _json(list)
+    route: str | None = Field(default=None, max_length=80)
+    queue: str | None = Field(default=None, max_length=32)
+    channel: str | None = Field(default=None, max_length=32)
+    card_ts: str | None = Field(default=None, max_length=32)
+    claim_by: datetime | None = _when()
+    due_at: datetime | None = _when()
+    stall_at: datetime | None = _when()
+    source_system: str | None = Field(default=None, max_length=80)
+    source_url: str | None = Field(default=None, sa_type=Text)
+    source_label: str | None = Field(default=None, max_length=150)
+    source_channel: str | None = Field(default=None, max_length=32)
+    source_ts: str | None = Field(default=None, max_length=32)
+    created_by: str | None = Field(default=None, max_length=80)
+    submitted_by: str = Field(max_length=80, nullable=False)
+    external_id: str | None = Field(default=None, max_length=200)
+    callback_url: str | None = Field(default=None, sa_type=Text)
+    outcome: str | None = Field(default=None, max_length=80)
+    outcome_note: str | None = Field(default=None, sa_type=Text)
+    fingerprint: str = Field(max_length=64, nullable=False)
+    payload_hash: str = Field(max_length=64, nullable=False)
+    seen_count: int = Field(default=1, nullable=False)
+    snoozed_until: datetime | None = _when()
+    nudge_count: int = Field(default=0, nullable=False)
+    escalated_at: datetime | None = _when()
+    created_at: datetime = _when(nullable=False)
+    updated_at: datetime = _when(nullable=False)
+    claimed_at: datetime | None = _when()
+    approved_at: datetime | None = _when()
+    decided_at: datetime | None = _when()
+    closed_at: datetime | None = _when()
+
+
+class EventRow(SQLModel, table=True):
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_handoff", "handoff_id", "id"),
+        Index("ix_events_action_at", "action", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=Id)
+    handoff_id: int = Field(foreign_key="handoffs.id", nullable=False, sa_type=Id)
+    action: str = Field(max_length=32, nullable=False)
+    actor: str = Field(max_length=80, nullable=False)
+    at: datetime = _when(nullable=False)
+    from_status: str | None = Field(default=None, max_length=16)
+    to_status: str | None = Field(default=None, max_length=16)
+    data: dict[str, Any] = _json(dict)
+
+
+class OutboxRow(SQLModel, table=True):
+    """A side effect (Slack write, webhook) written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index("ix_outbox_handoff", "handoff_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=Id)
+    handoff_id: int | None = Field(default=None, foreign_key="handoffs.id", sa_type=Id)
+    kind: str = Field(max_length=32, nullable=False)
+    target: str | None = Field(default=None, max_length=2000)
+    payload: dict[str, Any] = _json(dict)
+    state: str = Field(default="pending", max_length=16, nullable=False)
+    attempts: int = Field(default=0, nullable=False)
+    next_attempt_at: datetime = _when(nullable=False)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = _when(nullable=False)
+    done_at: datetime | None = _when()
+
+
+class RouteCursor(SQLModel, table=True):
+    """Round-robin position per route."""
+
+    __tablename__ = "route_cursors"
+
+    route: str = Field(primary_key=True, max_length=80)
+    position: int = Field(default=0, nullable=False)
+
+

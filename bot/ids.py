@@ -1,0 +1,44 @@
+"""Every Slack id in one place: the builders and the listeners share these constants."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Card buttons (part of the contract: SPEC §6; each button's value is the handoff's numeric id)
+CLAIM: Final = "handoff_claim"
+APPROVE: Final = "handoff_approve"
+EDIT: Final = "handoff_edit"
+REJECT: Final = "handoff_reject"
+CLOSE: Final = "handoff_close"
+# Secondary card actions (overflow menu / user picker)
+MORE: Final = "handoff_more"  # overflow: release, snooze 1h, snooze until tomorrow
+REASSIGN: Final = "handoff_reassign"  # users_select
+
+# Overflow option values: "<verb>:<handoff id>"
+MORE_RELEASE: Final = "release"
+MORE_SNOOZE_HOUR: Final = "snooze_1h"
+MORE_SNOOZE_TOMORROW: Final = "snooze_tomorrow"
+
+# Modals (callback ids)
+EDIT_MODAL: Final = "handoff_edit_modal"
+REJECT_MODAL: Final = "handoff_reject_modal"
+CLOSE_MODAL: Final = "handoff_close_modal"
+
+# Modal blocks and their inputs: block_id == action_id, so errors can name the block
+EDIT_TITLE: Final = "edit_title"
+EDIT_NEXT_ACTION: Final = "edit_next_action"
+EDIT_SUMMARY: Final = "edit_summary"
+EDIT_DRAFT: Final = "edit_draft"
+EDIT_DEFINITION_OF_DONE: Final = "edit_definition_of_done"
+EDIT_URGENCY: Final = "edit_urgency"
+REJECT_REASON: Final = "reject_reason"
+CLOSE_OUTCOME: Final = "close_outcome"
+CLOSE_NOTE: Final = "close_note"
+
+# Card blocks
+CARD_ACTIONS_BLOCK: Final = "handoff_actions"
+
+# Slash command, shortcuts
+SLASH_COMMAND: Final = "/handoff"
+MESSAGE_SHORTCUT: Final = "handoff_from_message"
+GLOBAL_SHORTCUT: Final = "handoff_new"

@@ -1,0 +1,166 @@
+"""Shared fixtures: a fresh database per test (SQLite file, or a PostgreSQL schema), a runtime, a live server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+import uvicorn
+
+from bot.runtime import Runtime, build_runtime
+from bot.server import create_asgi_app
+from bot.settings import Settings
+from handoffs.config import HandoffConfig, parse_config
+
+API_TOKEN = "test-token-0123456789"
+API_TOKEN_NAME = "producer"
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param(
+        "postgres",
+        id="postgres",
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.skipif(not PG_URL, reason="PostgreSQL tests need TEST_DATABASE_URL (see README)"),
+        ],
+    ),
+]
+
+
+def _pg_schema_url(schema: str) -> str:
+    separator = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def make_database_url(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """Returns a function giving a fresh, empty database URL for a backend; cleans up after the test."""
+    schemas: list[str] = []
+
+    def make(backend: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path / f'handoffs-{uuid.uuid4().hex[:8]}.db'}"
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        engine = sqlalchemy.create_engine(PG_URL)
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        engine.dispose()
+        schemas.append(schema)
+        return _pg_schema_url(schema)
+
+    yield make
+    if schemas:
+        engine = sqlalchemy.create_engine(PG_URL)
+        with engine.begin() as connection:
+            for schema in schemas:
+                connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, make_database_url: Callable[[str], str]) -> str:
+    return make_database_url(backend)
+
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "managers": ["UMANAGER"],
+    "review": {"confidence_below": 0.7, "channel": "CREVIEW", "approvers": ["ULEAD"]},
+    "kinds": {
+        "lead": {
+            "required_facts": ["company", "contact"],
+            "intents": ["demo", "pricing", "partnership"],
+            "outcomes": ["won", "lost", "nurture", "disqualified"],
+        },
+    },
+    "routes": [
+        {
+            "name": "hot-leads",
+            "when": {"kind": "lead", "urgency": ["high", "urgent"]},
+            "channel": "CSALES",
+            "owners": {"round_robin": ["UANNA", "UBEN"]},
+            "approvers": ["UMANAGER"],
+        },
+        {"name": "default", "channel": "CHANDOFFS"},
+    ],
+}
+
+
+@pytest.fixture
+def handoff_config() -> HandoffConfig:
+    return parse_config(DEFAULT_CONFIG)
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "api_tokens": {API_TOKEN: API_TOKEN_NAME},
+        "default_channel": "CHANDOFFS",
+        "slack_bot_token": "xoxb-test-token",
+        "slack_signing_secret": "test-signing-secret",
+        "port": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def runtime(database_url: str, handoff_config: HandoffConfig) -> Iterator[Runtime]:
+    rt = build_runtime(make_settings(database_url), config=handoff_config)
+    yield rt
+    rt.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """uvicorn serving an ASGI app on a loopback port, in a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(runtime: Runtime) -> Iterator[LiveServer]:
+    with LiveServer(create_asgi_app(runtime)) as server:
+        yield server
+
+
+@pytest.fixture
+def auth_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_TOKEN}"}

@@ -22,6 +22,7 @@ from handoffs.lifecycle import Request as ActionRequest
 from handoffs.model import Event, Handoff, HandoffIn, Status, parse_ref
 from handoffs.ports import IdempotencyConflict
 from handoffs.service import NotFound
+from storage.outbox import OutboxStore
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_PAGE = 200
@@ -144,7 +145,7 @@ def _validation_errors(errors: list[Any]) -> list[dict[str, Any]]:
     return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
 
 
-def create_api(runtime: Runtime) -> FastAPI:
+def create_api(runtime: Runtime, *, outbox: OutboxStore) -> FastAPI:
     api = FastAPI(title="handoff-bot", version="0.1.0", description="Intake API for owned, tracked handoffs.")
     api.state.tokens = dict(runtime.settings.api_tokens)
 
@@ -157,6 +158,7 @@ def create_api(runtime: Runtime) -> FastAPI:
     async def submit(payload: HandoffIn, actor: ApiActor) -> JSONResponse:
         try:
             result = await to_thread.run_sync(lambda: runtime.service.submit(payload, actor=actor.id))
+            runtime.notify()
         except IntakeRejected as rejected:
             return JSONResponse({"detail": [e.as_dict() for e in rejected.errors]}, 422)
         except IdempotencyConflict as conflict:
@@ -208,13 +210,23 @@ def create_api(runtime: Runtime) -> FastAPI:
             acted = await _in_thread(lambda: runtime.service.act(handoff_id, request, actor))
         except Refused as refused:
             return _refusal(refused)
+        runtime.notify()
         return JSONResponse(handoff_json(acted.handoff), 200)
 
     @api.get("/healthz")
     async def healthz() -> JSONResponse:
-        healthy = await to_thread.run_sync(runtime.db.ping)
-        return JSONResponse({"ok": healthy, "database": "ok" if healthy else "unreachable"},
-                            200 if healthy else 503)
+        """200 while the database answers; failed deliveries show in the details without failing health."""
+
+        def check() -> dict[str, Any]:
+            if not runtime.db.ping():
+                return {"ok": False, "database": "unreachable"}
+            health = outbox.health()
+            return {"ok": True, "database": "ok",
+                    "outbox": {"pending": health.pending, "failed": health.failed,
+                               "last_failure": health.last_failure}}
+
+        body = await to_thread.run_sync(check)
+        return JSONResponse(body, 200 if body["ok"] else 503)
 
     return api
 

@@ -42,3 +42,6 @@ CARD_ACTIONS_BLOCK: Final = "handoff_actions"
 SLASH_COMMAND: Final = "/handoff"
 MESSAGE_SHORTCUT: Final = "handoff_from_message"
 GLOBAL_SHORTCUT: Final = "handoff_new"
+
+# Edit modal: the due date picker (block_id == action_id)
+EDIT_DUE_AT: Final = "edit_due_at"

@@ -22,6 +22,7 @@ class Runtime:
     repo: Repository
     service: HandoffService
     clock: Callable[[], datetime]
+    notify: Callable[[], None] = lambda: None  # wakes the outbox sender after a write
 
     def close(self) -> None:
         self.db.dispose()

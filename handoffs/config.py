@@ -10,7 +10,7 @@ import difflib
 from datetime import time, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -294,7 +294,7 @@ def _path_text(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in ("function-after", "function-before") or "[" in str(part):
+        elif part in ("function-after", "function-before") or "[" in str(part) or _is_union_tag(part):
             continue
         else:
             text += f".{part}" if text else str(part)
@@ -304,14 +304,30 @@ def _path_text(loc: tuple[int | str, ...]) -> str:
 def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
     """Field names allowed at the parent of `loc`, walking the model tree by name."""
     model: Any = HandoffConfig
+    at_mapping_key = False
     for part in loc[:-1]:
         if isinstance(part, int) or model is None:
+            continue
+        if at_mapping_key:  # a key the file chose, such as kinds.<name> or sla.<urgency>
+            at_mapping_key = False
             continue
         field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
         if field is None:
             return []
         model = _model_in(field.annotation)
+        at_mapping_key = _is_mapping(field.annotation)
     return list(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def _is_mapping(annotation: Any) -> bool:
+    if get_origin(annotation) is dict:
+        return True
+    return any(_is_mapping(arg) for arg in getattr(annotation, "__args__", ()))
+
+
+def _is_union_tag(part: str) -> bool:
+    """pydantic names each member of a union (`ChannelId | UserId`) in the error location; the file does not."""
+    return part.startswith("constrained-")
 
 
 def _model_in(annotation: Any) -> Any:
@@ -332,7 +348,8 @@ _PATTERN_MEANING = {
 
 
 def describe_errors(error: ValidationError) -> list[str]:
-    problems = []
+    problems: list[str] = []
+    union_paths: dict[str, int] = {}
     for item in error.errors():
         loc = tuple(item["loc"])
         message = item["msg"].removeprefix("Value error, ")
@@ -344,6 +361,14 @@ def describe_errors(error: ValidationError) -> list[str]:
             message = "unknown key" + (f" (did you mean {guess[0]!r}?)" if guess else "")
         if message.startswith("routes") or message.startswith("fallback_route"):
             problems.append(message)
+        elif any(isinstance(part, str) and _is_union_tag(part) for part in loc):
+            # one value that may be one of several things: one problem naming every alternative
+            path = _path_text(loc)
+            if path in union_paths:
+                problems[union_paths[path]] += f", or {message.removeprefix('must be ')}"
+            else:
+                union_paths[path] = len(problems)
+                problems.append(f"{path}: {message}")
         else:
             problems.append(f"{_path_text(loc)}: {message}")
     return problems

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = timedelta(days=365)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -14,7 +15,10 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(str(text))
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"not a duration: {text!r} (write a positive number and a unit: 30s, 15m, 4h, 3d)")
-    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > MAX_DURATION.total_seconds():  # also keeps timedelta and deadline arithmetic from overflowing
+        raise ValueError(f"too long: {text!r} (at most {MAX_DURATION.days}d)")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(delta: timedelta) -> str:

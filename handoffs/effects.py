@@ -8,6 +8,7 @@ from handoffs.ports import Effect
 POST_CARD = "slack.post_card"
 UPDATE_CARD = "slack.update_card"
 THREAD_REPLY = "slack.thread_reply"
+EPHEMERAL = "slack.ephemeral"
 
 
 def effects_for_created(channel: str) -> list[Effect]:
@@ -19,3 +20,8 @@ def effects_for_change(channel: str | None, change: Change, actor: Actor) -> lis
         return []
     note = {"event": change.event, "actor": actor.id, "actor_is_system": actor.is_system, "data": change.data}
     return [Effect(UPDATE_CARD, channel), Effect(THREAD_REPLY, channel, note)]
+
+
+def private_notice(channel: str, user: str, text: str) -> Effect:
+    """A message only `user` sees in `channel` (e.g. why their click was refused)."""
+    return Effect(EPHEMERAL, channel, {"user": user, "text": text})

@@ -8,6 +8,7 @@ stale decision can never be written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -135,22 +136,55 @@ def _status_refusal(handoff: Handoff, action: Action) -> Refused:
     return Refused("wrong_status", f"{handoff.ref} is {handoff.status.value}: it cannot be {PAST_TENSE[action]} now")
 
 
-def _deny(handoff: Handoff, action: Action, who: str) -> Refused:
-    return Refused("not_allowed", f"Only {who} can {action.value} {handoff.ref}.")
+def _may_claim(handoff: Handoff, actor: Actor, config: HandoffConfig) -> bool:
+    route = config.route_named(handoff.route)
+    return route is None or route.claimers is None or actor.id in route.claimers or is_manager(actor, config)
+
+
+def _owner_approver_or_manager(handoff: Handoff, actor: Actor, config: HandoffConfig) -> bool:
+    return is_owner(actor, handoff) or actor.id in handoff.approvers or is_manager(actor, config)
+
+
+def _approver_who(handoff: Handoff) -> str:
+    return "an approver" if handoff.approvers else f"the owner ({mention(handoff.owner)})"
+
+
+Permission = tuple[Callable[[Handoff, Actor, HandoffConfig], bool], Callable[[Handoff], str]]
+
+PERMISSIONS: dict[Action, Permission] = {
+    Action.claim: (_may_claim, lambda h: "the route's listed claimers"),
+    Action.release: (lambda h, a, c: is_owner(a, h), lambda h: f"the owner ({mention(h.owner)})"),
+    Action.reassign: (_owner_approver_or_manager, lambda h: "the owner, an approver or a manager"),
+    Action.approve: (lambda h, a, c: is_approver(a, h), _approver_who),
+    Action.edit: (lambda h, a, c: is_owner(a, h) or a.id in h.approvers or a.is_system,
+                  lambda h: "the owner or an approver"),
+    Action.reject: (lambda h, a, c: is_approver(a, h) or is_owner(a, h), lambda h: "an approver or the owner"),
+    Action.close: (_owner_approver_or_manager, lambda h: "the owner, an approver or a manager"),
+    Action.reopen: (lambda h, a, c: is_manager(a, c), lambda h: "a manager"),
+    Action.snooze: (lambda h, a, c: is_owner(a, h) or is_manager(a, c), lambda h: "the owner or a manager"),
+}
+
+
+def check_allowed(handoff: Handoff, action: Action, actor: Actor, config: HandoffConfig) -> None:
+    """Raise Refused unless `actor` may take `action` on `handoff` in its current status.
+
+    Surfaces call this before opening a modal, so nobody fills in a form they may not submit.
+    """
+    if handoff.status not in ALLOWED_FROM[action]:
+        raise _status_refusal(handoff, action)
+    allowed, who = PERMISSIONS[action]
+    if not allowed(handoff, actor, config):
+        raise Refused("not_allowed", f"Only {who(handoff)} can {action.value} {handoff.ref}.")
 
 
 def decide(
     handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime
 ) -> Change:
-    if handoff.status not in ALLOWED_FROM[request.action]:
-        raise _status_refusal(handoff, request.action)
+    check_allowed(handoff, request.action, actor, config)
     return _DECIDERS[request.action](handoff, request, actor, config, now)
 
 
 def _claim(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
-    route = config.route_named(handoff.route)
-    if route and route.claimers is not None and actor.id not in route.claimers and not is_manager(actor, config):
-        raise _deny(handoff, Action.claim, "the route's listed claimers")
     return Change(
         Action.claim,
         Status.claimed,
@@ -160,14 +194,10 @@ def _claim(handoff: Handoff, request: Request, actor: Actor, config: HandoffConf
 
 
 def _release(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
-    if not is_owner(actor, handoff):
-        raise _deny(handoff, Action.release, f"the owner ({mention(handoff.owner)})")
     return Change(Action.release, Status.open, {"owner": None, "nudge_count": 0}, {"previous_owner": handoff.owner})
 
 
 def _reassign(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
-    if not (is_owner(actor, handoff) or actor.id in handoff.approvers or is_manager(actor, config)):
-        raise _deny(handoff, Action.reassign, "the owner, an approver or a manager")
     if not request.new_owner:
         raise Refused("missing_argument", "Pick the person to hand it to.")
     if request.new_owner == handoff.owner:
@@ -178,9 +208,6 @@ def _reassign(handoff: Handoff, request: Request, actor: Actor, config: HandoffC
 
 
 def _approve(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
-    if not is_approver(actor, handoff):
-        who = "an approver" if handoff.approvers else f"the owner ({mention(handoff.owner)})"
-        raise _deny(handoff, Action.approve, who)
     kind = config.kind(handoff.kind)
     note = _check_note(request.note)
     if kind and kind.close_on_approve:
@@ -191,8 +218,6 @@ def _approve(handoff: Handoff, request: Request, actor: Actor, config: HandoffCo
 
 
 def _edit(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
-    if not (is_owner(actor, handoff) or actor.id in handoff.approvers or actor.is_system):
-        raise _deny(handoff, Action.edit, "the owner or an approver")
     if request.edit is None:
         raise Refused("missing_argument", "Nothing to change.")
     changes = {}
@@ -211,8 +236,6 @@ def _edit(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfi
 
 
 def _reject(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
-    if not (is_approver(actor, handoff) or is_owner(actor, handoff)):
-        raise _deny(handoff, Action.reject, "an approver or the owner")
     reason = (request.reason or "").strip()
     if not reason:
         raise Refused("missing_argument", "A reason is required to reject.", field="reason")
@@ -222,8 +245,6 @@ def _reject(handoff: Handoff, request: Request, actor: Actor, config: HandoffCon
 
 
 def _close(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
-    if not (is_owner(actor, handoff) or actor.id in handoff.approvers or is_manager(actor, config)):
-        raise _deny(handoff, Action.close, "the owner, an approver or a manager")
     allowed = config.outcomes_for(handoff.kind)
     outcome = (request.outcome or "").strip()
     if not outcome:
@@ -239,8 +260,6 @@ def _close(handoff: Handoff, request: Request, actor: Actor, config: HandoffConf
 
 
 def _reopen(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
-    if not is_manager(actor, config):
-        raise _deny(handoff, Action.reopen, "a manager")
     route = config.route_named(handoff.route)
     updates = {
         "owner": None, "outcome": None, "outcome_note": None, "closed_at": None, "decided_at": None,
@@ -252,8 +271,6 @@ def _reopen(handoff: Handoff, request: Request, actor: Actor, config: HandoffCon
 
 
 def _snooze(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
-    if not (is_owner(actor, handoff) or is_manager(actor, config)):
-        raise _deny(handoff, Action.snooze, "the owner or a manager")
     if request.until is None or request.until <= now:
         raise Refused("bad_argument", "Snooze needs a time in the future.", field="until")
     if request.until - now > MAX_SNOOZE:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from handoffs.config import HandoffConfig
-from handoffs.effects import effects_for_change, effects_for_created
+from handoffs.effects import effects_for_change, effects_for_created, private_notice
 from handoffs.intake import plan_intake
-from handoffs.lifecycle import Actor, Change, Refused, Request, decide
+from handoffs.lifecycle import Action, Actor, Change, Refused, Request, check_allowed, decide
 from handoffs.model import Handoff, HandoffIn, ref_of
 from handoffs.ports import CreateResult, HandoffStore
 
@@ -56,18 +56,37 @@ class HandoffService:
             raise NotFound(handoff_id)
         return handoff
 
-    def act(self, handoff_id: int, request: Request, actor: Actor) -> Acted:
-        """Apply one action atomically; raise Refused (logged) when it is not allowed."""
+    def act(self, handoff_id: int, request: Request, actor: Actor, *, notify_in: str | None = None) -> Acted:
+        """Apply one action atomically; raise Refused (logged) when it is not allowed.
+
+        With `notify_in` (a channel), a refusal also sends the actor a private notice there.
+        """
         for _ in range(MAX_CAS_ATTEMPTS):
             handoff = self.get(handoff_id)
             now = self.clock()
             try:
                 change = decide(handoff, request, actor, self.config, now)
             except Refused as refused:
-                self.store.log_refusal(handoff, refused, action=request.action.value, actor=actor, now=now)
+                self.refuse(handoff, refused, request.action, actor, notify_in=notify_in)
                 raise
             effects = effects_for_change(handoff.channel, change, actor)
             updated = self.store.apply(handoff, change, actor=actor, effects=effects, now=now)
             if updated is not None:
                 return Acted(updated, change)
         raise Refused("busy", f"{ref_of(handoff_id)} is changing quickly right now; try again.")
+
+    def check(self, handoff_id: int, action: Action, actor: Actor, *, notify_in: str | None = None) -> Handoff:
+        """The handoff, if `actor` may take `action` on it now; else Refused (logged, and noticed)."""
+        handoff = self.get(handoff_id)
+        try:
+            check_allowed(handoff, action, actor, self.config)
+        except Refused as refused:
+            self.refuse(handoff, refused, action, actor, notify_in=notify_in)
+            raise
+        return handoff
+
+    def refuse(
+        self, handoff: Handoff, refused: Refused, action: Action, actor: Actor, *, notify_in: str | None = None
+    ) -> None:
+        notices = [private_notice(notify_in, actor.id, refused.reason)] if notify_in and not actor.is_system else []
+        self.store.log_refusal(handoff, refused, action=action.value, actor=actor, now=self.clock(), effects=notices)

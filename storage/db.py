@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import event, text
@@ -50,13 +51,19 @@ class Database:
         if self.is_sqlite:
             self.writer = _sqlite_engine(url, immediate=True)
             self.reader = _sqlite_engine(url, immediate=False)
+            # SQLite has one writer at a time. Threads of this process queue on this lock (FIFO-ish, no
+            # sleeping) instead of on SQLite's busy handler, which polls with sleeps of up to 100 ms and
+            # made write latency spiky under concurrent intake; other processes still meet busy_timeout.
+            self._write_lock: threading.RLock | None = threading.RLock()
         else:
             self.writer = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, echo=echo)
             self.reader = self.writer
+            self._write_lock = None
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with Session(self.writer, expire_on_commit=False) as session, session.begin():
+        with (self._write_lock or nullcontext()), Session(self.writer, expire_on_commit=False) as session, \
+                session.begin():
             yield session
 
     @contextmanager

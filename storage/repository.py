@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, text, update
@@ -181,15 +181,24 @@ class Repository:
         after.updated_at = now
         return after
 
-    def log_refusal(self, handoff: Handoff, refused: Refused, *, action: str, actor: Actor, now: datetime) -> None:
+    def log_refusal(
+        self, handoff: Handoff, refused: Refused, *, action: str, actor: Actor, now: datetime,
+        effects: list[Effect] | None = None,
+    ) -> None:
         with self.db.write() as session:
             session.add(EventRow(
                 handoff_id=handoff.id, action="refused", actor=actor.id, at=now,
                 from_status=handoff.status.value, to_status=handoff.status.value,
                 data={"attempted": action, "code": refused.code, "reason": refused.reason},
             ))
+            self._add_effects(session, handoff.id, effects or [], now)
 
-    def _add_effects(self, session: Session, handoff_id: int, effects: list[Effect], now: datetime) -> None:
+    def enqueue(self, effects: list[Effect], *, handoff_id: int | None = None) -> None:
+        """Write side effects that belong to no change (e.g. a private notice about a stale button)."""
+        with self.db.write() as session:
+            self._add_effects(session, handoff_id, effects, datetime.now(UTC))
+
+    def _add_effects(self, session: Session, handoff_id: int | None, effects: list[Effect], now: datetime) -> None:
         for effect in effects:
             session.add(OutboxRow(handoff_id=handoff_id, kind=effect.kind, target=effect.target,
                                   payload=effect.payload, next_attempt_at=now, created_at=now))
@@ -209,6 +218,12 @@ class Repository:
             rows = list(session.exec(query))
         rows.sort(key=lambda row: row.id or 0)
         return [event_to_domain(row) for row in rows]
+
+    def id_by_card(self, channel: str, card_ts: str) -> int | None:
+        with self.db.read() as session:
+            return session.exec(
+                select(HandoffRow.id).where(HandoffRow.channel == channel, HandoffRow.card_ts == card_ts)
+            ).first()
 
     def outbox_for(self, handoff_id: int) -> list[OutboxRow]:
         with self.db.read() as session:

@@ -1,0 +1,329 @@
+"""The outbox sender: delivers Slack writes written by the domain, paced, retried, never twice.
+
+One dispatcher thread leases due rows and hands them to a small worker pool; each channel has
+at most one write in flight (so its messages keep their order) and a token bucket (about one
+message a second, short bursts). 429 pauses the channel for Retry-After; 5xx and timeouts back
+off exponentially for about a day; permanent errors end the row as failed, in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.blocks.card import card_message, thread_reply_text
+from handoffs.config import HandoffConfig
+from handoffs.effects import EPHEMERAL, POST_CARD, THREAD_REPLY, UPDATE_CARD
+from handoffs.model import Handoff
+from storage.outbox import COALESCED, FAILED, PENDING, SENT, OutboxStore
+from storage.repository import Repository
+from storage.tables import OutboxRow
+
+log = logging.getLogger("handoff_bot.outbox")
+
+LEASE_SECONDS = 30.0
+GIVE_UP_AFTER = timedelta(days=1)
+MAX_BACKOFF_SECONDS = 300.0
+PERMANENT_ERRORS = frozenset({
+    "channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "not_authed", "account_inactive",
+    "token_revoked", "token_expired", "no_permission", "missing_scope", "invalid_blocks", "msg_too_long",
+    "user_not_found", "user_not_in_channel", "cant_update_message", "message_not_found", "restricted_action",
+    "team_access_not_granted", "ekm_access_denied", "invalid_arguments",
+})
+
+
+class Defer(Exception):
+    """Not yet: try again at `at` without counting an attempt (e.g. the card is not posted yet)."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+
+class GiveUp(Exception):
+    """This row can never succeed."""
+
+
+@dataclass
+class ChannelPacer:
+    """A token bucket per lane (channel): `rate` writes a second, up to `burst` at once."""
+
+    rate: float = 1.0
+    burst: float = 3.0
+    _tokens: dict[str, float] = field(default_factory=dict)
+    _stamp: dict[str, float] = field(default_factory=dict)
+    _paused_until: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _refill(self, lane: str, now: float) -> float:
+        tokens = min(self.burst, self._tokens.get(lane, self.burst) + (now - self._stamp.get(lane, now)) * self.rate)
+        self._tokens[lane], self._stamp[lane] = tokens, now
+        return tokens
+
+    def ready(self, lane: str, now: float) -> bool:
+        with self._lock:
+            return self._paused_until.get(lane, 0.0) <= now and self._refill(lane, now) >= 1.0
+
+    def take(self, lane: str, now: float) -> None:
+        with self._lock:
+            self._tokens[lane] = self._refill(lane, now) - 1.0
+
+    def pause(self, lane: str, seconds: float, now: float) -> None:
+        with self._lock:
+            self._paused_until[lane] = max(self._paused_until.get(lane, 0.0), now + seconds)
+            self._tokens[lane] = 0.0
+            self._stamp[lane] = now + seconds
+
+    def wait_hint(self, lane: str, now: float) -> float:
+        with self._lock:
+            paused = self._paused_until.get(lane, 0.0) - now
+            missing = (1.0 - self._refill(lane, now)) / self.rate
+            return max(paused, missing, 0.0)
+
+
+def is_paced(row: OutboxRow) -> bool:
+    return row.kind != EPHEMERAL
+
+
+class OutboxSender:
+    def __init__(
+        self,
+        store: OutboxStore,
+        repo: Repository,
+        client: WebClient,
+        config: HandoffConfig,
+        clock: Callable[[], datetime],
+        *,
+        workers: int = 4,
+        poll_seconds: float = 0.5,
+        pacer: ChannelPacer | None = None,
+    ) -> None:
+        self.store = store
+        self.repo = repo
+        self.client = client
+        self.config = config
+        self.clock = clock
+        self.poll_seconds = poll_seconds
+        self.pacer = pacer or ChannelPacer()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="outbox")
+        self._workers = workers
+        self._in_flight: set[str] = set()
+        self._in_flight_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="outbox-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def wake(self) -> None:
+        """New rows were written: look now instead of at the next poll."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                wait = self.dispatch_due()
+            except Exception:  # the dispatcher must outlive a database hiccup
+                log.exception("outbox dispatch failed; retrying shortly")
+                wait = self.poll_seconds
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    # --- dispatch -------------------------------------------------------------------------------
+
+    def _busy_lanes(self, now_mono: float) -> set[str]:
+        with self._in_flight_lock:
+            busy = set(self._in_flight)
+        return busy | {lane for lane in list(self.pacer._paused_until) if not self.pacer.ready(lane, now_mono)}
+
+    def dispatch_due(self) -> float:
+        """Lease and hand out what is due now; return how long the dispatcher may sleep."""
+        now = self.clock()
+        now_mono = time.monotonic()
+        busy = self._busy_lanes(now_mono)
+        rows = self.store.due(now, limit=200, skip_targets=frozenset(busy))
+        sleep = self.poll_seconds
+        for row in rows:
+            lane = self._lane(row)
+            if lane in busy:
+                continue
+            if is_paced(row) and not self.pacer.ready(lane, now_mono):
+                busy.add(lane)
+                sleep = min(sleep, max(0.01, self.pacer.wait_hint(lane, now_mono)))
+                continue
+            if len(self._in_flight) >= self._workers * 2:
+                return 0.05
+            if not self.store.lease(row, until=now + timedelta(seconds=LEASE_SECONDS)):
+                continue
+            if is_paced(row):
+                self.pacer.take(lane, now_mono)
+            busy.add(lane)
+            with self._in_flight_lock:
+                self._in_flight.add(lane)
+            self._pool.submit(self._deliver, row, lane)
+        return sleep
+
+    @staticmethod
+    def _lane(row: OutboxRow) -> str:
+        target = row.target or ""
+        return target if is_paced(row) else f"{row.kind}:{row.id}"
+
+    def _deliver(self, row: OutboxRow, lane: str) -> None:
+        assert row.id is not None
+        try:
+            self._send(row)
+        except Defer as defer:
+            self.store.retry(row.id, at=defer.at, error=None, refund_attempt=True)
+        except GiveUp as reason:
+            self._fail(row, str(reason))
+        except SlackApiError as error:
+            self._api_error(row, lane, error)
+        except (SlackClientError, OSError, TimeoutError) as error:
+            self._back_off(row, f"{type(error).__name__}: {error}")
+        except Exception as error:  # a bug must not wedge the outbox: keep the row, back off, log loudly
+            log.exception("outbox row %s (%s) raised", row.id, row.kind)
+            self._back_off(row, f"{type(error).__name__}: {error}")
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(lane)
+            self._wake.set()
+
+    def _api_error(self, row: OutboxRow, lane: str, error: SlackApiError) -> None:
+        assert row.id is not None
+        status = error.response.status_code
+        code = str(error.response.get("error") or f"http_{status}")
+        if status == 429:
+            retry_after = _retry_after(error.response.headers)
+            self.pacer.pause(lane, retry_after, time.monotonic())
+            self.store.retry(row.id, at=self.clock() + timedelta(seconds=retry_after), error="ratelimited",
+                             refund_attempt=True)
+        elif code in PERMANENT_ERRORS:
+            self._fail(row, code)
+        else:
+            self._back_off(row, code)
+
+    def _back_off(self, row: OutboxRow, error: str) -> None:
+        assert row.id is not None
+        now = self.clock()
+        if now - row.created_at > GIVE_UP_AFTER:
+            self._fail(row, f"gave up after {row.attempts + 1} attempts: {error}")
+            return
+        delay = min(MAX_BACKOFF_SECONDS, 2 ** min(row.attempts, 12)) * random.uniform(0.8, 1.2)
+        log.warning("outbox row %s (%s) failed: %s; retrying in %.0fs", row.id, row.kind, error, delay)
+        self.store.retry(row.id, at=now + timedelta(seconds=delay), error=error)
+
+    def _fail(self, row: OutboxRow, error: str) -> None:
+        assert row.id is not None
+        log.error("outbox row %s (%s to %s) failed for good: %s", row.id, row.kind, row.target, error)
+        self.store.finish(row.id, state=FAILED, now=self.clock(), error=error)
+
+    # --- one write each -------------------------------------------------------------------------
+
+    def _send(self, row: OutboxRow) -> None:
+        senders = {
+            POST_CARD: self._post_card,
+            UPDATE_CARD: self._update_card,
+            THREAD_REPLY: self._thread_reply,
+            EPHEMERAL: self._ephemeral,
+        }
+        sender = senders.get(row.kind)
+        if sender is None:
+            raise GiveUp(f"unknown outbox kind {row.kind!r}")
+        sender(row)
+
+    def _handoff(self, row: OutboxRow) -> Handoff:
+        handoff = self.repo.get(row.handoff_id) if row.handoff_id is not None else None
+        if handoff is None:
+            raise GiveUp("the handoff does not exist")
+        return handoff
+
+    def _post_card(self, row: OutboxRow) -> None:
+        assert row.id is not None
+        handoff = self._handoff(row)
+        if handoff.card_ts:  # posted already (by an earlier row); never post a card twice
+            self.store.finish(row.id, state=COALESCED, now=self.clock())
+            return
+        message = card_message(handoff, self.config, now=self.clock())
+        response = self.client.chat_postMessage(
+            channel=row.target or "", unfurl_links=False, unfurl_media=False, **message
+        )
+        self.store.record_card(row.id, handoff.id, ts=str(response["ts"]), now=self.clock())
+
+    def _update_card(self, row: OutboxRow) -> None:
+        assert row.id is not None
+        handoff = self._handoff(row)
+        if not handoff.card_ts:
+            self._await_card(row, handoff, coalesce=True)
+            return
+        up_to = self.store.latest_pending_id(handoff.id, UPDATE_CARD) or row.id
+        message = card_message(handoff, self.config, now=self.clock())
+        self.client.chat_update(channel=handoff.channel or row.target or "", ts=handoff.card_ts, **message)
+        self.store.coalesce_updates(handoff.id, up_to_id=max(up_to, row.id), now=self.clock())
+        self.store.finish(row.id, state=SENT, now=self.clock())
+
+    def _thread_reply(self, row: OutboxRow) -> None:
+        assert row.id is not None
+        handoff = self._handoff(row)
+        if not handoff.card_ts:
+            self._await_card(row, handoff, coalesce=False)
+            return
+        payload: dict[str, Any] = row.payload or {}
+        text = thread_reply_text(
+            str(payload.get("event", "")), str(payload.get("actor", "")), dict(payload.get("data") or {}), handoff,
+            actor_is_system=bool(payload.get("actor_is_system")),
+        )
+        self.client.chat_postMessage(
+            channel=handoff.channel or row.target or "", thread_ts=handoff.card_ts, text=text,
+            unfurl_links=False, unfurl_media=False,
+        )
+        self.store.finish(row.id, state=SENT, now=self.clock())
+
+    def _await_card(self, row: OutboxRow, handoff: Handoff, *, coalesce: bool) -> None:
+        assert row.id is not None
+        state = self.store.card_state(handoff.id)
+        if state == PENDING:
+            if coalesce:  # the card post renders the state at send time, which includes this change
+                self.store.finish(row.id, state=COALESCED, now=self.clock())
+                return
+            raise Defer(self.clock() + timedelta(seconds=1))
+        raise GiveUp("the card was never posted")
+
+    def _ephemeral(self, row: OutboxRow) -> None:
+        assert row.id is not None
+        payload = row.payload or {}
+        self.client.chat_postEphemeral(
+            channel=row.target or "", user=str(payload.get("user", "")), text=str(payload.get("text", ""))
+        )
+        self.store.finish(row.id, state=SENT, now=self.clock())
+
+
+def _retry_after(headers: Any) -> float:
+    raw = None
+    if headers:
+        for key, value in dict(headers).items():
+            if key.lower() == "retry-after":
+                raw = value[0] if isinstance(value, list) else value
+    try:
+        return max(1.0, float(raw)) if raw is not None else 1.0
+    except ValueError:
+        return 1.0

@@ -1,0 +1,1 @@
+"""The Slack surface: the Bolt app factory, its listeners, and the HTTP endpoint."""

@@ -1,0 +1,13 @@
+"""One module per Slack surface, each with `register(app, runtime)`."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.runtime import Runtime
+from bot.slack.listeners import actions, views
+
+
+def register_listeners(app: App, runtime: Runtime) -> None:
+    actions.register(app, runtime)
+    views.register(app, runtime)

@@ -1,0 +1,143 @@
+"""Card buttons: claim and approve act at once; edit, reject and close open a modal.
+
+Each listener does its database work, then acks; Slack writes go through the outbox, so a slow
+or rate-limited Slack never delays an acknowledgement. Refusals are logged and told privately.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot import ids
+from bot.blocks.modals import close_modal, edit_modal, reject_modal
+from bot.runtime import Runtime
+from bot.slack.payloads import Click, parse_click
+from handoffs.effects import private_notice
+from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed
+from handoffs.model import Handoff
+from handoffs.service import NotFound
+
+log = logging.getLogger("handoff_bot.slack.actions")
+
+ModalBuilder = Callable[[Handoff], dict[str, Any]]
+
+
+def register(app: App, runtime: Runtime) -> None:
+    app.action(ids.CLAIM)(_acting(runtime, lambda click: Request(Action.claim)))
+    app.action(ids.APPROVE)(_acting(runtime, lambda click: Request(Action.approve)))
+    app.action(ids.MORE)(_acting(runtime, lambda click: _overflow_request(click, runtime)))
+    app.action(ids.REASSIGN)(_acting(runtime, lambda click: Request(Action.reassign, new_owner=click.selected_user)))
+    modals: dict[str, tuple[Action, ModalBuilder]] = {
+        ids.EDIT: (Action.edit, edit_modal),
+        ids.REJECT: (Action.reject, reject_modal),
+        ids.CLOSE: (Action.close, lambda h: close_modal(h, runtime.config.outcomes_for(h.kind))),
+    }
+    for action_id, (action, builder) in modals.items():
+        app.action(action_id)(ack=_checking(runtime, action), lazy=[_modal_opener(runtime, action, builder)])
+
+
+def _resolve(runtime: Runtime, click: Click) -> int | None:
+    """The handoff a click is about: from the element's value, else from the card it sits on."""
+    if click.handoff_id is not None:
+        return click.handoff_id
+    if click.channel_id and click.message_ts:
+        return runtime.repo.id_by_card(click.channel_id, click.message_ts)
+    return None
+
+
+def _tell(runtime: Runtime, click: Click, text: str) -> None:
+    if click.channel_id:
+        runtime.repo.enqueue([private_notice(click.channel_id, click.user_id, text)])
+        runtime.notify()
+
+
+def _acting(runtime: Runtime, to_request: Callable[[Click], Request | None]) -> Callable[..., None]:
+    def listener(ack: Ack, body: dict[str, Any]) -> None:
+        click = parse_click(body)
+        try:
+            handoff_id = _resolve(runtime, click)
+            request = to_request(click)
+            if handoff_id is None or request is None:
+                _tell(runtime, click, "That button no longer points at a handoff.")
+                return
+            runtime.service.act(handoff_id, request, Actor(click.user_id), notify_in=click.channel_id)
+        except Refused:
+            pass  # logged, and the clicker was told privately, by the service
+        except NotFound as missing:
+            _tell(runtime, click, f"{missing}.")
+        finally:
+            ack()
+            runtime.notify()
+
+    return listener
+
+
+def _overflow_request(click: Click, runtime: Runtime) -> Request | None:
+    now = runtime.clock()
+    if click.verb == ids.MORE_RELEASE:
+        return Request(Action.release)
+    if click.verb == ids.MORE_SNOOZE_HOUR:
+        return Request(Action.snooze, until=now + timedelta(hours=1))
+    if click.verb == ids.MORE_SNOOZE_TOMORROW:
+        return Request(Action.snooze, until=tomorrow_morning(now, runtime))
+    return None
+
+
+def tomorrow_morning(now: datetime, runtime: Runtime) -> datetime:
+    """The start of the next day's business hours (09:00 without them), in the team's time zone."""
+    config = runtime.config
+    opening = config.business_hours.start if config.business_hours else time(9, 0)
+    local = now.astimezone(config.zone) + timedelta(days=1)
+    return local.replace(hour=opening.hour, minute=opening.minute, second=0, microsecond=0)
+
+
+def _checking(runtime: Runtime, action: Action) -> Callable[..., None]:
+    """Ack a modal button, refusing privately (and logging) when the clicker may not do it."""
+
+    def listener(ack: Ack, body: dict[str, Any]) -> None:
+        click = parse_click(body)
+        try:
+            handoff_id = _resolve(runtime, click)
+            if handoff_id is None:
+                _tell(runtime, click, "That button no longer points at a handoff.")
+                return
+            runtime.service.check(handoff_id, action, Actor(click.user_id), notify_in=click.channel_id)
+        except Refused:
+            pass
+        except NotFound as missing:
+            _tell(runtime, click, f"{missing}.")
+        finally:
+            ack()
+            runtime.notify()
+
+    return listener
+
+
+def _modal_opener(runtime: Runtime, action: Action, builder: ModalBuilder) -> Callable[..., None]:
+    """After the ack: open the modal with the trigger (it lives 3 seconds), if the check passed."""
+
+    def open_modal(body: dict[str, Any], client: WebClient) -> None:
+        click = parse_click(body)
+        handoff_id = _resolve(runtime, click)
+        handoff = runtime.repo.get(handoff_id) if handoff_id is not None else None
+        if handoff is None or not click.trigger_id:
+            return
+        try:
+            check_allowed(handoff, action, Actor(click.user_id), runtime.config)
+        except Refused:
+            return
+        view = builder(handoff)
+        try:
+            client.views_open(trigger_id=click.trigger_id, view=view)
+        except (SlackApiError, SlackClientError, OSError) as error:
+            log.warning("could not open the %s modal for %s: %s", action.value, handoff.ref, error)
+            _tell(runtime, click, f"Slack did not open the {action.value} form in time; please press the button again.")
+
+    return open_modal

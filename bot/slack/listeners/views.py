@@ -1,0 +1,88 @@
+"""Modal submissions: edit, reject, close. Problems go back inline on the field, never as a crash."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+from slack_bolt import Ack, App
+
+from bot import ids
+from bot.blocks.modals import parse_close, parse_edit, parse_reject
+from bot.runtime import Runtime
+from bot.slack.payloads import parse_modal_meta
+from handoffs.lifecycle import Action, Actor, Refused, Request
+from handoffs.model import Handoff
+from handoffs.service import NotFound
+
+# Which input a refusal belongs next to, by the field the domain names (or the action's main input).
+_FIELD_BLOCKS = {
+    "reason": ids.REJECT_REASON,
+    "outcome": ids.CLOSE_OUTCOME,
+    "note": ids.CLOSE_NOTE,
+    "title": ids.EDIT_TITLE,
+    "next_action": ids.EDIT_NEXT_ACTION,
+    "summary": ids.EDIT_SUMMARY,
+    "draft": ids.EDIT_DRAFT,
+    "definition_of_done": ids.EDIT_DEFINITION_OF_DONE,
+    "urgency": ids.EDIT_URGENCY,
+}
+_MAIN_BLOCK = {Action.edit: ids.EDIT_TITLE, Action.reject: ids.REJECT_REASON, Action.close: ids.CLOSE_OUTCOME}
+
+RequestBuilder = Callable[[dict[str, Any], Handoff], Request]
+
+
+def register(app: App, runtime: Runtime) -> None:
+    app.view(ids.EDIT_MODAL)(_submission(runtime, Action.edit, _edit_request))
+    app.view(ids.REJECT_MODAL)(_submission(runtime, Action.reject, _reject_request))
+    app.view(ids.CLOSE_MODAL)(_submission(runtime, Action.close, _close_request))
+
+
+def _edit_request(values: dict[str, Any], handoff: Handoff) -> Request:
+    return Request(Action.edit, edit=parse_edit(values, handoff))
+
+
+def _reject_request(values: dict[str, Any], handoff: Handoff) -> Request:
+    return Request(Action.reject, reason=parse_reject(values))
+
+
+def _close_request(values: dict[str, Any], handoff: Handoff) -> Request:
+    outcome, note = parse_close(values)
+    return Request(Action.close, outcome=outcome, note=note)
+
+
+def _errors_from_validation(error: ValidationError, action: Action) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        errors.setdefault(_FIELD_BLOCKS.get(field, _MAIN_BLOCK[action]), item["msg"].removeprefix("Value error, "))
+    return errors
+
+
+def _submission(runtime: Runtime, action: Action, build: RequestBuilder) -> Callable[..., None]:
+    def listener(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        meta = parse_modal_meta(view.get("private_metadata"))
+        main_block = _MAIN_BLOCK[action]
+        if meta is None:
+            ack(response_action="errors", errors={main_block: "This form has expired; open it again from the card."})
+            return
+        actor = Actor((body.get("user") or {}).get("id", ""))
+        try:
+            handoff = runtime.service.get(meta.handoff_id)
+            request = build(view.get("state", {}).get("values", {}), handoff)
+            runtime.service.act(meta.handoff_id, request, actor)
+        except ValidationError as error:
+            ack(response_action="errors", errors=_errors_from_validation(error, action))
+            return
+        except Refused as refused:
+            block = _FIELD_BLOCKS.get(str(refused.details.get("field", "")), main_block)
+            ack(response_action="errors", errors={block: refused.reason})
+            return
+        except NotFound as missing:
+            ack(response_action="errors", errors={main_block: f"{missing}."})
+            return
+        ack()
+        runtime.notify()
+
+    return listener

@@ -1,0 +1,147 @@
+"""The durable outbox: rows written with the change that caused them, leased and finished by senders.
+
+A sender leases a row by moving its `next_attempt_at` into the future with a compare-and-set;
+a sender that dies leaves the lease to expire, and the row is due again. Several processes on one
+PostgreSQL database therefore never send the same row at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, update
+from sqlmodel import col, select
+
+from storage.db import Database
+from storage.tables import HandoffRow, OutboxRow
+
+PENDING = "pending"
+SENT = "sent"
+FAILED = "failed"
+COALESCED = "coalesced"
+EPHEMERAL_KIND = "slack.ephemeral"
+
+
+@dataclass(frozen=True)
+class OutboxHealth:
+    pending: int
+    failed: int
+    last_failure: str | None
+
+
+class OutboxStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def due(self, now: datetime, *, limit: int = 100, skip_targets: frozenset[str] = frozenset()) -> list[OutboxRow]:
+        """Pending rows whose time has come, oldest first (so each handoff's rows keep their order)."""
+        query = (
+            select(OutboxRow)
+            .where(OutboxRow.state == PENDING, col(OutboxRow.next_attempt_at) <= now)
+            .order_by(col(OutboxRow.id))
+            .limit(limit)
+        )
+        if skip_targets:  # channels paced or busy right now; private notices are never held back
+            query = query.where(or_(OutboxRow.kind == EPHEMERAL_KIND, col(OutboxRow.target).not_in(skip_targets)))
+        with self.db.read() as session:
+            return list(session.exec(query))
+
+    def next_due_at(self) -> datetime | None:
+        with self.db.read() as session:
+            return session.exec(
+                select(func.min(OutboxRow.next_attempt_at)).where(OutboxRow.state == PENDING)
+            ).one()
+
+    def lease(self, row: OutboxRow, *, until: datetime) -> bool:
+        """Take `row` for sending until `until`; False when another sender took it first."""
+        with self.db.write() as session:
+            result = session.execute(
+                update(OutboxRow)
+                .where(
+                    col(OutboxRow.id) == row.id,
+                    col(OutboxRow.state) == PENDING,
+                    col(OutboxRow.next_attempt_at) == row.next_attempt_at,
+                )
+                .values(next_attempt_at=until, attempts=OutboxRow.attempts + 1)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def finish(self, row_id: int, *, state: str, now: datetime, error: str | None = None) -> None:
+        with self.db.write() as session:
+            session.execute(
+                update(OutboxRow).where(col(OutboxRow.id) == row_id).values(state=state, done_at=now, last_error=error)
+            )
+
+    def retry(self, row_id: int, *, at: datetime, error: str | None, refund_attempt: bool = False) -> None:
+        """Release the lease; the row is due again at `at`."""
+        values: dict[str, object] = {"next_attempt_at": at, "last_error": error}
+        if refund_attempt:
+            values["attempts"] = OutboxRow.attempts - 1
+        with self.db.write() as session:
+            session.execute(update(OutboxRow).where(col(OutboxRow.id) == row_id).values(**values))
+
+    def record_card(self, row_id: int, handoff_id: int, *, ts: str, now: datetime) -> None:
+        """Store the posted card's ts and finish its row in one transaction, before anything can retry."""
+        with self.db.write() as session:
+            session.execute(
+                update(HandoffRow)
+                .where(col(HandoffRow.id) == handoff_id, col(HandoffRow.card_ts).is_(None))
+                .values(card_ts=ts)
+            )
+            session.execute(
+                update(OutboxRow).where(col(OutboxRow.id) == row_id).values(state=SENT, done_at=now, last_error=None)
+            )
+
+    def coalesce_updates(self, handoff_id: int, *, up_to_id: int, now: datetime) -> int:
+        """Card updates rendered by a later send are done too: mark them, return how many."""
+        with self.db.write() as session:
+            result = session.execute(
+                update(OutboxRow)
+                .where(
+                    col(OutboxRow.handoff_id) == handoff_id,
+                    col(OutboxRow.kind) == "slack.update_card",
+                    col(OutboxRow.state) == PENDING,
+                    col(OutboxRow.id) <= up_to_id,
+                )
+                .values(state=COALESCED, done_at=now)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def latest_pending_id(self, handoff_id: int, kind: str) -> int | None:
+        with self.db.read() as session:
+            return session.exec(
+                select(func.max(OutboxRow.id)).where(
+                    OutboxRow.handoff_id == handoff_id, OutboxRow.kind == kind, OutboxRow.state == PENDING
+                )
+            ).one()
+
+    def card_state(self, handoff_id: int) -> str | None:
+        """The state of the handoff's card post: pending, sent, failed, or None when there is none."""
+        with self.db.read() as session:
+            states = list(session.exec(
+                select(OutboxRow.state).where(OutboxRow.handoff_id == handoff_id, OutboxRow.kind == "slack.post_card")
+            ))
+        if SENT in states:
+            return SENT
+        if PENDING in states:
+            return PENDING
+        return FAILED if states else None
+
+    def health(self) -> OutboxHealth:
+        with self.db.read() as session:
+            counts = dict(session.execute(
+                select(OutboxRow.state, func.count()).where(col(OutboxRow.state).in_([PENDING, FAILED]))
+                .group_by(OutboxRow.state)
+            ).all())
+            last = session.exec(
+                select(OutboxRow.last_error)
+                .where(OutboxRow.state == FAILED)
+                .order_by(col(OutboxRow.id).desc())
+                .limit(1)
+            ).first()
+        return OutboxHealth(int(counts.get(PENDING, 0)), int(counts.get(FAILED, 0)), last)
+
+
+def lease_until(now: datetime, seconds: float) -> datetime:
+    return now + timedelta(seconds=seconds)

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handoffs.config import ConfigError, default_config, load_config, parse_config
+from handoffs.model import Urgency
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "handoffs.example.yml"
+
+
+def problems_of(data: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    return caught.value.problems
+
+
+def test_the_shipped_example_is_valid_and_means_what_its_comments_say() -> None:
+    config = load_config(EXAMPLE)
+    assert config.timezone == "Europe/Berlin"
+    assert config.business_hours is not None
+    assert (config.business_hours.start, config.business_hours.end) == (time(9), time(18))
+    assert config.managers == ["U0MANAGER"]
+    assert config.review.channel == "C0REVIEW"
+    assert [route.name for route in config.routes] == ["hot-leads", "default"]
+    assert config.routes[0].owners is not None and config.routes[0].owners.round_robin == ["U0ANNA", "U0BEN"]
+    assert config.fallback() is config.routes[1]
+    # kinds in the file override the built-in ones, and the other built-ins stay
+    assert config.kinds["lead"].required_facts == ["company", "contact"]
+    assert config.kinds["lead"].label == "Lead"
+    assert config.kinds["reply"].close_on_approve is True
+    assert {"task", "intake", "support"} <= set(config.kinds)
+    assert config.sla[Urgency.urgent].claim == timedelta(minutes=15)
+    assert config.sla[Urgency.low].resolve == timedelta(days=7)
+    assert config.nudges.escalate_to == "C0LEADS"
+    assert config.dedupe.window == timedelta(hours=24)
+    assert config.outcomes_for("lead") == ["won", "lost", "nurture", "disqualified"]
+    assert config.outcomes_for("task") == ["done", "no_action", "duplicate"]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"routes": [{"name": "a", "chanel": "C0SALES"}]}, "routes[0].chanel: unknown key (did you mean 'channel'?)"),
+        ({"review": {"aprovers": ["U0LEAD"]}}, "review.aprovers: unknown key (did you mean 'approvers'?)"),
+        ({"timezon": "UTC"}, "timezon: unknown key (did you mean 'timezone'?)"),
+        (
+            {"routes": [{"name": "a", "channel": "C0A", "when": {"urgncy": "high"}}]},
+            "routes[0].when.urgncy: unknown key (did you mean 'urgency'?)",
+        ),
+        # keys under a mapping (a kind's name, an urgency) are walked through too
+        ({"kinds": {"lead": {"required_fact": ["x"]}}}, "kinds.lead.required_fact: unknown key (did you mean 'required_facts'?)"),
+        (
+            {"sla": {"urgent": {"claim": "1m", "resolv": "2h"}}},
+            "sla.urgent.resolv: unknown key (did you mean 'resolve'?)",
+        ),
+        ({"routes": [{"name": "a", "zzz": 1}]}, "routes[0].zzz: unknown key"),
+    ],
+)
+def test_a_typo_in_a_key_names_its_path_and_suggests_the_key(data: dict[str, Any], expected: str) -> None:
+    assert expected in problems_of(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "words"),
+    [
+        ({"routes": [{"name": "a", "channel": "#sales"}]}, "routes[0].channel", "Slack channel id"),
+        ({"managers": ["@boss"]}, "managers[0]", "Slack user id"),
+        ({"routes": [{"name": "a", "channel": "C0A", "queue": "C0A"}]}, "routes[0].queue", "user group id"),
+        ({"timezone": "Mars/Olympus"}, "timezone", "unknown time zone"),
+        ({"sla": {"high": {"claim": "soon", "resolve": "1d"}}}, "sla.high.claim", "not a duration"),
+        ({"nudges": {"repeat_every": "400d"}}, "nudges.repeat_every", "too long"),
+        ({"business_hours": {"start": "18:00", "end": "09:00"}}, "business_hours", "end must be later"),
+        ({"business_hours": {"days": ["monday"]}}, "business_hours.days[0]", "'mon'"),
+        ({"review": {"confidence_below": 1.5}}, "review.confidence_below", "less than or equal to 1"),
+        ({"routes": [{"name": "a", "when": {"urgency": "hot"}}]}, "routes[0].when.urgency[0]", "'urgent'"),
+        ({"routes": [{"name": "a", "owner": "U0A", "owners": {"round_robin": ["U0B"]}}]}, "routes[0]", "not both"),
+        ({"webhooks": [{"url": "http://hooks.example.com/x"}]}, "webhooks[0].url", "https"),
+        ({"webhooks": [{"url": "https://h.example.com", "events": ["deleted"]}]}, "webhooks[0].events[0]", "'closed'"),
+        ({"intake_channels": [{"channel": "C0AI", "producers": []}]}, "intake_channels[0].producers", "at least 1"),
+        ({"outcomes": []}, "outcomes", "at least 1"),
+        ({"nudges": {"escalate_to": "#leads"}}, "nudges.escalate_to", "Slack channel id"),
+    ],
+)
+def test_every_value_error_names_its_path(data: dict[str, Any], path: str, words: str) -> None:
+    problems = problems_of(data)
+    assert any(p.startswith(f"{path}: ") and words in p for p in problems), problems
+
+
+def test_a_field_that_takes_a_channel_or_a_user_gives_one_clean_problem() -> None:
+    problems = problems_of({"nudges": {"escalate_to": "#leads"}})
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("nudges.escalate_to: ")
+    assert "channel id" in problems[0] and "user id" in problems[0]
+
+
+def test_all_errors_are_listed_at_once() -> None:
+    problems = problems_of({
+        "timezone": "Nowhere/Else",
+        "managers": ["boss"],
+        "routes": [{"name": "a", "chanel": "C0A"}, {"name": "b", "channel": "general"}],
+    })
+    assert len(problems) == 4
+    assert [p.split(":")[0] for p in problems] == ["timezone", "managers[0]", "routes[0].chanel", "routes[1].channel"]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"routes": [{"name": "a", "channel": "C0A"}, {"name": "a", "channel": "C0B"}]}, "repeated: a"),
+        ({"routes": [{"name": "a", "channel": "C0A"}], "fallback_route": "b"}, "fallback_route: no route is named 'b'"),
+        ({"routes": [{"name": "a", "when": {"kind": "leed"}, "channel": "C0A"}]}, "routes[0].when.kind: unknown kind"),
+    ],
+)
+def test_cross_reference_errors_name_their_path(data: dict[str, Any], expected: str) -> None:
+    assert any(expected in p for p in problems_of(data))
+
+
+def test_top_level_must_be_a_mapping() -> None:
+    assert problems_of(["routes"]) == ["(top level): must be a mapping of settings"]
+
+
+def test_an_empty_file_means_the_defaults(tmp_path: Path) -> None:
+    file = tmp_path / "handoffs.yml"
+    file.write_text("# nothing yet\n")
+    config = load_config(file)
+    assert config.routes == []
+    assert config.timezone == "UTC"
+    assert config.outcomes == ["done", "no_action", "duplicate"]
+
+
+def test_unquoted_yaml_times_are_read_as_clock_times(tmp_path: Path) -> None:
+    file = tmp_path / "handoffs.yml"
+    file.write_text("business_hours: {start: 08:30, end: 17:00}\ndigest: {channel: C0LEADS, at: 09:00}\n")
+    config = load_config(file)
+    assert config.business_hours is not None
+    assert (config.business_hours.start, config.business_hours.end) == (time(8, 30), time(17))
+    assert config.digest is not None and config.digest.at == time(9)
+
+
+def test_broken_yaml_names_line_and_column(tmp_path: Path) -> None:
+    file = tmp_path / "handoffs.yml"
+    file.write_text("routes:\n  - name: a\n    channel: [C0A\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    assert caught.value.source == str(file)
+    assert caught.value.problems[0].startswith("line ")
+    assert "not valid YAML" in caught.value.problems[0]
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "absent.yml")
+
+
+def test_default_config_is_one_route_to_the_default_channel() -> None:
+    config = default_config("C0HANDOFFS")
+    assert [(r.name, r.channel) for r in config.routes] == [("default", "C0HANDOFFS")]
+    assert config.fallback() is config.routes[0]
+    assert default_config(None).routes == []
+
+
+def test_fallback_is_the_named_route_or_the_last_catch_all() -> None:
+    routes = [
+        {"name": "first", "channel": "C0ONE"},
+        {"name": "leads", "when": {"kind": "lead"}, "channel": "C0LEADS"},
+        {"name": "last", "channel": "C0LAST"},
+    ]
+    assert parse_config({"routes": routes}).fallback().name == "last"  # type: ignore[union-attr]
+    assert parse_config({"routes": routes, "fallback_route": "leads"}).fallback().name == "leads"  # type: ignore[union-attr]
+    assert parse_config({"routes": routes[1:2]}).fallback() is None

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from handoffs.config import BusinessHours, parse_config
+from handoffs.model import Urgency
+from handoffs.sla import add_business_time, claim_deadline, next_business_moment, resolve_deadline
+
+BERLIN = ZoneInfo("Europe/Berlin")
+HOURS = BusinessHours.model_validate({"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "18:00"})
+
+
+def berlin(*args: int) -> datetime:
+    return datetime(*args, tzinfo=BERLIN)
+
+
+def test_a_deadline_spanning_a_weekend_resumes_on_monday_morning() -> None:
+    friday_5pm = berlin(2025, 3, 14, 17, 0).astimezone(UTC)
+    due = add_business_time(friday_5pm, timedelta(hours=4), HOURS, BERLIN)
+    # one hour on Friday (17-18), three on Monday (9-12)
+    assert due == berlin(2025, 3, 17, 12, 0)
+    assert due.tzinfo == UTC  # answered in the caller's time zone
+
+
+def test_a_deadline_spanning_a_night_skips_the_closed_hours() -> None:
+    tuesday_4pm = berlin(2025, 3, 11, 16, 0)
+    assert add_business_time(tuesday_4pm, timedelta(hours=4), HOURS, BERLIN) == berlin(2025, 3, 12, 11, 0)
+
+
+def test_a_weekend_with_a_clock_change_counts_wall_clock_business_hours() -> None:
+    # Berlin moves to summer time on Sunday 30 March 2025: Monday opens at 09:00 CEST (07:00 UTC)
+    friday_5pm = berlin(2025, 3, 28, 17, 0)
+    due = add_business_time(friday_5pm, timedelta(hours=4), HOURS, BERLIN)
+    assert due == berlin(2025, 3, 31, 12, 0)
+    assert due.astimezone(UTC) == datetime(2025, 3, 31, 10, 0, tzinfo=UTC)
+
+
+def test_starting_on_a_weekend_or_before_opening_counts_from_the_next_opening() -> None:
+    saturday = berlin(2025, 3, 15, 11, 30)
+    assert add_business_time(saturday, timedelta(minutes=30), HOURS, BERLIN) == berlin(2025, 3, 17, 9, 30)
+    early_tuesday = berlin(2025, 3, 11, 6, 45)
+    assert add_business_time(early_tuesday, timedelta(hours=1), HOURS, BERLIN) == berlin(2025, 3, 11, 10, 0)
+    late_tuesday = berlin(2025, 3, 11, 21, 0)
+    assert add_business_time(late_tuesday, timedelta(hours=1), HOURS, BERLIN) == berlin(2025, 3, 12, 10, 0)
+
+
+def test_a_span_that_ends_exactly_at_closing_time_stays_on_that_day() -> None:
+    assert add_business_time(berlin(2025, 3, 11, 9, 0), timedelta(hours=9), HOURS, BERLIN) == berlin(2025, 3, 11, 18)
+
+
+def test_a_span_of_several_business_days_skips_every_night_and_the_weekend() -> None:
+    # 20 business hours from Thursday 10:00: Thu 8h, Fri 9h, Mon 3h
+    assert add_business_time(berlin(2025, 3, 13, 10, 0), timedelta(hours=20), HOURS, BERLIN) == berlin(2025, 3, 17, 12)
+
+
+def test_next_business_moment() -> None:
+    inside = berlin(2025, 3, 12, 11, 0)
+    assert next_business_moment(inside, HOURS, BERLIN) == inside
+    assert next_business_moment(berlin(2025, 3, 14, 18, 0), HOURS, BERLIN) == berlin(2025, 3, 17, 9, 0)
+
+
+def test_without_business_hours_time_runs_around_the_clock() -> None:
+    friday_5pm = berlin(2025, 3, 14, 17, 0)
+    assert add_business_time(friday_5pm, timedelta(hours=4), None, BERLIN) == berlin(2025, 3, 14, 21, 0)
+
+
+@pytest.fixture
+def berlin_config():  # type: ignore[no-untyped-def]
+    return parse_config({
+        "timezone": "Europe/Berlin",
+        "business_hours": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "18:00"},
+        "sla": {"urgent": {"claim": "15m", "resolve": "4h"}},
+        "routes": [
+            {"name": "vip", "when": {"kind": "lead"}, "channel": "CVIP",
+             "sla": {"urgent": {"claim": "5m", "resolve": "1h"}}},
+            {"name": "default", "channel": "CHANDOFFS"},
+        ],
+    })
+
+
+def test_claim_and_resolve_deadlines_use_the_route_sla_before_the_global_one(berlin_config) -> None:  # type: ignore[no-untyped-def]
+    friday = berlin(2025, 3, 14, 17, 50)
+    vip = berlin_config.route_named("vip")
+    assert claim_deadline(berlin_config, vip, Urgency.urgent, friday) == berlin(2025, 3, 14, 17, 55)
+    assert resolve_deadline(berlin_config, vip, Urgency.urgent, friday) == berlin(2025, 3, 17, 9, 50)
+    assert claim_deadline(berlin_config, None, Urgency.urgent, friday) == berlin(2025, 3, 17, 9, 5)
+    # urgencies the file does not set keep the built-in defaults (normal: claim 4h)
+    assert claim_deadline(berlin_config, None, Urgency.normal, friday) == berlin(2025, 3, 17, 12, 50)

@@ -10,7 +10,7 @@ import difflib
 from datetime import time, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -42,7 +42,8 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str),
 ]
 
-WEBHOOK_EVENTS = ("created", "claimed", "approved", "edited", "rejected", "closed", "escalated")
+WebhookEvent = Literal["created", "claimed", "approved", "edited", "rejected", "closed", "escalated"]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = get_args(WebhookEvent)
 DEFAULT_OUTCOMES = ["done", "no_action", "duplicate"]
 # A handoff that requires approval may still be closed before approval with one of these.
 NON_COMPLETING_OUTCOMES = frozenset({"no_action", "duplicate"})
@@ -181,9 +182,7 @@ class Nudges(_Strict):
 
 class Webhook(_Strict):
     url: str
-    events: list[Literal["created", "claimed", "approved", "edited", "rejected", "closed", "escalated"]] = Field(
-        default_factory=lambda: list(WEBHOOK_EVENTS)
-    )
+    events: list[WebhookEvent] = Field(default_factory=lambda: list(WEBHOOK_EVENTS))
     secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
 
     @field_validator("url")

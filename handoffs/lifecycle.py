@@ -194,7 +194,8 @@ def _claim(handoff: Handoff, request: Request, actor: Actor, config: HandoffConf
 
 
 def _release(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
-    return Change(Action.release, Status.open, {"owner": None, "nudge_count": 0}, {"previous_owner": handoff.owner})
+    updates = {"owner": None, "queue": _queue_of(handoff), "nudge_count": 0}
+    return Change(Action.release, Status.open, updates, {"previous_owner": handoff.owner})
 
 
 def _reassign(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
@@ -239,9 +240,9 @@ def _reject(handoff: Handoff, request: Request, actor: Actor, config: HandoffCon
     reason = (request.reason or "").strip()
     if not reason:
         raise Refused("missing_argument", "A reason is required to reject.", field="reason")
-    reason = _check_note(reason)
-    updates = {"decided_at": now, "outcome": "rejected", "outcome_note": reason, "closed_at": now}
-    return Change(Action.reject, Status.rejected, updates, {"reason": reason})
+    kept = _check_note(reason)
+    updates = {"decided_at": now, "outcome": "rejected", "outcome_note": kept, "closed_at": now}
+    return Change(Action.reject, Status.rejected, updates, {"reason": kept})
 
 
 def _close(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
@@ -262,8 +263,8 @@ def _close(handoff: Handoff, request: Request, actor: Actor, config: HandoffConf
 def _reopen(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
     route = config.route_named(handoff.route)
     updates = {
-        "owner": None, "outcome": None, "outcome_note": None, "closed_at": None, "decided_at": None,
-        "approved_at": None, "nudge_count": 0, "escalated_at": None,
+        "owner": None, "queue": _queue_of(handoff), "outcome": None, "outcome_note": None, "closed_at": None,
+        "decided_at": None, "approved_at": None, "nudge_count": 0, "escalated_at": None,
         "claim_by": claim_deadline(config, route, handoff.urgency, now),
     }
     return Change(Action.reopen, Status.open, updates, {"previous_outcome": handoff.outcome,
@@ -276,6 +277,11 @@ def _snooze(handoff: Handoff, request: Request, actor: Actor, config: HandoffCon
     if request.until - now > MAX_SNOOZE:
         raise Refused("bad_argument", "Snooze for at most 30 days.", field="until")
     return Change(Action.snooze, handoff.status, {"snoozed_until": request.until}, {"until": request.until.isoformat()})
+
+
+def _queue_of(handoff: Handoff) -> str | None:
+    """Where an unowned handoff waits: its queue, or the channel of its card when routing gave it to a person."""
+    return handoff.queue or handoff.channel
 
 
 def _check_note(note: str | None) -> str | None:

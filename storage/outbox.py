@@ -43,7 +43,7 @@ class OutboxStore:
             .limit(limit)
         )
         if skip_targets:  # channels paced or busy right now; private notices are never held back
-            query = query.where(or_(OutboxRow.kind == EPHEMERAL_KIND, col(OutboxRow.target).not_in(skip_targets)))
+            query = query.where(or_(col(OutboxRow.kind) == EPHEMERAL_KIND, col(OutboxRow.target).not_in(skip_targets)))
         with self.db.read() as session:
             return list(session.exec(query))
 

@@ -263,7 +263,7 @@ class Repository:
         if owner is not None:
             query = query.where(HandoffRow.owner == owner)
         if channel is not None:
-            query = query.where(or_(HandoffRow.channel == channel, HandoffRow.queue == channel))
+            query = query.where(or_(col(HandoffRow.channel) == channel, col(HandoffRow.queue) == channel))
         if kind is not None:
             query = query.where(HandoffRow.kind == kind)
         query = query.order_by(col(HandoffRow.stall_at)).limit(limit)

@@ -24,7 +24,8 @@ def payload(**overrides: Any) -> dict[str, Any]:
 
 
 def lead(**overrides: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {"kind": "lead", "intent": "demo", "facts": {"company": "ACME", "contact": "jane@acme.test"}}
+    facts = {"company": "ACME", "contact": "jane@acme.test"}
+    values: dict[str, Any] = {"kind": "lead", "intent": "demo", "facts": facts}
     values.update(overrides)
     return payload(**values)
 

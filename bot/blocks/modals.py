@@ -290,7 +290,7 @@ def parse_close(values: Values) -> tuple[str, str | None]:
 
 
 def _message(text: str) -> str:
-    return plain(text, ERROR_LIMIT) or "Check this field."
+    return plain(text.removeprefix("Value error, "), ERROR_LIMIT) or "Check this field."
 
 
 def field_errors(error: ValidationError, blocks: Mapping[str, str], *, default_block: str) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from anyio import to_thread
 from fastapi import FastAPI, Request, Response
 from slack_bolt import App, BoltRequest, BoltResponse
@@ -21,8 +23,8 @@ def mount_slack(api: FastAPI, bolt_app: App) -> None:
     @api.post("/slack/events", include_in_schema=False)
     async def slack_events(request: Request) -> Response:
         body = (await request.body()).decode("utf-8", errors="replace")
-        headers: dict[str, list[str]] = {}
-        for name, value in request.headers.items():
-            headers.setdefault(name, []).append(value)
+        headers: dict[str, str | Sequence[str]] = {}
+        for name in request.headers:
+            headers[name] = request.headers.getlist(name)
         bolt_request = BoltRequest(body=body, query=request.url.query, headers=headers)
         return _to_response(await to_thread.run_sync(bolt_app.dispatch, bolt_request))

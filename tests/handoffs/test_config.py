@@ -52,7 +52,10 @@ def test_the_shipped_example_is_valid_and_means_what_its_comments_say() -> None:
             "routes[0].when.urgncy: unknown key (did you mean 'urgency'?)",
         ),
         # keys under a mapping (a kind's name, an urgency) are walked through too
-        ({"kinds": {"lead": {"required_fact": ["x"]}}}, "kinds.lead.required_fact: unknown key (did you mean 'required_facts'?)"),
+        (
+            {"kinds": {"lead": {"required_fact": ["x"]}}},
+            "kinds.lead.required_fact: unknown key (did you mean 'required_facts'?)",
+        ),
         (
             {"sla": {"urgent": {"claim": "1m", "resolv": "2h"}}},
             "sla.urgent.resolv: unknown key (did you mean 'resolve'?)",

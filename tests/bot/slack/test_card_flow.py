@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from bot import ids
 from tests.bot.slack.conftest import SlackHarness, _wait
 from tests.fakes.slack_signing import select_value, text_value
 
-from bot import ids
-
 
 def _buttons(call: object) -> set[str]:
-    blocks = getattr(call, "params")["blocks"]
+    blocks = call.params["blocks"]
     return {e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]}
 
 
@@ -22,7 +21,8 @@ def test_created_handoff_posts_one_card_then_claim_updates_it_and_replies_in_thr
     response = harness.click(ids.CLAIM, created["id"], "UALICE")
     assert response.status_code == 200
 
-    update = harness.slack.wait_for(lambda c: c.method == "chat.update" and c.params.get("ts") == card.response["ts"])[0]
+    card_ts = card.response["ts"]
+    update = harness.slack.wait_for(lambda c: c.method == "chat.update" and c.params.get("ts") == card_ts)[0]
     assert ids.CLAIM not in _buttons(update)
     assert ids.CLOSE in _buttons(update)
     reply = harness.slack.wait_for(lambda c: c.method == "chat.postMessage" and c.params.get("thread_ts"))[0]

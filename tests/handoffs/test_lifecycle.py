@@ -1,0 +1,316 @@
+"""The transition table of SPEC §3 and its permission rules, decided without a database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from handoffs.config import HandoffConfig, parse_config
+from handoffs.lifecycle import ALLOWED_FROM, Action, Actor, Change, Refused, Request, decide
+from handoffs.model import Handoff, HandoffEdit, Status, Urgency
+from tests.conftest import DEFAULT_CONFIG
+from tests.factories import NOW, make_handoff
+
+OWNER = Actor("UOWNER")
+APPROVER = Actor("UAPPROVER")
+MANAGER = Actor("UMANAGER")
+STRANGER = Actor("USTRANGER")
+SYSTEM = Actor.system("producer")
+ROLES = {"owner": OWNER, "approver": APPROVER, "manager": MANAGER, "stranger": STRANGER, "system": SYSTEM}
+
+
+@pytest.fixture
+def config() -> HandoffConfig:
+    return parse_config({
+        **DEFAULT_CONFIG,
+        "routes": [
+            {"name": "restricted", "when": {"kind": "support"}, "channel": "CSUPPORT", "claimers": ["UCLAIMER"]},
+            *DEFAULT_CONFIG["routes"],
+        ],
+    })
+
+
+def handoff_in_status(status: Status, **fields: Any) -> Handoff:
+    values: dict[str, Any] = {"status": status, "owner": None if status is Status.open else "UOWNER"}
+    if status is Status.open:
+        values["queue"] = "CHANDOFFS"
+    if status is Status.closed:
+        values.update(outcome="done", closed_at=NOW)
+    if status is Status.rejected:
+        values.update(outcome="rejected", outcome_note="wrong customer", closed_at=NOW)
+    values.update(fields)
+    return make_handoff(**values)
+
+
+def request_for(action: Action, **overrides: Any) -> Request:
+    arguments: dict[Action, dict[str, Any]] = {
+        Action.reassign: {"new_owner": "UNEW"},
+        Action.edit: {"edit": HandoffEdit(title="Send the revised quote")},
+        Action.reject: {"reason": "wrong customer"},
+        Action.close: {"outcome": "done"},
+        Action.snooze: {"until": NOW + timedelta(hours=2)},
+    }
+    return Request(action, **{**arguments.get(action, {}), **overrides})
+
+
+# An actor who may take each action in every status it is allowed from (the permission tests are below).
+ACTOR_FOR = {
+    Action.claim: STRANGER,
+    Action.release: OWNER,
+    Action.reassign: MANAGER,
+    Action.approve: APPROVER,
+    Action.edit: APPROVER,
+    Action.reject: APPROVER,
+    Action.close: MANAGER,
+    Action.reopen: MANAGER,
+    Action.snooze: MANAGER,
+}
+
+EXPECTED_TO = {
+    (Action.claim, Status.open): Status.claimed,
+    (Action.release, Status.claimed): Status.open,
+    (Action.reassign, Status.open): Status.claimed,
+    (Action.reassign, Status.claimed): Status.claimed,
+    (Action.reassign, Status.approved): Status.approved,
+    (Action.approve, Status.open): Status.approved,
+    (Action.approve, Status.claimed): Status.approved,
+    (Action.edit, Status.open): Status.open,
+    (Action.edit, Status.claimed): Status.claimed,
+    (Action.reject, Status.open): Status.rejected,
+    (Action.reject, Status.claimed): Status.rejected,
+    (Action.close, Status.claimed): Status.closed,
+    (Action.close, Status.approved): Status.closed,
+    (Action.reopen, Status.closed): Status.open,
+    (Action.reopen, Status.rejected): Status.open,
+    (Action.snooze, Status.open): Status.open,
+    (Action.snooze, Status.claimed): Status.claimed,
+}
+
+PAST = {
+    Action.claim: "claimed", Action.release: "released", Action.reassign: "reassigned", Action.approve: "approved",
+    Action.edit: "edited", Action.reject: "rejected", Action.close: "closed", Action.reopen: "reopened",
+    Action.snooze: "snoozed",
+}
+
+
+def test_the_table_in_the_code_is_the_table_in_the_spec() -> None:
+    allowed = {(action, status) for action, statuses in ALLOWED_FROM.items() for status in statuses}
+    assert allowed == set(EXPECTED_TO)
+
+
+@pytest.mark.parametrize(("action", "status"), sorted(EXPECTED_TO, key=str))
+def test_each_allowed_transition_leads_where_the_spec_says(
+    config: HandoffConfig, action: Action, status: Status
+) -> None:
+    change = decide(handoff_in_status(status), request_for(action), ACTOR_FOR[action], config, NOW)
+    assert change.to_status is EXPECTED_TO[(action, status)]
+    assert change.event == PAST[action]
+
+
+@pytest.mark.parametrize(
+    ("action", "status"),
+    [(action, status) for action in Action for status in Status if (action, status) not in EXPECTED_TO],
+)
+def test_each_other_transition_is_refused_for_its_status(config: HandoffConfig, action: Action, status: Status) -> None:
+    with pytest.raises(Refused) as caught:
+        decide(handoff_in_status(status), request_for(action), MANAGER, config, NOW)
+    refused = caught.value
+    if action is Action.claim and status is Status.claimed:
+        assert refused.code == "already_claimed"
+        assert "<@UOWNER>" in refused.reason
+    elif status in (Status.closed, Status.rejected):
+        assert refused.code == "terminal"
+    else:
+        assert refused.code == "wrong_status"
+    assert "H-42" in refused.reason
+
+
+# (action, status the handoff is in, role, allowed?)
+PERMISSIONS = [
+    *[(Action.claim, Status.open, role, True) for role in ROLES],
+    *[(Action.release, Status.claimed, role, role == "owner") for role in ROLES],
+    *[(Action.reassign, Status.claimed, role, role != "stranger") for role in ROLES],
+    *[(Action.approve, Status.claimed, role, role in ("approver", "system")) for role in ROLES],
+    *[(Action.edit, Status.claimed, role, role in ("owner", "approver", "system")) for role in ROLES],
+    *[(Action.reject, Status.claimed, role, role in ("owner", "approver", "system")) for role in ROLES],
+    *[(Action.close, Status.claimed, role, role != "stranger") for role in ROLES],
+    *[(Action.reopen, Status.closed, role, role in ("manager", "system")) for role in ROLES],
+    *[(Action.snooze, Status.claimed, role, role in ("owner", "manager", "system")) for role in ROLES],
+]
+
+
+@pytest.mark.parametrize(("action", "status", "role", "allowed"), PERMISSIONS)
+def test_who_may_do_what(config: HandoffConfig, action: Action, status: Status, role: str, allowed: bool) -> None:
+    handoff = handoff_in_status(status)
+    if allowed:
+        assert isinstance(decide(handoff, request_for(action), ROLES[role], config, NOW), Change)
+    else:
+        with pytest.raises(Refused) as caught:
+            decide(handoff, request_for(action), ROLES[role], config, NOW)
+        assert caught.value.code == "not_allowed"
+        assert caught.value.reason.startswith("Only ")
+
+
+def test_where_no_approvers_are_set_the_owner_approves(config: HandoffConfig) -> None:
+    handoff = handoff_in_status(Status.claimed, approvers=[])
+    assert decide(handoff, request_for(Action.approve), OWNER, config, NOW).to_status is Status.approved
+    with pytest.raises(Refused, match=r"the owner \(<@UOWNER>\)"):
+        decide(handoff, request_for(Action.approve), STRANGER, config, NOW)
+
+
+def test_a_route_may_restrict_who_claims(config: HandoffConfig) -> None:
+    handoff = handoff_in_status(Status.open, kind="support", route="restricted")
+    assert decide(handoff, request_for(Action.claim), Actor("UCLAIMER"), config, NOW).updates["owner"] == "UCLAIMER"
+    assert decide(handoff, request_for(Action.claim), MANAGER, config, NOW).to_status is Status.claimed
+    with pytest.raises(Refused) as caught:
+        decide(handoff, request_for(Action.claim), STRANGER, config, NOW)
+    assert caught.value.code == "not_allowed"
+
+
+def test_claim_records_the_new_owner(config: HandoffConfig) -> None:
+    change = decide(handoff_in_status(Status.open), request_for(Action.claim), STRANGER, config, NOW)
+    assert change.updates["owner"] == "USTRANGER"
+    assert change.updates["claimed_at"] == NOW
+    assert change.data == {"owner": "USTRANGER"}
+
+
+def test_release_puts_the_handoff_back_in_a_queue(config: HandoffConfig) -> None:
+    # claimed straight from routing (round robin): it never had a queue of its own
+    handoff = handoff_in_status(Status.claimed, queue=None, channel="CSALES")
+    change = decide(handoff, request_for(Action.release), OWNER, config, NOW)
+    assert change.to_status is Status.open
+    assert change.updates["owner"] is None
+    assert change.updates["queue"] == "CSALES"  # nobody owns it, so it must wait somewhere
+    assert change.data == {"previous_owner": "UOWNER"}
+
+
+def test_close_on_approve_closes_with_outcome_approved(config: HandoffConfig) -> None:
+    handoff = handoff_in_status(Status.claimed, kind="reply", requires_approval=True)
+    change = decide(handoff, request_for(Action.approve, note="ship it"), APPROVER, config, NOW)
+    assert change.to_status is Status.closed
+    assert change.event == "approved"
+    assert change.updates["outcome"] == "approved"
+    assert change.updates["outcome_note"] == "ship it"
+    assert change.updates["approved_at"] == change.updates["closed_at"] == NOW
+
+
+def test_a_plain_approve_leaves_it_approved_for_closing(config: HandoffConfig) -> None:
+    change = decide(handoff_in_status(Status.claimed), request_for(Action.approve), APPROVER, config, NOW)
+    assert change.to_status is Status.approved
+    assert "outcome" not in change.updates
+    assert change.updates["approved_at"] == NOW
+
+
+def test_needs_approval_before_closing_as_done_but_not_as_no_action(config: HandoffConfig) -> None:
+    handoff = handoff_in_status(Status.claimed, requires_approval=True)
+    with pytest.raises(Refused) as caught:
+        decide(handoff, request_for(Action.close, outcome="done"), OWNER, config, NOW)
+    assert caught.value.code == "needs_approval"
+    change = decide(handoff, request_for(Action.close, outcome="no_action", note="customer cancelled"), OWNER,
+                    config, NOW)
+    assert change.to_status is Status.closed
+    assert change.updates["outcome"] == "no_action"
+    assert change.data == {"outcome": "no_action", "note": "customer cancelled"}
+    approved = handoff_in_status(Status.approved, requires_approval=True)
+    assert decide(approved, request_for(Action.close, outcome="done"), OWNER, config, NOW).updates["outcome"] == "done"
+
+
+@pytest.mark.parametrize(("outcome", "code"), [(None, "missing_argument"), ("  ", "missing_argument"),
+                                               ("done", "bad_outcome"), ("won", None)])
+def test_close_takes_one_of_the_kinds_outcomes(config: HandoffConfig, outcome: str | None, code: str | None) -> None:
+    handoff = handoff_in_status(Status.claimed, kind="lead")
+    request = request_for(Action.close, outcome=outcome)
+    if code is None:
+        assert decide(handoff, request, OWNER, config, NOW).updates["outcome"] == outcome
+    else:
+        with pytest.raises(Refused) as caught:
+            decide(handoff, request, OWNER, config, NOW)
+        assert caught.value.code == code
+        assert caught.value.details["field"] == "outcome"
+        assert "won" in caught.value.reason
+
+
+def test_edit_keeps_old_and_new_values(config: HandoffConfig) -> None:
+    handoff = handoff_in_status(Status.claimed, summary="old summary")
+    new_due = NOW + timedelta(days=1)
+    edit = HandoffEdit(title="Send the revised quote", summary="new summary", urgency=Urgency.high, due_at=new_due)
+    change = decide(handoff, request_for(Action.edit, edit=edit), OWNER, config, NOW)
+    assert change.to_status is Status.claimed
+    assert change.updates == {"title": "Send the revised quote", "summary": "new summary", "urgency": Urgency.high,
+                              "due_at": new_due}
+    assert change.data == {"changes": {
+        "title": {"old": "Send the quote", "new": "Send the revised quote"},
+        "summary": {"old": "old summary", "new": "new summary"},
+        "urgency": {"old": "normal", "new": "high"},
+        "due_at": {"old": handoff.due_at.isoformat(), "new": new_due.isoformat()},  # type: ignore[union-attr]
+    }}
+
+
+def test_an_edit_that_changes_nothing_is_refused(config: HandoffConfig) -> None:
+    handoff = handoff_in_status(Status.claimed)
+    with pytest.raises(Refused) as caught:
+        decide(handoff, request_for(Action.edit, edit=HandoffEdit(title="Send the quote")), OWNER, config, NOW)
+    assert caught.value.code == "no_change"
+    with pytest.raises(Refused) as caught:
+        decide(handoff, Request(Action.edit), OWNER, config, NOW)
+    assert caught.value.code == "missing_argument"
+
+
+@pytest.mark.parametrize("reason", [None, "", "   "])
+def test_reject_needs_a_reason(config: HandoffConfig, reason: str | None) -> None:
+    with pytest.raises(Refused) as caught:
+        decide(handoff_in_status(Status.claimed), request_for(Action.reject, reason=reason), APPROVER, config, NOW)
+    assert caught.value.code == "missing_argument"
+    assert caught.value.details["field"] == "reason"
+
+
+def test_reject_keeps_the_reason(config: HandoffConfig) -> None:
+    change = decide(handoff_in_status(Status.open), request_for(Action.reject, reason=" wrong customer "), APPROVER,
+                    config, NOW)
+    assert change.updates["outcome_note"] == "wrong customer"
+    assert change.data == {"reason": "wrong customer"}
+
+
+def test_reassign_needs_someone_new(config: HandoffConfig) -> None:
+    handoff = handoff_in_status(Status.claimed)
+    with pytest.raises(Refused) as caught:
+        decide(handoff, request_for(Action.reassign, new_owner=None), MANAGER, config, NOW)
+    assert caught.value.code == "missing_argument"
+    with pytest.raises(Refused) as caught:
+        decide(handoff, request_for(Action.reassign, new_owner="UOWNER"), MANAGER, config, NOW)
+    assert caught.value.code == "no_change"
+    change = decide(handoff, request_for(Action.reassign), OWNER, config, NOW)
+    assert change.updates["owner"] == "UNEW"
+    assert change.data == {"from": "UOWNER", "to": "UNEW"}
+
+
+def test_reopen_puts_it_back_in_the_queue_with_a_fresh_claim_deadline(config: HandoffConfig) -> None:
+    handoff = handoff_in_status(Status.closed, queue=None, channel="CSALES", route="hot-leads")
+    change = decide(handoff, request_for(Action.reopen, reason="customer wrote again"), MANAGER, config, NOW)
+    assert change.to_status is Status.open
+    assert change.updates["owner"] is None and change.updates["outcome"] is None
+    assert change.updates["queue"] == "CSALES"
+    assert change.updates["claim_by"] == NOW + timedelta(hours=4)  # normal urgency: claim within 4h
+    assert change.data == {"previous_outcome": "done", "reason": "customer wrote again"}
+
+
+@pytest.mark.parametrize(("until", "ok"), [(NOW - timedelta(minutes=1), False), (NOW, False),
+                                           (NOW + timedelta(days=30), True), (NOW + timedelta(days=31), False),
+                                           (None, False)])
+def test_snooze_needs_a_time_within_thirty_days(config: HandoffConfig, until: Any, ok: bool) -> None:
+    handoff = handoff_in_status(Status.claimed)
+    if ok:
+        change = decide(handoff, request_for(Action.snooze, until=until), OWNER, config, NOW)
+        assert change.updates == {"snoozed_until": until}
+    else:
+        with pytest.raises(Refused) as caught:
+            decide(handoff, request_for(Action.snooze, until=until), OWNER, config, NOW)
+        assert caught.value.code == "bad_argument"
+
+
+def test_notes_are_bounded(config: HandoffConfig) -> None:
+    with pytest.raises(Refused) as caught:
+        decide(handoff_in_status(Status.claimed), request_for(Action.close, note="x" * 2001), OWNER, config, NOW)
+    assert caught.value.code == "bad_argument"

@@ -1,0 +1,92 @@
+"""Many people (or producers) at once, on SQLite and PostgreSQL: the compare-and-set decides, nothing is lost."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bot.runtime import Runtime
+from handoffs.lifecycle import Action, Actor, Refused, Request
+from handoffs.model import HandoffIn, Status
+from handoffs.ports import Created
+from tests.factories import counts, lead, payload
+
+CLAIMERS = 32
+
+
+def all_at_once(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run `work(i)` in `count` threads released together by a barrier; return results or exceptions."""
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> Any:
+        barrier.wait(timeout=30)
+        try:
+            return work(index)
+        except Exception as error:  # collected and inspected by the test
+            return error
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_thirty_two_simultaneous_claims_yield_one_owner(runtime: Runtime) -> None:
+    handoff = runtime.service.submit(HandoffIn.model_validate(payload()), actor="producer").handoff
+    assert handoff.status is Status.open
+
+    results = all_at_once(
+        CLAIMERS, lambda i: runtime.service.act(handoff.id, Request(Action.claim), Actor(f"UCLAIMER{i:02d}"))
+    )
+
+    winners = [r for r in results if not isinstance(r, Exception)]
+    refusals = [r for r in results if isinstance(r, Refused)]
+    assert len(winners) == 1, [r for r in results if not isinstance(r, Refused | type(winners[0]))]
+    assert len(refusals) == CLAIMERS - 1
+    winner = winners[0].handoff.owner
+    assert all(r.code == "already_claimed" for r in refusals)
+    assert all(f"<@{winner}>" in r.reason for r in refusals)
+
+    stored = runtime.repo.get(handoff.id)
+    assert stored is not None
+    assert (stored.status, stored.owner, stored.version) == (Status.claimed, winner, handoff.version + 1)
+    events = runtime.repo.events(handoff.id)
+    actions = Counter(e.action for e in events)
+    assert actions == {"created": 1, "claimed": 1, "refused": CLAIMERS - 1}
+    claimed = next(e for e in events if e.action == "claimed")
+    assert claimed.actor == winner
+    refused_by = {e.actor for e in events if e.action == "refused"}
+    assert refused_by == {f"UCLAIMER{i:02d}" for i in range(CLAIMERS)} - {winner}
+    assert all(e.data["code"] == "already_claimed" for e in events if e.action == "refused")
+
+
+def test_simultaneous_submissions_with_one_key_store_one_handoff(runtime: Runtime) -> None:
+    body = HandoffIn.model_validate(payload(external_id="order-1", source={"system": "shop"}))
+    results = all_at_once(16, lambda i: runtime.service.submit(body, actor="producer"))
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert Counter(r.result for r in results) == {Created.created: 1, Created.idempotent: 15}
+    assert len({r.handoff.id for r in results}) == 1
+    assert counts(runtime)["handoffs"] == 1
+
+
+def test_simultaneous_duplicates_make_one_card_seen_many_times(runtime: Runtime) -> None:
+    results = all_at_once(
+        12, lambda i: runtime.service.submit(
+            HandoffIn.model_validate({"title": "Server down", "next_action": "Look", "external_id": f"alert-{i}"}),
+            actor="monitor",
+        ),
+    )
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert Counter(r.result for r in results) == {Created.created: 1, Created.duplicate: 11}
+    [handoff] = runtime.repo.page().items
+    assert handoff.seen_count == 12
+    assert len(runtime.repo.outbox_for(handoff.id)) == 1  # one card
+
+
+def test_simultaneous_hot_leads_are_shared_evenly(runtime: Runtime) -> None:
+    results = all_at_once(
+        10, lambda i: runtime.service.submit(HandoffIn.model_validate(lead(urgency="high")), actor="producer")
+    )
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert Counter(r.handoff.owner for r in results) == {"UANNA": 5, "UBEN": 5}

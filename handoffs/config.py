@@ -244,20 +244,6 @@ class HandoffConfig(_Strict):
     def _fill_sla(cls, value: dict[Urgency, SlaRule]) -> dict[Urgency, SlaRule]:
         return {**DEFAULT_SLA, **value}
 
-    @model_validator(mode="after")
-    def _cross_references(self) -> HandoffConfig:
-        names = [route.name for route in self.routes]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"routes: names must be unique, repeated: {', '.join(duplicates)}")
-        if self.fallback_route and self.fallback_route not in names:
-            raise ValueError(f"fallback_route: no route is named {self.fallback_route!r}")
-        for index, route in enumerate(self.routes):
-            for kind in route.when.kind or []:
-                if kind not in self.kinds:
-                    raise ValueError(f"routes[{index}].when.kind: unknown kind {kind!r}")
-        return self
-
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -373,15 +359,47 @@ def describe_errors(error: ValidationError) -> list[str]:
     return problems
 
 
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [value]
+    return list(value) if isinstance(value, list) else []
+
+
+def reference_problems(data: dict[str, Any]) -> list[str]:
+    """Problems between parts of the file (route names, kinds they name), read from the raw mapping
+    so that they are reported together with every field error."""
+    routes = [route for route in _as_list(data.get("routes")) if isinstance(route, dict)]
+    names = [route.get("name") for route in routes]
+    problems = []
+    repeated = sorted({str(name) for name in names if name is not None and names.count(name) > 1})
+    if repeated:
+        problems.append(f"routes: names must be unique, repeated: {', '.join(repeated)}")
+    fallback = data.get("fallback_route")
+    if fallback is not None and fallback not in names:
+        problems.append(f"fallback_route: no route is named {fallback!r}")
+    declared = data.get("kinds") if isinstance(data.get("kinds"), dict) else {}
+    known = sorted(set(BUILTIN_KINDS) | set(declared))
+    for index, route in enumerate(routes):
+        when = route.get("when") if isinstance(route.get("when"), dict) else {}
+        for kind in _as_list(when.get("kind")):
+            if kind not in known:
+                problems.append(f"routes[{index}].when.kind: unknown kind {kind!r} (known: {', '.join(known)})")
+    return problems
+
+
 def parse_config(data: Any, source: str = "handoffs.yml") -> HandoffConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(source, ["(top level): must be a mapping of settings"])
+    problems = reference_problems(data)
     try:
-        return HandoffConfig.model_validate(data)
+        config = HandoffConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(source, describe_errors(error)) from None
+        raise ConfigError(source, describe_errors(error) + problems) from None
+    if problems:
+        raise ConfigError(source, problems)
+    return config
 
 
 def load_config(path: str | Path) -> HandoffConfig:

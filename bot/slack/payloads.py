@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from handoffs.model import parse_ref
 
@@ -47,17 +46,3 @@ def parse_click(body: dict[str, Any]) -> Click:
         verb=verb,
         selected_user=selected_user,
     )
-
-
-class ModalMeta(BaseModel):
-    """What a modal carries in `private_metadata`: only ids."""
-
-    handoff_id: int
-    channel: str | None = None
-
-
-def parse_modal_meta(raw: str | None) -> ModalMeta | None:
-    try:
-        return ModalMeta.model_validate(json.loads(raw or ""))
-    except (ValueError, ValidationError):
-        return None

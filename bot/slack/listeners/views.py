@@ -9,9 +9,8 @@ from pydantic import ValidationError
 from slack_bolt import Ack, App
 
 from bot import ids
-from bot.blocks.modals import parse_close, parse_edit, parse_reject
+from bot.blocks.modals import ModalContext, ModalError, parse_close, parse_edit, parse_reject
 from bot.runtime import Runtime
-from bot.slack.payloads import parse_modal_meta
 from handoffs.lifecycle import Action, Actor, Refused, Request
 from handoffs.model import Handoff
 from handoffs.service import NotFound
@@ -27,6 +26,7 @@ _FIELD_BLOCKS = {
     "draft": ids.EDIT_DRAFT,
     "definition_of_done": ids.EDIT_DEFINITION_OF_DONE,
     "urgency": ids.EDIT_URGENCY,
+    "due_at": ids.EDIT_DUE_AT,
 }
 _MAIN_BLOCK = {Action.edit: ids.EDIT_TITLE, Action.reject: ids.REJECT_REASON, Action.close: ids.CLOSE_OUTCOME}
 
@@ -62,9 +62,10 @@ def _errors_from_validation(error: ValidationError, action: Action) -> dict[str,
 
 def _submission(runtime: Runtime, action: Action, build: RequestBuilder) -> Callable[..., None]:
     def listener(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        meta = parse_modal_meta(view.get("private_metadata"))
         main_block = _MAIN_BLOCK[action]
-        if meta is None:
+        try:
+            meta = ModalContext.parse(view.get("private_metadata"))
+        except ValueError:
             ack(response_action="errors", errors={main_block: "This form has expired; open it again from the card."})
             return
         actor = Actor((body.get("user") or {}).get("id", ""))
@@ -72,6 +73,9 @@ def _submission(runtime: Runtime, action: Action, build: RequestBuilder) -> Call
             handoff = runtime.service.get(meta.handoff_id)
             request = build(view.get("state", {}).get("values", {}), handoff)
             runtime.service.act(meta.handoff_id, request, actor)
+        except ModalError as error:
+            ack(response_action="errors", errors=error.errors)
+            return
         except ValidationError as error:
             ack(response_action="errors", errors=_errors_from_validation(error, action))
             return

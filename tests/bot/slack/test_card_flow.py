@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
+
 from bot import ids
 from tests.bot.slack.conftest import SlackHarness, _wait
+from tests.bot.slack.e2e import (
+    block_types,
+    card_text,
+    click_overflow,
+    create,
+    input_values,
+    opened_view,
+    pick_user,
+    snapshot,
+    submit_view,
+    wait_replies,
+    wait_update,
+)
+from tests.fakes.slack_api import Call
 from tests.fakes.slack_signing import select_value, text_value
 
 
@@ -51,3 +69,145 @@ def test_close_through_the_modal_ends_with_outcome_and_no_buttons(harness: Slack
 
     last = _wait(final_update)[-1]
     assert "done" in str(last.params["blocks"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Every button end to end: one card, updated in place, each change also a reply in the card's thread.
+
+def _is_open(call: object) -> bool:
+    return ids.CLAIM in _buttons(call)
+
+
+def _step(harness: SlackHarness, card_ts: str, replies: int, reply_has: str, card_has: Callable[[Call], bool],
+          what: str) -> Call:
+    """After one action: the card was updated in place to show it, and the thread got exactly one more reply."""
+    update = wait_update(harness, card_ts, card_has, what)
+    assert update.params["channel"] == "CHANDOFFS"
+    thread = wait_replies(harness, "CHANDOFFS", card_ts, replies)
+    assert len(thread) == replies, [r.params["text"] for r in thread]
+    assert reply_has in thread[-1].params["text"], thread[-1].params["text"]
+    return update
+
+
+def test_every_card_action_works_end_to_end_on_one_card(harness: SlackHarness) -> None:
+    created = create(harness)
+    hid = created["id"]
+    card = harness.card_of(hid)
+    ts = card.response["ts"]
+    assert card.params["channel"] == "CHANDOFFS" and _is_open(card)
+
+    # claim
+    assert harness.click(ids.CLAIM, hid, "UALICE").status_code == 200
+    _step(harness, ts, 1, "Claimed by <@UALICE>", lambda c: "<@UALICE>" in card_text(c) and not _is_open(c), "claim")
+
+    # overflow: release (back to the queue)
+    assert click_overflow(harness, ids.MORE_RELEASE, hid, "UALICE").status_code == 200
+    _step(harness, ts, 2, "Released by <@UALICE>", _is_open, "release")
+    assert harness.runtime.repo.get(hid).owner is None  # type: ignore[union-attr]
+
+    # claim again, then overflow: snooze one hour
+    harness.click(ids.CLAIM, hid, "UBOB")
+    _step(harness, ts, 3, "Claimed by <@UBOB>", lambda c: "<@UBOB>" in card_text(c) and not _is_open(c), "claim 2")
+    assert click_overflow(harness, ids.MORE_SNOOZE_HOUR, hid, "UBOB").status_code == 200
+    _step(harness, ts, 4, "Snoozed by <@UBOB>", lambda c: "snoozed until" in card_text(c), "snooze")
+    assert harness.runtime.repo.get(hid).snoozed_until is not None  # type: ignore[union-attr]
+
+    # reassign with the user picker
+    assert pick_user(harness, hid, "UBOB", "UCAROL").status_code == 200
+    _step(harness, ts, 5, "Reassigned from <@UBOB> to <@UCAROL>", lambda c: "<@UCAROL>" in card_text(c), "reassign")
+
+    # edit through the modal the bot opens
+    assert harness.click(ids.EDIT, hid, "UCAROL").status_code == 200
+    edit = opened_view(harness, ids.EDIT_MODAL)
+    prefilled = {b["block_id"]: b["element"].get("initial_value") for b in edit.params["view"]["blocks"]}
+    assert prefilled[ids.EDIT_TITLE] == created_title(harness, hid)
+    submitted = submit_view(harness, edit, input_values(**{
+        ids.EDIT_TITLE: text_value("Call ACME back before Friday"),
+        ids.EDIT_NEXT_ACTION: text_value("Phone Jane about the quote"),
+        ids.EDIT_URGENCY: select_value("high"),
+    }), "UCAROL")
+    assert submitted.status_code == 200 and not submitted.content, submitted.text
+    _step(harness, ts, 6, "Edited by <@UCAROL>", lambda c: "Call ACME back before Friday" in card_text(c), "edit")
+
+    # close through the modal: outcome shown, no buttons left
+    assert harness.click(ids.CLOSE, hid, "UCAROL").status_code == 200
+    close = opened_view(harness, ids.CLOSE_MODAL)
+    submitted = submit_view(harness, close, input_values(**{
+        ids.CLOSE_OUTCOME: select_value("done"), ids.CLOSE_NOTE: text_value("Jane signed"),
+    }), "UCAROL")
+    assert submitted.status_code == 200 and not submitted.content, submitted.text
+    final = _step(harness, ts, 7, "Closed by <@UCAROL> as *done*", lambda c: "actions" not in block_types(c), "close")
+    assert "Closed" in card_text(final) and "done" in card_text(final) and "Jane signed" in card_text(final)
+    assert harness.slack.updates(ts)[-1] is final  # nothing came after the terminal card
+
+    # one card, every update on its ts, every reply in its thread
+    assert len(harness.slack.posted_cards()) == 1
+    assert {c.params["ts"] for c in harness.slack.updates()} == {ts}
+    assert all(r.params["thread_ts"] == ts for r in harness.slack.thread_replies())
+    assert harness.events(hid) == ["created", "claimed", "released", "claimed", "snoozed", "reassigned", "edited",
+                                   "closed"]
+
+
+def created_title(harness: SlackHarness, handoff_id: int) -> str:
+    return harness.runtime.repo.get(handoff_id).title  # type: ignore[union-attr]
+
+
+def test_approve_then_reject_paths_update_the_card_and_the_thread(harness: SlackHarness) -> None:
+    approved = create(harness, owner="UALICE", approvers=["ULEAD"])
+    rejected = create(harness, owner="UALICE", approvers=["ULEAD"])
+    ts_a = harness.card_of(approved["id"]).response["ts"]
+    ts_r = harness.card_of(rejected["id"]).response["ts"]
+    assert ids.APPROVE in _buttons(harness.card_of(approved["id"]))
+
+    assert harness.click(ids.APPROVE, approved["id"], "ULEAD").status_code == 200
+    update = wait_update(harness, ts_a, lambda c: ids.APPROVE not in _buttons(c), "approve")
+    assert "Approved" in card_text(update) and ids.CLOSE in _buttons(update)
+    assert "Approved by <@ULEAD>" in wait_replies(harness, "CHANDOFFS", ts_a, 1)[0].params["text"]
+    assert harness.runtime.repo.get(approved["id"]).status.value == "approved"  # type: ignore[union-attr]
+
+    assert harness.click(ids.REJECT, rejected["id"], "ULEAD").status_code == 200
+    modal = opened_view(harness, ids.REJECT_MODAL)
+    response = submit_view(harness, modal, input_values(**{ids.REJECT_REASON: text_value("Wrong customer")}), "ULEAD")
+    assert response.status_code == 200 and not response.content, response.text
+    final = wait_update(harness, ts_r, lambda c: "actions" not in block_types(c), "rejected card")
+    assert "Rejected" in card_text(final) and "Wrong customer" in card_text(final)
+    assert "Rejected by <@ULEAD>: Wrong customer" in wait_replies(harness, "CHANDOFFS", ts_r, 1)[0].params["text"]
+    assert harness.events(rejected["id"]) == ["created", "rejected"]
+    assert len(harness.slack.posted_cards()) == 2
+
+
+def test_edit_keeps_old_and_new_values_in_the_event_log(harness: SlackHarness) -> None:
+    created = create(harness, owner="UALICE", summary="Old summary")
+    ts = harness.card_of(created["id"]).response["ts"]
+    old_title = created_title(harness, created["id"])
+    harness.click(ids.EDIT, created["id"], "UALICE")
+    modal = opened_view(harness, ids.EDIT_MODAL)
+    response = submit_view(harness, modal, input_values(**{
+        ids.EDIT_TITLE: text_value("A better title"), ids.EDIT_SUMMARY: text_value("New summary"),
+        ids.EDIT_NEXT_ACTION: text_value("Phone Jane about the quote"),
+    }), "UALICE")
+    assert response.status_code == 200 and not response.content, response.text
+    [edited] = [e for e in harness.runtime.repo.events(created["id"]) if e.action == "edited"]
+    assert edited.actor == "UALICE"
+    assert edited.data["changes"] == {
+        "title": {"old": old_title, "new": "A better title"},
+        "summary": {"old": "Old summary", "new": "New summary"},
+    }
+    wait_update(harness, ts, lambda c: "A better title" in card_text(c), "edited card")
+
+
+@pytest.mark.parametrize("reason", [None, "", "   "], ids=["missing", "empty", "blank"])
+def test_reject_without_a_reason_is_refused_inline_and_changes_nothing(harness: SlackHarness,
+                                                                        reason: str | None) -> None:
+    created = create(harness, owner="UALICE")
+    harness.card_of(created["id"])
+    harness.click(ids.REJECT, created["id"], "UALICE")
+    modal = opened_view(harness, ids.REJECT_MODAL)
+    before = snapshot(harness, created["id"])
+    response = submit_view(harness, modal, input_values(**{ids.REJECT_REASON: text_value(reason)}), "UALICE")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["response_action"] == "errors"
+    assert set(body["errors"]) == {ids.REJECT_REASON}
+    assert snapshot(harness, created["id"]) == before
+    assert "rejected" not in harness.events(created["id"])

@@ -1,0 +1,150 @@
+"""Twelve people press Claim at once; people without the right are refused privately and nothing changes."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from bot import ids
+from tests.bot.slack.conftest import SlackHarness
+from tests.bot.slack.e2e import (
+    create,
+    input_values,
+    opened_view,
+    refusals,
+    snapshot,
+    submit_view,
+    timed,
+    wait_until,
+)
+from tests.fakes.slack_signing import text_value
+
+CLAIMERS = [f"UCLAIM{n:02d}" for n in range(12)]
+
+
+def test_twelve_simultaneous_claims_make_one_owner_and_eleven_private_refusals(harness: SlackHarness) -> None:
+    created = create(harness)
+    hid = created["id"]
+    harness.card_of(hid)
+    barrier = threading.Barrier(len(CLAIMERS))
+
+    def press(user: str) -> tuple[httpx.Response, float]:
+        barrier.wait(timeout=10)
+        return timed(lambda: harness.click(ids.CLAIM, hid, user))
+
+    with ThreadPoolExecutor(len(CLAIMERS)) as pool:
+        results = list(pool.map(press, CLAIMERS))
+
+    durations = [seconds for _, seconds in results]
+    assert all(response.status_code == 200 for response, _ in results), [r.text for r, _ in results]
+    assert max(durations) < 1.0, f"slowest acknowledgement {max(durations):.3f}s"
+    print(f"\n12 concurrent claims: max ack {max(durations) * 1000:.0f} ms")
+
+    handoff = harness.runtime.repo.get(hid)
+    assert handoff is not None and handoff.status.value == "claimed"
+    owner = handoff.owner
+    assert owner in CLAIMERS
+    assert harness.events(hid).count("claimed") == 1
+    losers = set(CLAIMERS) - {owner}
+
+    # each loser, and only the losers, is told privately who owns it
+    notices = harness.slack.wait_for("chat.postEphemeral", count=len(losers), ok=True, timeout=15)
+    assert {n.params["user"] for n in notices} == losers
+    assert len(notices) == len(losers)
+    assert all(f"<@{owner}>" in n.params["text"] and "already claimed" in n.params["text"] for n in notices)
+    assert all(n.params["channel"] == "CHANDOFFS" for n in notices)
+    logged = refusals(harness, hid)
+    assert {r["actor"] for r in logged} == losers and len(logged) == len(losers)
+    assert all(r["attempted"] == "claim" for r in logged)
+
+    # one card update and one thread reply for the single claim
+    ts = handoff.card_ts
+    replies = harness.slack.wait_for(lambda c: c.method == "chat.postMessage" and c.params.get("thread_ts") == ts)
+    assert len(replies) == 1 and f"<@{owner}>" in replies[0].params["text"]
+
+
+def _assert_refused_privately(harness: SlackHarness, hid: int, user: str, action: str,
+                              before: tuple[str, int, str | None]) -> None:
+    notice = harness.slack.wait_for("chat.postEphemeral", ok=True, user=user, timeout=10)[-1]
+    assert notice.params["channel"] == "CHANDOFFS"
+    assert snapshot(harness, hid) == before
+    assert any(r["actor"] == user and r["attempted"] == action for r in refusals(harness, hid))
+
+
+def test_a_non_approver_cannot_approve(harness: SlackHarness) -> None:
+    created = create(harness, owner="UALICE", approvers=["ULEAD"])
+    hid = created["id"]
+    harness.card_of(hid)
+    before = snapshot(harness, hid)
+
+    response, seconds = timed(lambda: harness.click(ids.APPROVE, hid, "UMALLORY"))
+    assert response.status_code == 200 and seconds < 1.0
+    _assert_refused_privately(harness, hid, "UMALLORY", "approve", before)
+    notice = harness.slack.ephemerals("UMALLORY")[-1]
+    assert "approve" in notice.params["text"] and "H-" in notice.params["text"]
+    # the owner is no approver either when approvers are set
+    harness.click(ids.APPROVE, hid, "UALICE")
+    _assert_refused_privately(harness, hid, "UALICE", "approve", before)
+    assert harness.slack.updates() == [] and harness.slack.thread_replies() == []
+
+
+def test_a_stranger_pressing_close_gets_no_modal_and_a_private_refusal(harness: SlackHarness) -> None:
+    created = create(harness, owner="UALICE")
+    hid = created["id"]
+    harness.card_of(hid)
+    before = snapshot(harness, hid)
+
+    response = harness.click(ids.CLOSE, hid, "UMALLORY")
+    assert response.status_code == 200
+    _assert_refused_privately(harness, hid, "UMALLORY", "close", before)
+    assert "close" in harness.slack.ephemerals("UMALLORY")[-1].params["text"]
+
+    # the owner's press does open the form (so the stranger's did not only because they are a stranger)
+    harness.click(ids.CLOSE, hid, "UALICE")
+    opened = opened_view(harness, ids.CLOSE_MODAL)
+    assert len(harness.slack.calls("views.open")) == 1
+    assert opened.params["view"]["callback_id"] == ids.CLOSE_MODAL
+    # a forged submission of the close form by the stranger is refused too
+    response = submit_view(harness, opened, {ids.CLOSE_OUTCOME: {ids.CLOSE_OUTCOME: {
+        "type": "static_select", "selected_option": {"value": "done", "text": {"type": "plain_text", "text": "done"}},
+    }}}, "UMALLORY")
+    assert response.json()["response_action"] == "errors"
+    assert snapshot(harness, hid) == before
+
+
+def test_a_second_reject_is_refused_and_changes_nothing(harness: SlackHarness) -> None:
+    created = create(harness, owner="UALICE", approvers=["ULEAD"])
+    hid = created["id"]
+    harness.card_of(hid)
+    # both open the Reject form while the handoff is still claimed
+    harness.click(ids.REJECT, hid, "ULEAD")
+    first = opened_view(harness, ids.REJECT_MODAL, 1)
+    harness.click(ids.REJECT, hid, "UALICE")
+    second = opened_view(harness, ids.REJECT_MODAL, 2)
+
+    ok = submit_view(harness, first, input_values(**{ids.REJECT_REASON: text_value("Wrong customer")}), "ULEAD")
+    assert ok.status_code == 200 and not ok.content
+    before = snapshot(harness, hid)
+    assert before[0] == "rejected"
+    wait_until(lambda: [c for c in harness.slack.updates() if "actions" not in str(c.params["blocks"])],
+               what="the rejected card")
+
+    # the late form: inline refusal, nothing changed, logged
+    late = submit_view(harness, second, input_values(**{ids.REJECT_REASON: text_value("Spam")}), "UALICE")
+    assert late.json()["response_action"] == "errors"
+    assert ids.REJECT_REASON in late.json()["errors"]
+    assert snapshot(harness, hid) == before
+    assert any(r["actor"] == "UALICE" and r["attempted"] == "reject" for r in refusals(harness, hid))
+
+    # a stale Reject button on an old copy of the card: private refusal, no modal, nothing changed
+    opened_before = len(harness.slack.calls("views.open"))
+    harness.click(ids.REJECT, hid, "ULEAD")
+    _assert_refused_privately(harness, hid, "ULEAD", "reject", before)
+    assert "already rejected" in harness.slack.ephemerals("ULEAD")[-1].params["text"]
+    assert len(harness.slack.calls("views.open")) == opened_before
+    assert harness.events(hid).count("rejected") == 1
+    assert harness.runtime.repo.get(hid).outcome_note == "Wrong customer"  # type: ignore[union-attr]
+    replies = harness.slack.thread_replies()
+    assert len(replies) == 1 and "Wrong customer" in replies[0].params["text"]

@@ -1,0 +1,450 @@
+"""The intake API over real HTTP: uvicorn on a loopback port (the `live_server` fixture), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.runtime import Runtime
+from tests.conftest import API_TOKEN, LiveServer
+from tests.factories import counts, lead, payload
+
+SUBMITTED_KEYS = {"id", "ref", "status", "owner", "queue", "channel", "review_reasons", "duplicate_of"}
+
+
+@pytest.fixture
+def client(live_server: LiveServer, auth_headers: dict[str, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server.url, headers=auth_headers, timeout=10) as http:
+        yield http
+
+
+@pytest.fixture
+def anonymous(live_server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server.url, timeout=10) as http:
+        yield http
+
+
+def create(client: httpx.Client, body: dict[str, Any], expected: int = 201) -> dict[str, Any]:
+    response = client.post("/api/handoffs", json=body)
+    assert response.status_code == expected, response.text
+    return dict(response.json())
+
+
+def show(client: httpx.Client, ref: str | int) -> dict[str, Any]:
+    response = client.get(f"/api/handoffs/{ref}")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+# --- create -----------------------------------------------------------------------------------
+
+
+def test_create_answers_201_with_the_contract_body(client: httpx.Client, runtime: Runtime) -> None:
+    before = counts(runtime)
+    body = create(client, payload(summary="Jane wants a quote"))
+    assert set(body) == SUBMITTED_KEYS
+    assert body["ref"] == f"H-{body['id']}"
+    assert (body["status"], body["owner"], body["queue"], body["channel"]) == ("open", None, "CHANDOFFS", "CHANDOFFS")
+    assert body["review_reasons"] == [] and body["duplicate_of"] is None
+    assert counts(runtime) == {"handoffs": before["handoffs"] + 1, "events": before["events"] + 1,
+                               "outbox": before["outbox"] + 1}
+    stored = show(client, body["ref"])
+    assert stored["summary"] == "Jane wants a quote"
+    assert [(e["action"], e["actor"]) for e in stored["events"]] == [("created", "producer")]
+    assert [d["kind"] for d in stored["deliveries"]] == ["slack.post_card"]
+
+
+def test_an_idempotent_repeat_answers_200_with_the_same_body(client: httpx.Client, runtime: Runtime) -> None:
+    body = payload(external_id="lead-7", source={"system": "hubspot", "url": "https://crm.test/7"})
+    first = create(client, body)
+    before = counts(runtime)
+    again = create(client, body, expected=200)
+    assert again == first
+    assert counts(runtime) == before
+
+
+def test_the_same_key_with_other_content_is_409(client: httpx.Client, runtime: Runtime) -> None:
+    body = payload(external_id="lead-8", source={"system": "hubspot"})
+    first = create(client, body)
+    before = counts(runtime)
+    conflict = client.post("/api/handoffs", json={**body, "next_action": "Something else"})
+    assert conflict.status_code == 409
+    assert conflict.json()["existing"] == first["ref"]
+    assert counts(runtime) == before
+
+
+def test_a_duplicate_answers_200_with_duplicate_of_and_counts_it(client: httpx.Client, runtime: Runtime) -> None:
+    body = {"title": "Refund order 17", "next_action": "Refund it", "source": {"url": "https://shop.test/o/17"}}
+    original = create(client, {**body, "external_id": "mail-1"})
+    before = counts(runtime)
+    again = create(client, {**body, "title": "refund ORDER 17", "external_id": "mail-2"}, expected=200)
+    assert again["duplicate_of"] == original["ref"]
+    assert again["id"] == original["id"]
+    after = counts(runtime)
+    assert (after["handoffs"], after["outbox"], after["events"]) == (before["handoffs"], before["outbox"],
+                                                                     before["events"] + 1)
+    stored = show(client, original["ref"])
+    assert stored["seen_count"] == 2
+    assert stored["events"][-1]["action"] == "seen_again"
+    # the producer retrying the same duplicate submission does not count it twice
+    create(client, {**body, "title": "refund ORDER 17", "external_id": "mail-2"}, expected=200)
+    assert show(client, original["ref"])["seen_count"] == 2
+    assert counts(runtime) == after
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"confidence": 0.4}, "confidence 0.40 is below 0.70"),
+        ({"missing_info": ["budget"]}, "1 missing item(s)"),
+        ({"risk_flags": ["legal", "pricing"]}, "2 risk flag(s)"),
+    ],
+)
+def test_review_triggers_send_it_for_approval(client: httpx.Client, fields: dict[str, Any], reason: str) -> None:
+    body = create(client, payload(**fields))
+    assert body["review_reasons"] == [reason]
+    assert body["channel"] == "CREVIEW"
+    stored = show(client, body["id"])
+    assert stored["requires_approval"] is True
+    assert stored["approvers"] == ["ULEAD"]
+
+
+def test_hot_leads_alternate_between_the_round_robin_owners(client: httpx.Client) -> None:
+    bodies = [create(client, lead(urgency=urgency)) for urgency in ("high", "urgent", "high", "urgent")]
+    assert [b["owner"] for b in bodies] == ["UANNA", "UBEN", "UANNA", "UBEN"]
+    assert {(b["status"], b["channel"], b["queue"]) for b in bodies} == {("claimed", "CSALES", None)}
+    assert show(client, bodies[0]["ref"])["approvers"] == ["UMANAGER"]
+
+
+def test_the_default_route_starts_open_in_its_channel(client: httpx.Client) -> None:
+    body = create(client, lead(urgency="normal"))
+    assert (body["status"], body["owner"], body["queue"], body["channel"]) == ("open", None, "CHANDOFFS", "CHANDOFFS")
+
+
+def test_an_explicit_owner_starts_claimed(client: httpx.Client) -> None:
+    body = create(client, payload(owner="UCHOSEN", approvers=["UBOSS"]))
+    assert (body["status"], body["owner"], body["queue"]) == ("claimed", "UCHOSEN", None)
+
+
+def test_http_callback_urls_are_allowed_for_loopback(client: httpx.Client) -> None:
+    for url in ("http://127.0.0.1:9999/hook", "http://localhost/hook", "http://[::1]/hook", "https://hooks.test/x"):
+        ref = create(client, payload(callback_url=url))["ref"]
+        assert show(client, ref)["callback_url"] == url
+
+
+# --- bad input: the answer, and nothing stored ------------------------------------------------
+
+BAD_BODIES = [
+    pytest.param(payload(kind="lede"), ["body", "kind"], id="unknown-kind"),
+    pytest.param(lead(facts={"company": "ACME"}), ["body", "facts", "contact"], id="missing-required-fact"),
+    pytest.param(lead(intent="lunch"), ["body", "intent"], id="intent-not-allowed"),
+    pytest.param(payload(confidence=1.01), ["body", "confidence"], id="confidence-above-1"),
+    pytest.param(payload(confidence=-0.1), ["body", "confidence"], id="confidence-below-0"),
+    pytest.param(payload(confidence="high"), ["body", "confidence"], id="confidence-not-a-number"),
+    pytest.param(payload(urgency="asap"), ["body", "urgency"], id="bad-urgency"),
+    pytest.param(payload(owner="@anna"), ["body", "owner"], id="owner-not-a-slack-id"),
+    pytest.param(payload(owner="C0CHANNEL"), ["body", "owner"], id="owner-is-a-channel"),
+    pytest.param(payload(approvers=["U0LEAD", "lead"]), ["body", "approvers", 1], id="approver-not-a-slack-id"),
+    pytest.param(payload(due_at="2030-01-01T10:00:00"), ["body", "due_at"], id="due-at-without-offset"),
+    pytest.param(payload(due_at="next friday"), ["body", "due_at"], id="due-at-not-a-date"),
+    pytest.param(payload(callback_url="http://hooks.example.com/x"), ["body", "callback_url"], id="http-callback"),
+    pytest.param(payload(callback_url="ftp://127.0.0.1/x"), ["body", "callback_url"], id="ftp-callback"),
+    pytest.param(payload(callback_url="https:///nohost"), ["body", "callback_url"], id="callback-without-host"),
+    pytest.param(payload(titel="typo"), ["body", "titel"], id="unknown-top-level-field"),
+    pytest.param(payload(source={"system": "x", "uri": "https://a.test"}), ["body", "source", "uri"],
+                 id="unknown-nested-field"),
+    pytest.param({"next_action": "n"}, ["body", "title"], id="missing-title"),
+    pytest.param(payload(title="x" * 151), ["body", "title"], id="title-too-long"),
+    pytest.param(payload(title="   "), ["body", "title"], id="blank-title"),
+    pytest.param(payload(facts={"budget": 5000}), ["body", "facts", "budget"], id="fact-not-a-string"),
+]
+
+
+@pytest.mark.parametrize(("body", "loc"), BAD_BODIES)
+def test_bad_input_is_422_naming_the_field_and_stores_nothing(
+    client: httpx.Client, runtime: Runtime, body: dict[str, Any], loc: list[Any]
+) -> None:
+    create(client, payload())  # something already stored, so "nothing changed" is not "nothing there"
+    before = counts(runtime)
+    response = client.post("/api/handoffs", json=body)
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    assert loc in [error["loc"] for error in errors], errors
+    assert all(error["msg"] for error in errors)
+    assert counts(runtime) == before
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"title": "t", "next_action": ', b"title=t&next_action=n", b"", b'["title", "next_action"]', b"null"],
+    ids=["truncated", "form-encoded", "empty", "a-list", "null"],
+)
+def test_a_body_that_is_not_a_json_object_is_422(client: httpx.Client, runtime: Runtime, raw: bytes) -> None:
+    before = counts(runtime)
+    response = client.post("/api/handoffs", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][0] == "body"
+    assert counts(runtime) == before
+
+
+def big_body() -> bytes:
+    body = json.dumps(payload(summary="x" * 4000, draft="y" * 9000, facts={f"k{i}": "z" * 2000 for i in range(30)},
+                              missing_info=["m" * 1000] * 20, risk_flags=["r" * 1000] * 20,
+                              constraints=["c" * 1000] * 20, decisions=["d" * 1000] * 20,
+                              already_done=["a" * 1000] * 20))
+    assert len(body) < 256 * 1024  # everything within field limits, and still under the cap
+    return (body[:-1] + ', "padding": "' + "p" * (256 * 1024) + '"}').encode()
+
+
+def test_a_body_over_256_kib_is_413(client: httpx.Client, runtime: Runtime) -> None:
+    before = counts(runtime)
+    response = client.post("/api/handoffs", content=big_body(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert "256 KiB" in response.json()["detail"]
+    assert counts(runtime) == before
+
+
+def test_a_chunked_body_over_256_kib_is_413_too(client: httpx.Client, runtime: Runtime) -> None:
+    data = big_body()
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the server has to count
+        for start in range(0, len(data), 16 * 1024):
+            yield data[start:start + 16 * 1024]
+
+    before = counts(runtime)
+    response = client.post("/api/handoffs", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert counts(runtime) == before
+
+
+def test_a_body_just_under_the_limit_is_read(client: httpx.Client) -> None:
+    body = json.dumps(payload(summary="s" * 5000)).encode()
+    response = client.post("/api/handoffs", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer wrong-token-123", f"Basic {API_TOKEN}", f"Bearer {API_TOKEN}x", API_TOKEN],
+    ids=["missing", "empty", "no-token", "wrong", "basic-scheme", "suffix", "no-scheme"],
+)
+def test_without_a_valid_token_it_is_401_and_nothing_is_stored(
+    anonymous: httpx.Client, runtime: Runtime, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    before = counts(runtime)
+    response = anonymous.post("/api/handoffs", json=payload(), headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert counts(runtime) == before
+
+
+def test_without_a_valid_token_even_a_malformed_or_invalid_body_is_401(anonymous: httpx.Client,
+                                                                       runtime: Runtime) -> None:
+    before = counts(runtime)
+    malformed = anonymous.post("/api/handoffs", content=b"{not json", headers={"Content-Type": "application/json"})
+    invalid = anonymous.post("/api/handoffs", json={"titel": 1}, headers={"Authorization": "Bearer nope-nope"})
+    assert (malformed.status_code, invalid.status_code) == (401, 401)
+    assert counts(runtime) == before
+
+
+def test_every_api_route_needs_the_token(anonymous: httpx.Client, client: httpx.Client) -> None:
+    ref = create(client, payload(owner="UOWNER"))["ref"]
+    assert anonymous.get(f"/api/handoffs/{ref}").status_code == 401
+    assert anonymous.get("/api/handoffs").status_code == 401
+    assert anonymous.post(f"/api/handoffs/{ref}/outcome", json={"outcome": "done"}).status_code == 401
+    assert show(client, ref)["status"] == "claimed"
+
+
+def test_the_token_may_be_given_with_a_lowercase_scheme(anonymous: httpx.Client) -> None:
+    response = anonymous.post("/api/handoffs", json=payload(), headers={"Authorization": f"bearer {API_TOKEN}"})
+    assert response.status_code == 201
+
+
+# --- read -------------------------------------------------------------------------------------
+
+
+def test_a_handoff_is_found_by_ref_or_number(client: httpx.Client) -> None:
+    created = create(client, payload())
+    by_ref = show(client, created["ref"])
+    assert by_ref["id"] == created["id"] and by_ref["ref"] == created["ref"]
+    assert show(client, str(created["id"]))["id"] == created["id"]
+    assert show(client, created["ref"].lower())["id"] == created["id"]
+    assert isinstance(by_ref["events"], list) and by_ref["events"][0]["action"] == "created"
+
+
+@pytest.mark.parametrize("ref", ["H-99999", "99999", "abc", "H-0", "H--1", "H-1x", "9" * 30])
+def test_an_unknown_ref_is_404(client: httpx.Client, ref: str) -> None:
+    create(client, payload())
+    response = client.get(f"/api/handoffs/{ref}")
+    assert response.status_code == 404
+    assert response.json()["detail"]
+
+
+def test_the_list_is_newest_first_in_pages_that_do_not_overlap(client: httpx.Client) -> None:
+    ids = [create(client, payload())["id"] for _ in range(5)]
+    seen: list[int] = []
+    cursor = None
+    for _ in range(3):
+        params: dict[str, Any] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        response = client.get("/api/handoffs", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        seen.extend(item["id"] for item in page["items"])
+        cursor = page["next_cursor"]
+    assert seen == sorted(ids, reverse=True)
+    assert cursor is None
+    full = client.get("/api/handoffs", params={"limit": 5}).json()
+    assert len(full["items"]) == 5 and full["next_cursor"] is None
+
+
+def test_the_list_filters_by_status_owner_and_stalled(client: httpx.Client) -> None:
+    open_one = create(client, payload())
+    anna = create(client, payload(owner="UANNA"))
+    overdue = create(client, payload(owner="UBEN", due_at=(datetime.now(UTC) - timedelta(hours=1)).isoformat()))
+
+    def ids(**params: Any) -> list[int]:
+        response = client.get("/api/handoffs", params=params)
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    assert ids(status="open") == [open_one["id"]]
+    assert ids(status="claimed") == [overdue["id"], anna["id"]]
+    assert ids(owner="UANNA") == [anna["id"]]
+    assert ids(owner="UANNA", status="open") == []
+    assert ids(stalled="true") == [overdue["id"]]
+    assert ids(stalled="false") == [overdue["id"], anna["id"], open_one["id"]]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": 0}, {"limit": 201}, {"limit": "ten"}, {"status": "done"}, {"owner": "anna"}, {"cursor": 0},
+     {"stalled": "maybe"}],
+    ids=["limit-0", "limit-201", "limit-text", "bad-status", "bad-owner", "cursor-0", "bad-stalled"],
+)
+def test_bad_list_parameters_are_422(client: httpx.Client, params: dict[str, Any]) -> None:
+    response = client.get("/api/handoffs", params=params)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][0] == "query"
+
+
+def test_limit_bounds_are_inclusive(client: httpx.Client) -> None:
+    create(client, payload())
+    assert client.get("/api/handoffs", params={"limit": 1}).status_code == 200
+    assert client.get("/api/handoffs", params={"limit": 200}).status_code == 200
+
+
+# --- outcome ----------------------------------------------------------------------------------
+
+
+def test_outcome_closes_a_claimed_handoff(client: httpx.Client) -> None:
+    ref = create(client, payload(owner="UOWNER"))["ref"]
+    response = client.post(f"/api/handoffs/{ref}/outcome", json={"outcome": "done", "note": "sent"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["status"], body["outcome"], body["outcome_note"]) == ("closed", "done", "sent")
+    last = show(client, ref)["events"][-1]
+    assert (last["action"], last["actor"], last["from_status"], last["to_status"]) == (
+        "closed", "producer", "claimed", "closed")
+    assert last["data"] == {"outcome": "done", "note": "sent"}
+
+
+def _unchanged_but_refusal_logged(client: httpx.Client, runtime: Runtime, ref: str, before: dict[str, Any],
+                                  rows_before: dict[str, int]) -> None:
+    after = show(client, ref)
+    assert (after["status"], after["version"], after["outcome"]) == (before["status"], before["version"],
+                                                                     before["outcome"])
+    assert after["events"][:-1] == before["events"]
+    assert after["events"][-1]["action"] == "refused"  # refusals are part of the history
+    rows = counts(runtime)
+    assert (rows["handoffs"], rows["outbox"]) == (rows_before["handoffs"], rows_before["outbox"])
+
+
+def test_outcome_refuses_an_open_handoff(client: httpx.Client, runtime: Runtime) -> None:
+    ref = create(client, payload())["ref"]
+    before, rows = show(client, ref), counts(runtime)
+    response = client.post(f"/api/handoffs/{ref}/outcome", json={"outcome": "done"})
+    assert response.status_code == 409
+    assert response.json()["code"] == "wrong_status"
+    assert "open" in response.json()["detail"]
+    _unchanged_but_refusal_logged(client, runtime, ref, before, rows)
+
+
+def test_outcome_refuses_an_outcome_the_kind_does_not_have(client: httpx.Client, runtime: Runtime) -> None:
+    ref = create(client, lead(owner="UOWNER"))["ref"]
+    before, rows = show(client, ref), counts(runtime)
+    response = client.post(f"/api/handoffs/{ref}/outcome", json={"outcome": "done"})
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "outcome"]
+    assert "won" in error["msg"]
+    _unchanged_but_refusal_logged(client, runtime, ref, before, rows)
+
+
+def test_outcome_refuses_done_before_approval(client: httpx.Client, runtime: Runtime) -> None:
+    ref = create(client, payload(owner="UOWNER", requires_approval=True))["ref"]
+    before, rows = show(client, ref), counts(runtime)
+    response = client.post(f"/api/handoffs/{ref}/outcome", json={"outcome": "done"})
+    assert response.status_code == 409
+    assert response.json()["code"] == "needs_approval"
+    _unchanged_but_refusal_logged(client, runtime, ref, before, rows)
+    closed = client.post(f"/api/handoffs/{ref}/outcome", json={"outcome": "no_action"})
+    assert closed.status_code == 200 and closed.json()["outcome"] == "no_action"
+
+
+def test_outcome_refuses_a_closed_handoff(client: httpx.Client, runtime: Runtime) -> None:
+    ref = create(client, payload(owner="UOWNER"))["ref"]
+    assert client.post(f"/api/handoffs/{ref}/outcome", json={"outcome": "done"}).status_code == 200
+    before, rows = show(client, ref), counts(runtime)
+    again = client.post(f"/api/handoffs/{ref}/outcome", json={"outcome": "duplicate"})
+    assert again.status_code == 409 and again.json()["code"] == "terminal"
+    _unchanged_but_refusal_logged(client, runtime, ref, before, rows)
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"outcome": ""}, {"outcome": "done", "mood": "happy"}, {"outcome": "done", "note": "n" * 2001}],
+    ids=["missing", "empty", "unknown-field", "note-too-long"],
+)
+def test_outcome_body_errors_are_422_and_change_nothing(client: httpx.Client, runtime: Runtime,
+                                                         body: dict[str, Any]) -> None:
+    ref = create(client, payload(owner="UOWNER"))["ref"]
+    before, rows = show(client, ref), counts(runtime)
+    response = client.post(f"/api/handoffs/{ref}/outcome", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][0] == "body"
+    assert show(client, ref) == before
+    assert counts(runtime) == rows
+
+
+def test_outcome_for_an_unknown_handoff_is_404(client: httpx.Client, runtime: Runtime) -> None:
+    before = counts(runtime)
+    assert client.post("/api/handoffs/H-4242/outcome", json={"outcome": "done"}).status_code == 404
+    assert client.post("/api/handoffs/nope/outcome", json={"outcome": "done"}).status_code == 404
+    assert counts(runtime) == before
+
+
+# --- health and the published contract --------------------------------------------------------
+
+
+def test_healthz(anonymous: httpx.Client) -> None:
+    response = anonymous.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["ok"] is True and response.json()["database"] == "ok"
+
+
+def test_the_openapi_document_lists_the_routes(anonymous: httpx.Client) -> None:
+    response = anonymous.get("/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert {"post", "get"} <= set(paths["/api/handoffs"])
+    assert "get" in paths["/api/handoffs/{ref}"]
+    assert "post" in paths["/api/handoffs/{ref}/outcome"]
+    assert "get" in paths["/healthz"]
+    assert "HandoffIn" in response.json()["components"]["schemas"]

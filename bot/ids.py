@@ -45,3 +45,18 @@ GLOBAL_SHORTCUT: Final = "handoff_new"
 
 # Edit modal: the due date picker (block_id == action_id)
 EDIT_DUE_AT: Final = "edit_due_at"
+
+# /handoff answers and boards
+LIST_PAGE: Final = "handoff_list_page"  # "More" under a long list; value: JSON {query, offset}
+NUDGE: Final = "handoff_nudge"  # a manager's per-line nudge in /handoff stalled; value: handoff id
+OPEN_CARD: Final = "handoff_open_card"  # a link button to the card (url button; acked and ignored)
+
+# New-handoff modal (global shortcut, message shortcut, /handoff new)
+NEW_MODAL: Final = "handoff_new_modal"
+NEW_TITLE: Final = "new_title"
+NEW_NEXT_ACTION: Final = "new_next_action"
+NEW_KIND: Final = "new_kind"
+NEW_URGENCY: Final = "new_urgency"
+NEW_SUMMARY: Final = "new_summary"
+NEW_OWNER: Final = "new_owner"
+NEW_DUE_AT: Final = "new_due_at"

@@ -258,7 +258,8 @@ def print_result(result: Result) -> None:
     print(f"  errors        {result.errors}" + (f"   (statuses {result.statuses})" if result.errors else ""))
     for error in result.sample_errors:
         print(f"    e.g. {error}")
-    print(f"  cpu           server {result.server_cpu * 100:.0f}% of a core, "
+    per_request = result.server_cpu * result.seconds / max(result.requests, 1) * 1000
+    print(f"  cpu           server {result.server_cpu * 100:.0f}% of a core ({per_request:.2f} ms a request), "
           f"client {result.client_cpu * 100:.0f}% of a core")
     print(f"  target ≥ {TARGET_CREATED_PER_S:.0f} created/s with p99 ≤ {TARGET_P99_MS:.0f} ms: "
           f"{verdict(result.passed)}")

@@ -98,43 +98,55 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._too_large(send)
             return
+        # A streamed (chunked) body is read here, up to the limit, before the app sees any of it: an error raised
+        # while the app itself reads would come out as FastAPI's 400 "error parsing the body", not a 413.
+        chunks: list[bytes] = []
         received = 0
-        too_large = False
-
-        async def counting_receive() -> Message:
-            nonlocal received, too_large
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    too_large = True
-                    raise _BodyTooLarge
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
+            if received > self.limit:
+                await self._too_large(send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, counting_receive, send)
-        except _BodyTooLarge:
-            await self._too_large(send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: wait for a disconnect, as the server would
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
         response = JSONResponse({"detail": f"request body is larger than {self.limit // 1024} KiB"}, 413)
         await response({"type": "http"}, _empty_receive, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 async def _empty_receive() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
+_UNAUTHORIZED = "missing or invalid bearer token"
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def _bearer_name(request: Request, authorization: str | None) -> str | None:
+    scheme, _, token = (authorization or "").partition(" ")
+    return _token_name(request.app.state.tokens, token.strip()) if scheme.lower() == "bearer" else None
+
+
 async def api_actor(request: Request, authorization: Annotated[str | None, Header()] = None) -> Actor:
     """The API client, named by its token in HANDOFF_API_TOKENS; 401 otherwise."""
-    scheme, _, token = (authorization or "").partition(" ")
-    name = _token_name(request.app.state.tokens, token.strip()) if scheme.lower() == "bearer" else None
+    name = _bearer_name(request, authorization)
     if name is None:
-        raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(401, _UNAUTHORIZED, headers=_CHALLENGE)
     return Actor.system(name)
 
 
@@ -150,7 +162,10 @@ def create_api(runtime: Runtime, *, outbox: OutboxStore) -> FastAPI:
     api.state.tokens = dict(runtime.settings.api_tokens)
 
     @api.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI parses a JSON body before it runs the token check: without a valid token, say only that.
+        if request.url.path.startswith("/api/") and _bearer_name(request, request.headers.get("authorization")) is None:
+            return JSONResponse({"detail": _UNAUTHORIZED}, 401, headers=_CHALLENGE)
         return JSONResponse({"detail": _validation_errors(list(error.errors()))}, 422)
 
     @api.post("/api/handoffs", status_code=201, response_model=Submitted,
@@ -228,6 +243,8 @@ def create_api(runtime: Runtime, *, outbox: OutboxStore) -> FastAPI:
         body = await to_thread.run_sync(check)
         return JSONResponse(body, 200 if body["ok"] else 503)
 
+    from bot.stats_api import mount_stats  # imported here: bot.stats_api imports this module
+    mount_stats(api, runtime)
     return api
 
 

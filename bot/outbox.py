@@ -312,7 +312,8 @@ class OutboxSender:
         assert row.id is not None
         payload = row.payload or {}
         self.client.chat_postEphemeral(
-            channel=row.target or "", user=str(payload.get("user", "")), text=str(payload.get("text", ""))
+            channel=row.target or "", user=str(payload.get("user", "")), text=str(payload.get("text", "")),
+            blocks=payload.get("blocks") or None,
         )
         self.store.finish(row.id, state=SENT, now=self.clock())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from handoffs.lifecycle import Actor, Change
 from handoffs.ports import Effect
 
@@ -22,6 +24,6 @@ def effects_for_change(channel: str | None, change: Change, actor: Actor) -> lis
     return [Effect(UPDATE_CARD, channel), Effect(THREAD_REPLY, channel, note)]
 
 
-def private_notice(channel: str, user: str, text: str) -> Effect:
+def private_notice(channel: str, user: str, text: str, blocks: list[dict[str, Any]] | None = None) -> Effect:
     """A message only `user` sees in `channel` (e.g. why their click was refused)."""
-    return Effect(EPHEMERAL, channel, {"user": user, "text": text})
+    return Effect(EPHEMERAL, channel, {"user": user, "text": text, **({"blocks": blocks} if blocks else {})})

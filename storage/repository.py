@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, func, insert, or_, text, update
+from sqlalchemy import Row, Table, bindparam, func, insert, or_, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -18,10 +18,32 @@ from storage.db import Database
 from storage.tables import EventRow, HandoffRow, OutboxRow, RouteCursor
 
 _DOMAIN_FIELDS = {f.name for f in fields(Handoff)}
+_OPEN_STATUSES = [s.value for s in Status if s not in TERMINAL]
 _HANDOFFS: Table = HandoffRow.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
-_OPEN_STATUSES = [s.value for s in Status if s not in TERMINAL]
+
+# Intake's statements, built once (building and cache-keying them per request cost as much as running them).
+_BY_KEY = _HANDOFFS.select().where(
+    _HANDOFFS.c.source_system == bindparam("system"), _HANDOFFS.c.external_id == bindparam("external_id")
+)
+_BY_KEY_NO_SYSTEM = _HANDOFFS.select().where(
+    _HANDOFFS.c.source_system.is_(None), _HANDOFFS.c.external_id == bindparam("external_id")
+)
+_OPEN_DUPLICATE = (
+    select(_HANDOFFS.c.id)
+    .where(
+        _HANDOFFS.c.fingerprint == bindparam("fingerprint"),
+        _HANDOFFS.c.status.in_(_OPEN_STATUSES),
+        _HANDOFFS.c.created_at >= bindparam("since"),
+    )
+    .order_by(_HANDOFFS.c.id)
+    .limit(1)
+)
+_INSERT_HANDOFF = insert(_HANDOFFS).returning(*_HANDOFFS.c)
+_INSERT_EVENT = insert(_EVENTS)
+_INSERT_OUTBOX = insert(_OUTBOX)
+_ADVISORY_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 def to_domain(row: HandoffRow | Row[Any]) -> Handoff:
@@ -70,33 +92,27 @@ class Repository:
         # stored, not mistake it for a duplicate.
         self._lock_fingerprint(session, plan.fingerprint)
         if payload.external_id is not None:
-            existing = session.exec(
-                select(HandoffRow).where(
-                    HandoffRow.source_system == system, HandoffRow.external_id == payload.external_id
-                )
+            existing = session.execute(
+                _BY_KEY_NO_SYSTEM if system is None else _BY_KEY,
+                {"system": system, "external_id": payload.external_id},
             ).first()
             if existing is not None:
                 assert existing.id is not None
                 if existing.payload_hash != plan.payload_hash:
                     raise IdempotencyConflict(existing.id)
                 return CreateResult(to_domain(existing), Created.idempotent)
-        duplicate = session.exec(
-            select(HandoffRow)
-            .where(
-                HandoffRow.fingerprint == plan.fingerprint,
-                col(HandoffRow.status).in_(_OPEN_STATUSES),
-                col(HandoffRow.created_at) >= dedupe_since,
-            )
-            .order_by(col(HandoffRow.id))
-            .limit(1)
-        ).first()
-        if duplicate is not None:
+        duplicate_id = session.execute(
+            _OPEN_DUPLICATE, {"fingerprint": plan.fingerprint, "since": dedupe_since}
+        ).scalar()
+        if duplicate_id is not None:
+            duplicate = session.get(HandoffRow, duplicate_id)
+            assert duplicate is not None
             return CreateResult(self._seen_again(session, duplicate, plan), Created.duplicate)
         # Core INSERT … RETURNING instead of ORM objects and a flush: the hot path of intake, where building
         # SQLModel rows and the unit of work cost more than the database did (about half the request's CPU).
-        row = session.execute(insert(_HANDOFFS).returning(*_HANDOFFS.c), self._new_values(session, plan)).one()
+        row = session.execute(_INSERT_HANDOFF, self._new_values(session, plan)).one()
         handoff = to_domain(row)
-        session.execute(insert(_EVENTS), dict(
+        session.execute(_INSERT_EVENT, dict(
             handoff_id=row.id, action="created", actor=plan.actor, at=plan.created_at, from_status=None,
             to_status=row.status,
             data={"route": plan.route, "channel": plan.channel, "owner": row.owner, "queue": plan.queue,
@@ -108,7 +124,7 @@ class Repository:
     def _lock_fingerprint(self, session: Session, fingerprint: str) -> None:
         """Serialise concurrent intake of the same content (SQLite already holds the write lock)."""
         if not self.db.is_sqlite:
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(fingerprint[:15], 16)})
+            session.execute(_ADVISORY_XACT_LOCK, {"key": int(fingerprint[:15], 16)})
 
     def _seen_again(self, session: Session, row: HandoffRow, plan: IntakePlan) -> Handoff:
         assert row.id is not None
@@ -218,7 +234,7 @@ class Repository:
 
     def _add_effects(self, session: Session, handoff_id: int | None, effects: list[Effect], now: datetime) -> None:
         if effects:  # one Core executemany: cheaper than an ORM object and a flush per row
-            session.execute(insert(_OUTBOX), [
+            session.execute(_INSERT_OUTBOX, [
                 dict(handoff_id=handoff_id, kind=effect.kind, target=effect.target, payload=effect.payload,
                      next_attempt_at=now, created_at=now)
                 for effect in effects
@@ -277,7 +293,7 @@ class Repository:
         items = [to_domain(row) for row in rows[:limit]]
         return Page(items, items[-1].id if len(rows) > limit else None)
 
-    def stalled(self, *, now: datetime, limit: int = 100, owner: str | None = None,
+    def stalled(self, *, now: datetime, limit: int = 100, offset: int = 0, owner: str | None = None,
                 channel: str | None = None, kind: str | None = None) -> list[Handoff]:
         """Stalled handoffs (SPEC §5), most overdue first."""
         query = select(HandoffRow).where(col(HandoffRow.stall_at) < now)
@@ -287,7 +303,7 @@ class Repository:
             query = query.where(or_(col(HandoffRow.channel) == channel, col(HandoffRow.queue) == channel))
         if kind is not None:
             query = query.where(HandoffRow.kind == kind)
-        query = query.order_by(col(HandoffRow.stall_at)).limit(limit)
+        query = query.order_by(col(HandoffRow.stall_at), col(HandoffRow.id)).offset(offset).limit(limit)
         with self.db.read() as session:
             return [to_domain(row) for row in session.exec(query)]
 

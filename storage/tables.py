@@ -30,6 +30,7 @@ class HandoffRow(SQLModel, table=True):
         Index("ix_handoffs_channel_card", "channel", "card_ts"),
         Index("ix_handoffs_fingerprint", "fingerprint"),
         Index("ix_handoffs_source_message", "source_channel", "source_ts"),
+        Index("ix_handoffs_created_at", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=Id)

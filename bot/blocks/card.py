@@ -168,7 +168,7 @@ def _field(label: str, value: str) -> MarkdownTextObject:
     return _md(heading + truncate(value, FIELD_LIMIT - len(heading)))
 
 
-def _owner_text(handoff: Handoff) -> str:
+def owner_text(handoff: Handoff) -> str:
     if handoff.owner:
         return mention(handoff.owner)
     if handoff.is_terminal:
@@ -196,7 +196,7 @@ def _deadline_fields(handoff: Handoff, now: datetime) -> list[MarkdownTextObject
 
 def _fields(handoff: Handoff, now: datetime) -> Block:
     fields = [
-        _field("Owner", _owner_text(handoff)),
+        _field("Owner", owner_text(handoff)),
         _field("Status", _status_text(handoff)),
         _field("Next action", mrkdwn_safe(handoff.next_action)),
         *_deadline_fields(handoff, now),

@@ -1,11 +1,274 @@
-"""Placeholder: filled in by the commands work."""
+"""`/handoff`: every answer is private and goes back in the ack itself (no Web API call, no waiting).
+
+Subcommands that need a form (`new`, `close` without an outcome) ack first and open the modal in a
+lazy listener while the trigger is fresh.
+"""
 
 from __future__ import annotations
 
-from slack_bolt import App
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
 
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot import ids
+from bot.blocks.card import card_blocks
+from bot.blocks.lists import PAGE_SIZE, list_blocks
+from bot.blocks.modals import close_modal
 from bot.runtime import Runtime
+from bot.slack.command_parser import (
+    USAGE,
+    Assign,
+    Claim,
+    Close,
+    Command,
+    CommandError,
+    Help,
+    Mine,
+    New,
+    Reopen,
+    Show,
+    Stalled,
+    Stats,
+    parse_command,
+)
+from bot.text import mrkdwn_safe
+from handoffs.effects import private_notice
+from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed, is_manager
+from handoffs.model import Event, Handoff
+from handoffs.service import NotFound
+
+log = logging.getLogger("handoff_bot.slack.commands")
+
+HELP = (
+    "*handoff-bot* turns AI output and picked messages into owned, tracked handoffs.\n"
+    "• `/handoff new [title]` — open the form for a new handoff\n"
+    "• `/handoff mine` — what you own and what waits for your approval\n"
+    "• `/handoff stalled [@user] [#channel] [kind]` — what is late, most overdue first\n"
+    "• `/handoff show H-42` — one handoff with its latest events\n"
+    "• `/handoff claim H-42`, `assign H-42 @user`, `close H-42 <outcome> [note]`, `reopen H-42`\n"
+    "• `/handoff stats [7d|30d|90d]` — the funnel: created, claimed, decided, closed, and how fast"
+)
+SHOWN_EVENTS = 10
+
+
+@dataclass
+class Answer:
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def send(self, ack: Ack) -> None:
+        ack(response_type="ephemeral", text=self.text, blocks=self.blocks or None)
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: str
+    channel: str | None
+    team_domain: str | None
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> Caller:
+        return cls(str(body.get("user_id", "")), body.get("channel_id"), body.get("team_domain"))
 
 
 def register(app: App, runtime: Runtime) -> None:
-    """Registers the commands listeners."""
+    known_kinds = frozenset(runtime.config.kinds)
+
+    def answer(ack: Ack, body: dict[str, Any]) -> None:
+        caller = Caller.of(body)
+        try:
+            command = parse_command(str(body.get("text", "")), known_kinds=known_kinds)
+            reply = respond(runtime, command, caller)
+        except CommandError as error:
+            reply = Answer(f"{error.problem}\n{USAGE}")
+        reply.send(ack)
+        runtime.notify()
+
+    def open_form(body: dict[str, Any], client: WebClient) -> None:
+        try:
+            command = parse_command(str(body.get("text", "")), known_kinds=known_kinds)
+        except CommandError:
+            return
+        open_modal_for(runtime, client, command, Caller.of(body), str(body.get("trigger_id", "")))
+
+    app.command(ids.SLASH_COMMAND)(ack=answer, lazy=[open_form])
+
+    def more(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        action = (body.get("actions") or [{}])[0]
+        try:
+            request = json.loads(action.get("value") or "{}")
+            command = parse_command(str(request.get("q", "")), known_kinds=known_kinds)
+            offset = max(0, int(request.get("offset", 0)))
+        except (ValueError, CommandError):
+            return
+        caller = Caller(str((body.get("user") or {}).get("id", "")), (body.get("channel") or {}).get("id"),
+                        (body.get("team") or {}).get("domain"))
+        reply = respond(runtime, command, caller, offset=offset)
+        if caller.channel:
+            runtime.repo.enqueue([private_notice(caller.channel, caller.user, reply.text, reply.blocks)])
+            runtime.notify()
+
+    app.action(ids.LIST_PAGE)(more)
+
+
+# --- answers ---------------------------------------------------------------------------------------
+
+
+def respond(runtime: Runtime, command: Command, caller: Caller, *, offset: int = 0) -> Answer:
+    """The private answer to one parsed command."""
+    if isinstance(command, Help):
+        return Answer(f"{HELP}\n{USAGE}")
+    if isinstance(command, New):
+        return Answer("Opening the new handoff form…")
+    if isinstance(command, Mine):
+        return _mine(runtime, caller)
+    if isinstance(command, Stalled):
+        return _stalled(runtime, command, caller, offset)
+    if isinstance(command, Show):
+        return _show(runtime, command.handoff_id, caller)
+    if isinstance(command, Stats):
+        return _stats(runtime, command.period)
+    return _act(runtime, command, caller)
+
+
+def _mine(runtime: Runtime, caller: Caller) -> Answer:
+    now = runtime.clock()
+    owned = runtime.repo.owned_by(caller.user, limit=PAGE_SIZE + 1)
+    awaiting = runtime.repo.awaiting_approval_of(caller.user, limit=PAGE_SIZE + 1)
+    blocks = list_blocks("Yours", owned, now, team_domain=caller.team_domain, empty="You own nothing open.")
+    blocks += list_blocks("Waiting for your approval", awaiting, now, team_domain=caller.team_domain,
+                          empty="Nothing waits for your approval.")
+    more = len(owned) > PAGE_SIZE or len(awaiting) > PAGE_SIZE
+    footer = "\n_Showing the newest 15 of each; the App Home has the full board._" if more else ""
+    return Answer(f"You own {len(owned[:PAGE_SIZE])} open handoff(s); "
+                  f"{len(awaiting[:PAGE_SIZE])} wait for your approval.{footer}", blocks)
+
+
+def _stalled(runtime: Runtime, command: Stalled, caller: Caller, offset: int) -> Answer:
+    now = runtime.clock()
+    found = runtime.repo.stalled(now=now, limit=PAGE_SIZE + 1, offset=offset, owner=command.user,
+                                 channel=command.channel, kind=command.kind)
+    manager = is_manager(Actor(caller.user), runtime.config)
+    filters = [f"<@{command.user}>" if command.user else "", f"<#{command.channel}>" if command.channel else "",
+               command.kind or ""]
+    query = " ".join(["stalled", *filter(None, filters)])
+    heading = "Stalled handoffs, most overdue first" + (f" (from #{offset + 1})" if offset else "")
+    blocks = list_blocks(heading, found, now, team_domain=caller.team_domain, nudge=manager, more_query=query,
+                         offset=offset, empty="Nothing is stalled. 🎉")
+    return Answer(f"{min(len(found), PAGE_SIZE)} stalled handoff(s) shown.", blocks)
+
+
+def _show(runtime: Runtime, handoff_id: int, caller: Caller) -> Answer:
+    try:
+        handoff = runtime.service.get(handoff_id)
+    except NotFound as missing:
+        return Answer(f"{missing}.\n{USAGE}")
+    events = runtime.repo.events(handoff_id, limit=SHOWN_EVENTS)
+    blocks = card_blocks(handoff, runtime.config, now=runtime.clock())
+    lines = "\n".join(_event_line(event) for event in events)
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": lines[:2900] or "No events."}]})
+    return Answer(f"{handoff.ref}: {mrkdwn_safe(handoff.title)}", blocks[:50])
+
+
+def _event_line(event: Event) -> str:
+    actor = f"<@{event.actor}>" if event.actor[:1] in ("U", "W") and event.actor.isalnum() else mrkdwn_safe(event.actor)
+    when = f"<!date^{int(event.at.timestamp())}^{{date_short_pretty}} {{time}}|{event.at:%Y-%m-%d %H:%M} UTC>"
+    return f"{when} · {event.action} by {actor}"
+
+
+def _stats(runtime: Runtime, period: str) -> Answer:
+    from bot.stats_api import figures_text
+
+    text, blocks = figures_text(runtime, period)
+    return Answer(text, blocks)
+
+
+def _request_for(command: Command) -> tuple[int, Request] | None:
+    if isinstance(command, Claim):
+        return command.handoff_id, Request(Action.claim)
+    if isinstance(command, Assign):
+        return command.handoff_id, Request(Action.reassign, new_owner=command.user)
+    if isinstance(command, Reopen):
+        return command.handoff_id, Request(Action.reopen)
+    if isinstance(command, Close) and command.outcome:
+        return command.handoff_id, Request(Action.close, outcome=command.outcome, note=command.note)
+    return None
+
+
+_DONE = {
+    Action.claim: "✋ You claimed {ref}.",
+    Action.reassign: "🔀 {ref} now belongs to {owner}.",
+    Action.reopen: "🔁 {ref} is open again.",
+    Action.close: "🏁 {ref} is closed as *{outcome}*.",
+}
+
+
+def _act(runtime: Runtime, command: Command, caller: Caller) -> Answer:
+    if isinstance(command, Close) and not command.outcome:
+        return _check_close(runtime, command.handoff_id, caller)
+    found = _request_for(command)
+    if found is None:
+        return Answer(USAGE)
+    handoff_id, request = found
+    try:
+        acted = runtime.service.act(handoff_id, request, Actor(caller.user))
+    except Refused as refused:
+        return Answer(f"{refused.reason}" + (f"\n{USAGE}" if refused.code == "bad_outcome" else ""))
+    except NotFound as missing:
+        return Answer(f"{missing}.\n{USAGE}")
+    handoff = acted.handoff
+    owner = f"<@{handoff.owner}>" if handoff.owner else "nobody"
+    return Answer(_DONE[request.action].format(ref=handoff.ref, owner=owner, outcome=mrkdwn_safe(handoff.outcome)))
+
+
+def _check_close(runtime: Runtime, handoff_id: int, caller: Caller) -> Answer:
+    try:
+        handoff = runtime.service.check(handoff_id, Action.close, Actor(caller.user))
+    except Refused as refused:
+        return Answer(refused.reason)
+    except NotFound as missing:
+        return Answer(f"{missing}.\n{USAGE}")
+    return Answer(f"Opening the close form for {handoff.ref}…")
+
+
+# --- forms -----------------------------------------------------------------------------------------
+
+
+def open_modal_for(runtime: Runtime, client: WebClient, command: Command, caller: Caller, trigger_id: str) -> None:
+    if not trigger_id:
+        return
+    view = _modal_view(runtime, command, caller)
+    if view is None:
+        return
+    try:
+        client.views_open(trigger_id=trigger_id, view=view)
+    except (SlackApiError, SlackClientError, OSError) as error:
+        log.warning("could not open a form for /handoff: %s", error)
+
+
+def _modal_view(runtime: Runtime, command: Command, caller: Caller) -> dict[str, Any] | None:
+    if isinstance(command, New):
+        from bot.blocks.new_modal import new_handoff_modal
+
+        return new_handoff_modal(runtime.config, title=command.title)
+    if isinstance(command, Close) and not command.outcome:
+        handoff = runtime.repo.get(command.handoff_id)
+        if handoff is None or not _may(runtime, handoff, Action.close, caller):
+            return None
+        return close_modal(handoff, runtime.config.outcomes_for(handoff.kind))
+    return None
+
+
+def _may(runtime: Runtime, handoff: Handoff, action: Action, caller: Caller) -> bool:
+    try:
+        check_allowed(handoff, action, Actor(caller.user), runtime.config)
+    except Refused:
+        return False
+    return True
+

@@ -1,0 +1,218 @@
+"""Ack latency of the Claim button under 32 concurrent clients: the real bot against a bare Bolt app.
+
+    python bench/ack.py [--clients 32] [--requests 5000] [--seconds 20] [--handoffs 4500]
+
+Both servers run as subprocesses served the same way (uvicorn, FastAPI, the bot's `/slack/events` adapter,
+`process_before_response=True`, signed requests). The bare app (bench/bare_bolt_app.py) only acks; the bot
+(`handoff-bot serve` on a fresh SQLite file, talking to a FakeSlack in this process) does a real claim: a
+compare-and-set, the event log and outbox rows, before it acks. One in five presses hits a handoff that was
+claimed before the run (the refusal path: logged, and a private notice queued). Every press of a fresh
+claim is on its own handoff. Signed bodies are built just before each run; after a 1 s warm-up, each run
+measures `--requests` requests or `--seconds` seconds, whichever ends first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _slack_common import (
+    ROOT,
+    SIGNING_SECRET,
+    LoadResult,
+    ServerProcess,
+    api_request,
+    bot_server,
+    free_port,
+    machine_line,
+    percentile,
+    run_load,
+    signed_slack_request,
+    verdict,
+)
+
+from bot import ids
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_signing import block_action_body
+
+TARGET_P99_MS = 50.0
+TARGET_RATIO = 1.5
+REFUSAL_EVERY = 5  # every 5th press is on an already-claimed handoff
+PRECLAIMED = 100
+CHANNEL = "CBENCH"
+OWNER = "U0OWNER01"
+
+
+def clicker(index: int) -> str:
+    return f"U0CLICK{index % 500:03d}"
+
+
+def plan(fresh: list[int], claimed: list[int]) -> list[tuple[int, str, bool]]:
+    """(handoff id, user, is_refusal) in sending order: four fresh claims, then a press on a claimed one."""
+    presses: list[tuple[int, str, bool]] = []
+    fresh_iter = iter(fresh)
+    index = 0
+    while True:
+        if index % REFUSAL_EVERY == REFUSAL_EVERY - 1:
+            presses.append((claimed[(index // REFUSAL_EVERY) % len(claimed)], clicker(index), True))
+        else:
+            handoff_id = next(fresh_iter, None)
+            if handoff_id is None:
+                return presses
+            presses.append((handoff_id, clicker(index), False))
+        index += 1
+
+
+def signed_clicks(port: int, presses: list[tuple[int, str, bool]]) -> list[bytes]:
+    return [
+        signed_slack_request(port, block_action_body(ids.CLAIM, str(handoff_id), user, channel=CHANNEL,
+                                                     message_ts=f"1700000000.{handoff_id:06d}"))
+        for handoff_id, user, _ in presses
+    ]
+
+
+def create_handoffs(port: int, count: int, run: str) -> list[int]:
+    bodies = [
+        api_request(port, "POST", "/api/handoffs", {
+            "title": f"Call customer {n} back about the renewal ({run})",
+            "next_action": "Phone the customer and confirm the renewal date",
+            "summary": f"Bench handoff {n}: asked for a call back this week.",
+            "source": {"system": "bench", "label": f"bench {n}"},
+            "created_by": "ack-bench",
+        })
+        for n in range(count)
+    ]
+    result = run_load(port, bodies, concurrency=8, keep_bodies=True)
+    created = [json.loads(body)["id"] for status, body in result.bodies if status == 201]
+    if len(created) != count:
+        raise RuntimeError(f"created {len(created)} of {count} handoffs; statuses {result.statuses}")
+    return sorted(created)
+
+
+def get_json(port: int, path: str) -> tuple[int, dict]:
+    result = run_load(port, [api_request(port, "GET", path)], concurrency=1, keep_bodies=True)
+    status, body = result.bodies[0]
+    return status, json.loads(body)
+
+
+def count_claimed(port: int) -> int:
+    total, cursor = 0, None
+    for _ in range(1000):
+        path = "/api/handoffs?status=claimed&limit=200" + (f"&cursor={cursor}" if cursor else "")
+        status, page = get_json(port, path)
+        if status != 200:
+            raise RuntimeError(f"listing handoffs answered {status}: {page}")
+        total += len(page["items"])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+    return total
+
+
+def figures(name: str, result: LoadResult) -> dict[str, float]:
+    ms = [latency * 1000 for latency in result.latencies]
+    row = {"p50": percentile(ms, 0.50), "p99": percentile(ms, 0.99), "max": max(ms) if ms else float("nan"),
+           "rps": result.per_second}
+    statuses = " ".join(f"{status}×{n}" for status, n in sorted(result.statuses.items()))
+    print(f"  {name:<10} {result.count:>6} {row['p50']:>8.1f} {row['p99']:>8.1f} {row['max']:>8.1f} "
+          f"{row['rps']:>8.0f}   {statuses}{f'  errors×{result.errors}' if result.errors else ''}")
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=5000, help="measured requests per server")
+    parser.add_argument("--seconds", type=float, default=20.0, help="at most this long measured per server")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--handoffs", type=int, default=4500, help="fresh handoffs to claim (created first)")
+    args = parser.parse_args()
+    run = time.strftime("%H%M%S")
+
+    print(f"ack bench: Claim button, {args.clients} concurrent clients, {args.warmup:.0f} s warm-up, "
+          f"then {args.requests} requests or {args.seconds:.0f} s per server; 1 press in {REFUSAL_EVERY} "
+          f"on an already-claimed handoff")
+    print(f"  {machine_line()}")
+
+    # 1. The bare Bolt app. Its bodies look the same (ids are only values to it).
+    bare = ServerProcess("bare", [sys.executable, str(ROOT / "bench" / "bare_bolt_app.py")],
+                         {"SLACK_SIGNING_SECRET": SIGNING_SECRET}, free_port())
+    try:
+        bare.start()
+        # As many bodies as it could possibly use: it answers far faster than the bot.
+        spare = args.requests + int(args.warmup * 5000)
+        presses = plan(list(range(PRECLAIMED + 1, PRECLAIMED + 1 + spare)), list(range(1, PRECLAIMED + 1)))
+        requests = signed_clicks(bare.port, presses)
+        print(f"  bare Bolt app up; {len(requests)} signed bodies built; measuring …   ({machine_line()})")
+        bare_result = run_load(bare.port, requests, concurrency=args.clients, warmup_s=args.warmup,
+                               max_requests=args.requests, max_seconds=args.seconds)
+    finally:
+        bare.stop()
+
+    # 2. The bot, with its handoffs created and some claimed before the run.
+    with FakeSlack() as slack:
+        bot = bot_server(slack.url)
+        try:
+            bot.start()
+            started = time.monotonic()
+            ids_created = create_handoffs(bot.port, PRECLAIMED + args.handoffs, run)
+            claimed, fresh = ids_created[:PRECLAIMED], ids_created[PRECLAIMED:]
+            setup = run_load(bot.port, signed_clicks(bot.port, [(h, OWNER, False) for h in claimed]), concurrency=4)
+            if setup.statuses != {200: len(claimed)}:
+                raise RuntimeError(f"pre-claiming answered {setup.statuses}")
+            print(f"  bot up; {len(ids_created)} handoffs created and {len(claimed)} claimed in "
+                  f"{time.monotonic() - started:.0f} s")
+            presses = plan(fresh, claimed)
+            requests = signed_clicks(bot.port, presses)
+            print(f"  {len(requests)} signed bodies built; measuring …   ({machine_line()})")
+            bot_result = run_load(bot.port, requests, concurrency=args.clients, warmup_s=args.warmup,
+                                  max_requests=args.requests, max_seconds=args.seconds)
+
+            # Did the presses do what they should? Every answered fresh press claimed its handoff for its
+            # clicker; every press on a claimed one was refused and logged.
+            answered = presses[:bot_result.sent]
+            fresh_pressed = [(h, user) for h, user, refusal in answered if not refusal]
+            refusals = sum(1 for _, _, refusal in answered if refusal)
+            claimed_now = count_claimed(bot.port)
+            wrong = []
+            for handoff_id, user in fresh_pressed[:: max(1, len(fresh_pressed) // 25)]:
+                _, body = get_json(bot.port, f"/api/handoffs/{handoff_id}")
+                if body.get("status") != "claimed" or body.get("owner") != user:
+                    wrong.append(f"H-{handoff_id}: {body.get('status')} by {body.get('owner')} (pressed by {user})")
+            refused_logged = 0
+            for handoff_id in claimed:
+                _, body = get_json(bot.port, f"/api/handoffs/{handoff_id}")
+                refused_logged += sum(1 for event in body.get("events", []) if event.get("action") == "refused")
+            notices = len(slack.ephemerals())
+        finally:
+            bot.stop()
+
+    print()
+    print(f"  {'server':<10} {'count':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>8}   statuses")
+    bare_row = figures("bare Bolt", bare_result)
+    bot_row = figures("bot", bot_result)
+    ratio = bot_row["p99"] / bare_row["p99"]
+    print()
+    print(f"  p99(bot) / p99(bare) = {ratio:.2f}")
+    print(f"  check: {claimed_now} handoffs claimed (expected {len(claimed) + len(fresh_pressed)}); "
+          f"sampled fresh claims wrong: {len(wrong)}; refusals logged {refused_logged} "
+          f"(expected {refusals}); private notices delivered to the fake Slack so far: {notices}")
+    for line in wrong[:5]:
+        print(f"    {line}")
+    all_ok = (bot_result.statuses.keys() == {200} and bare_result.statuses.keys() == {200}
+              and not bot_result.errors and not bare_result.errors)
+    correct = (claimed_now == len(claimed) + len(fresh_pressed) and not wrong and refused_logged == refusals)
+    if not (all_ok and correct):
+        print("  WARNING: some requests failed or the bot's state is not what the presses should have made")
+    passed = bot_row["p99"] <= TARGET_P99_MS and ratio <= TARGET_RATIO and all_ok and correct
+    print(f"  target p99 ≤ {TARGET_P99_MS:.0f} ms and ratio ≤ {TARGET_RATIO}: {verdict(passed)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The outbox delivers every card and update exactly once through 429s, 5xx, an outage and a slow Slack."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import httpx
+
+from bot import ids
+from tests.bot.slack.conftest import SlackHarness
+from tests.bot.slack.e2e import create, opened_view, timed, wait_until
+from tests.conftest import API_TOKEN
+from tests.factories import lead
+from tests.fakes.slack_api import Call
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def card_posts(harness: SlackHarness, ref: str) -> list[Call]:
+    """Successful top-level chat.postMessage calls for one handoff (its card)."""
+    return [c for c in harness.slack.posted_cards() if str(c.params.get("text", "")).split(" · ")[0].endswith(ref)]
+
+
+def assert_each_card_once(harness: SlackHarness, created: list[dict[str, object]]) -> dict[int, str]:
+    """Every handoff's card arrived, exactly once, and its ts is the one stored; returns id -> card ts."""
+    def all_posted() -> bool:
+        return all(card_posts(harness, str(c["ref"])) for c in created)
+
+    wait_until(all_posted, timeout=20, what="every card")
+    stamps: dict[int, str] = {}
+    for handoff in created:
+        posts = card_posts(harness, str(handoff["ref"]))
+        assert len(posts) == 1, f"{handoff['ref']} was posted {len(posts)} times"
+        stored = harness.runtime.repo.get(int(str(handoff["id"])))
+        assert stored is not None and stored.card_ts == posts[0].response["ts"]  # type: ignore[index]
+        stamps[stored.id] = stored.card_ts
+    assert len(harness.slack.posted_cards()) == len(created)
+    return stamps
+
+
+def wait_outbox_idle(harness: SlackHarness, timeout: float = 20) -> None:
+    wait_until(lambda: harness.runtime.repo and _pending(harness) == 0, timeout=timeout, what="an empty outbox")
+
+
+def _pending(harness: SlackHarness) -> int:
+    response = httpx.get(f"{harness.server.url}/healthz", timeout=5)
+    return int(response.json()["outbox"]["pending"])
+
+
+def test_rate_limits_and_server_errors_deliver_every_card_and_reply_exactly_once(harness: SlackHarness) -> None:
+    harness.slack.fail_next("chat.postMessage", count=3, status=429, retry_after=1)
+    created = [create(harness) for _ in range(3)]
+    stamps = assert_each_card_once(harness, created)
+    assert len(harness.slack.calls("chat.postMessage", ok=False)) == 3
+    failed_at = [c.received_at for c in harness.slack.calls("chat.postMessage", ok=False)]
+    retried_at = min(c.received_at for c in harness.slack.posted_cards())
+    assert retried_at - failed_at[0] >= 0.9  # Retry-After was honoured
+
+    # every change: the card update and the thread reply fail with 500 first, then arrive once each
+    harness.slack.fail_next("chat.postMessage", count=2, status=500)
+    harness.slack.fail_next("chat.update", count=2, status=500)
+    for handoff in created:
+        assert harness.click(ids.CLAIM, int(str(handoff["id"])), "UALICE").status_code == 200
+    wait_until(lambda: len(harness.slack.thread_replies()) >= 3, timeout=20, what="three thread replies")
+    wait_outbox_idle(harness)
+
+    replies = harness.slack.thread_replies()
+    assert Counter(r.params["thread_ts"] for r in replies) == Counter(stamps.values())
+    assert all("Claimed by <@UALICE>" in r.params["text"] for r in replies)
+    for ts in stamps.values():
+        final = harness.slack.updates(ts)
+        assert final and "<@UALICE>" in str(final[-1].params["blocks"])
+    assert len(harness.slack.posted_cards()) == 3  # still: no card twice
+    assert len(harness.slack.calls("chat.postMessage", ok=False)) == 5
+    assert len(harness.slack.calls("chat.update", ok=False)) == 2
+
+
+def test_handoffs_are_accepted_while_slack_is_down_and_delivered_once_when_it_is_back(harness: SlackHarness) -> None:
+    harness.slack.down()
+    results = [timed(lambda: httpx.post(f"{harness.server.url}/api/handoffs", json=lead(urgency="low"),
+                                        headers=AUTH, timeout=5)) for _ in range(3)]
+    assert [r.status_code for r, _ in results] == [201, 201, 201]
+    assert max(seconds for _, seconds in results) < 1.0
+    created = [r.json() for r, _ in results]
+
+    # a click while Slack is down is still acknowledged at once
+    response, seconds = timed(lambda: httpx.post(harness.events_url, timeout=5) if False else
+                              harness.click(ids.CLAIM, created[0]["id"], "UALICE"))
+    assert response.status_code == 200 and seconds < 1.0
+    wait_until(lambda: any(row.last_error for row in harness.runtime.repo.outbox_for(created[0]["id"])),
+               what="a failed attempt while Slack is down")
+
+    harness.slack.up()
+    assert_each_card_once(harness, created)
+    wait_outbox_idle(harness)
+    replies = harness.slack.thread_replies()
+    assert len(replies) == 1 and "Claimed by <@UALICE>" in replies[0].params["text"]
+    assert len(harness.slack.posted_cards()) == 3
+
+
+def test_a_permanent_error_fails_that_card_visibly_without_blocking_other_channels(harness: SlackHarness) -> None:
+    harness.slack.fail_channel("CSALES", "channel_not_found")
+    doomed = create(harness, **lead(urgency="high"))  # hot-leads route: CSALES
+    assert doomed["channel"] == "CSALES"
+    fine = create(harness)
+    assert fine["channel"] == "CHANDOFFS"
+
+    harness.card_of(fine["id"])
+
+    def deliveries() -> list[dict[str, object]]:
+        shown = httpx.get(f"{harness.server.url}/api/handoffs/{doomed['ref']}", headers=AUTH, timeout=5)
+        assert shown.status_code == 200
+        return list(shown.json()["deliveries"])
+
+    failed = wait_until(lambda: [d for d in deliveries() if d["state"] == "failed"], what="a failed delivery")
+    assert failed[0]["kind"] == "slack.post_card" and failed[0]["last_error"] == "channel_not_found"
+    assert len(harness.slack.calls("chat.postMessage", channel="CSALES")) == 1  # not retried: it cannot succeed
+    health = httpx.get(f"{harness.server.url}/healthz", timeout=5)
+    assert health.status_code == 200
+    assert health.json()["outbox"]["failed"] >= 1
+    assert health.json()["outbox"]["last_failure"] == "channel_not_found"
+
+    # the other channel keeps flowing: a new card and an update there arrive
+    later = create(harness)
+    harness.card_of(later["id"])
+    harness.click(ids.CLAIM, fine["id"], "UBOB")
+    ts = harness.runtime.repo.get(fine["id"]).card_ts  # type: ignore[union-attr]
+    wait_until(lambda: harness.slack.updates(ts), what="the update in the healthy channel")
+    assert harness.runtime.repo.get(doomed["id"]).card_ts is None  # type: ignore[union-attr]
+
+
+def test_clicks_are_acknowledged_fast_while_slack_answers_after_five_seconds(harness: SlackHarness) -> None:
+    created = create(harness, owner="UALICE")
+    other = create(harness)
+    harness.card_of(created["id"])
+    harness.card_of(other["id"])
+    harness.slack.set_delay(5)
+    try:
+        claim, claim_seconds = timed(lambda: harness.click(ids.CLAIM, other["id"], "UBOB"))
+        edit, edit_seconds = timed(lambda: harness.click(ids.EDIT, created["id"], "UALICE"))
+        assert claim.status_code == 200 and edit.status_code == 200
+        print(f"\nSlack delayed 5 s: claim ack {claim_seconds * 1000:.0f} ms, edit ack {edit_seconds * 1000:.0f} ms")
+        assert claim_seconds < 1.0 and edit_seconds < 1.0
+        # the modal is still requested (by the lazy listener, after the ack) and the claim is stored
+        opened = opened_view(harness, ids.EDIT_MODAL)
+        assert opened.params["view"]["callback_id"] == ids.EDIT_MODAL
+        assert harness.runtime.repo.get(other["id"]).owner == "UBOB"  # type: ignore[union-attr]
+    finally:
+        harness.slack.stop()  # ends the 5-second answers at once, so the bot stops quickly

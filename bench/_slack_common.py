@@ -101,11 +101,22 @@ class ServerProcess:
         if not keep_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far (all its threads)."""
+        assert self.process is not None
+        return process_cpu_seconds(self.process.pid)
+
     def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def process_cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (default: this one), from /proc."""
+    fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bot_server(slack_api_url: str, *, extra_env: dict[str, str] | None = None) -> ServerProcess:
@@ -181,6 +192,7 @@ class LoadResult:
     sent: int = 0  # requests taken from the list (answered or failed), in list order
     errors: int = 0
     seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # filled in by callers that measure CPU
 
     @property
     def count(self) -> int:

@@ -31,6 +31,7 @@ from _slack_common import (
     free_port,
     machine_line,
     percentile,
+    process_cpu_seconds,
     run_load,
     signed_slack_request,
     verdict,
@@ -114,6 +115,17 @@ def count_claimed(port: int) -> int:
     return total
 
 
+def measured_load(server: ServerProcess, requests: list[bytes], args: argparse.Namespace) -> LoadResult:
+    """The timed run, with the CPU the server and this process (client and fake Slack) used during it."""
+    server_cpu, own_cpu, wall = server.cpu_seconds(), process_cpu_seconds(), time.monotonic()
+    result = run_load(server.port, requests, concurrency=args.clients, warmup_s=args.warmup,
+                      max_requests=args.requests, max_seconds=args.seconds)
+    wall = time.monotonic() - wall
+    result.cpu = {"server": server.cpu_seconds() - server_cpu, "bench": process_cpu_seconds() - own_cpu,
+                  "wall": wall}
+    return result
+
+
 def figures(name: str, result: LoadResult) -> dict[str, float]:
     ms = [latency * 1000 for latency in result.latencies]
     row = {"p50": percentile(ms, 0.50), "p99": percentile(ms, 0.99), "max": max(ms) if ms else float("nan"),
@@ -149,8 +161,7 @@ def main() -> int:
         presses = plan(list(range(PRECLAIMED + 1, PRECLAIMED + 1 + spare)), list(range(1, PRECLAIMED + 1)))
         requests = signed_clicks(bare.port, presses)
         print(f"  bare Bolt app up; {len(requests)} signed bodies built; measuring …   ({machine_line()})")
-        bare_result = run_load(bare.port, requests, concurrency=args.clients, warmup_s=args.warmup,
-                               max_requests=args.requests, max_seconds=args.seconds)
+        bare_result = measured_load(bare, requests, args)
     finally:
         bare.stop()
 
@@ -170,8 +181,7 @@ def main() -> int:
             presses = plan(fresh, claimed)
             requests = signed_clicks(bot.port, presses)
             print(f"  {len(requests)} signed bodies built; measuring …   ({machine_line()})")
-            bot_result = run_load(bot.port, requests, concurrency=args.clients, warmup_s=args.warmup,
-                                  max_requests=args.requests, max_seconds=args.seconds)
+            bot_result = measured_load(bot, requests, args)
 
             # Did the presses do what they should? Every answered fresh press claimed its handoff for its
             # clicker; every press on a claimed one was refused and logged.
@@ -198,6 +208,11 @@ def main() -> int:
     bot_row = figures("bot", bot_result)
     ratio = bot_row["p99"] / bare_row["p99"]
     print()
+    for name, result in (("bare Bolt", bare_result), ("bot", bot_result)):
+        cpu = result.cpu
+        print(f"  CPU during the {name} run ({cpu['wall']:.1f} s, {result.sent} requests): server "
+              f"{cpu['server']:.1f} s = {1000 * cpu['server'] / max(1, result.sent):.2f} ms per request; "
+              f"bench process (client + fake Slack) {cpu['bench']:.1f} s")
     print(f"  p99(bot) / p99(bare) = {ratio:.2f}")
     print(f"  check: {claimed_now} handoffs claimed (expected {len(claimed) + len(fresh_pressed)}); "
           f"sampled fresh claims wrong: {len(wrong)}; refusals logged {refused_logged} "

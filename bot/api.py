@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -59,11 +59,17 @@ def _jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, StrEnum):
         return value.value
+    if isinstance(value, list | dict):  # lists of str and str->str facts: a shallow copy is a full copy
+        return value.copy()
     return value
 
 
+_HANDOFF_FIELDS = tuple(field.name for field in fields(Handoff))
+
+
 def handoff_json(handoff: Handoff) -> dict[str, Any]:
-    data = {key: _jsonable(value) for key, value in asdict(handoff).items()}
+    # Field by field with shallow copies: asdict() deep-copies every value and cost ~10x (7 ms for a page of 50).
+    data = {key: _jsonable(getattr(handoff, key)) for key in _HANDOFF_FIELDS}
     data["ref"] = handoff.ref
     data["source"] = {"system": handoff.source_system, "url": handoff.source_url, "label": handoff.source_label}
     for key in ("source_system", "source_url", "source_label"):

@@ -22,16 +22,31 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.blocks.card import card_message, thread_reply_text
+from bot.blocks.home import home_view
+from bot.blocks.replies import source_reply_text
+from bot.usergroups import UsergroupMembers
 from handoffs.config import HandoffConfig
-from handoffs.effects import EPHEMERAL, POST_CARD, THREAD_REPLY, UPDATE_CARD
+from handoffs.effects import (
+    DIRECT_MESSAGE,
+    EPHEMERAL,
+    MESSAGE_REPLY,
+    POST_CARD,
+    PUBLISH_HOME,
+    REACTION,
+    SOURCE_REPLY,
+    THREAD_REPLY,
+    UPDATE_CARD,
+)
 from handoffs.model import Handoff
+from storage.board_queries import build_board, configured_usergroups
 from storage.outbox import COALESCED, FAILED, PENDING, SENT, OutboxStore
 from storage.repository import Repository
 from storage.tables import OutboxRow
 
 log = logging.getLogger("handoff_bot.outbox")
 
-LEASE_SECONDS = 30.0
+LEASE_SECONDS = 30.0  # > the Slack client's timeout, so that no other process takes a row still being sent
+LEASE_ENV = "HANDOFF_OUTBOX_LEASE_SECONDS"
 GIVE_UP_AFTER = timedelta(days=1)
 MAX_BACKOFF_SECONDS = 300.0
 PERMANENT_ERRORS = frozenset({
@@ -78,10 +93,12 @@ class ChannelPacer:
             self._tokens[lane] = self._refill(lane, now) - 1.0
 
     def pause(self, lane: str, seconds: float, now: float) -> None:
+        """Nothing on `lane` for `seconds` (Retry-After), then one write at once and the usual pace after it."""
         with self._lock:
-            self._paused_until[lane] = max(self._paused_until.get(lane, 0.0), now + seconds)
-            self._tokens[lane] = 0.0
-            self._stamp[lane] = now + seconds
+            until = max(self._paused_until.get(lane, 0.0), now + seconds)
+            self._paused_until[lane] = until
+            self._tokens[lane] = 1.0  # counted from `until`: the refill before then is negative, the pause rules
+            self._stamp[lane] = until
 
     def wait_hint(self, lane: str, now: float) -> float:
         with self._lock:
@@ -91,7 +108,7 @@ class ChannelPacer:
 
 
 def is_paced(row: OutboxRow) -> bool:
-    return row.kind != EPHEMERAL
+    return row.kind not in (EPHEMERAL, PUBLISH_HOME)  # views.publish writes to no channel
 
 
 class OutboxSender:
@@ -106,8 +123,10 @@ class OutboxSender:
         workers: int = 4,
         poll_seconds: float = 0.5,
         pacer: ChannelPacer | None = None,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self.store = store
+        self.lease_seconds = lease_seconds  # how long a row stays taken when its sender dies mid-send
         self.repo = repo
         self.client = client
         self.config = config
@@ -121,6 +140,7 @@ class OutboxSender:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.usergroups = UsergroupMembers(client)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -173,7 +193,7 @@ class OutboxSender:
                 continue
             if len(self._in_flight) >= self._workers * 2:
                 return 0.05
-            if not self.store.lease(row, until=now + timedelta(seconds=LEASE_SECONDS)):
+            if not self.store.lease(row, until=now + timedelta(seconds=self.lease_seconds)):
                 continue
             if is_paced(row):
                 self.pacer.take(lane, now_mono)
@@ -186,6 +206,8 @@ class OutboxSender:
     @staticmethod
     def _lane(row: OutboxRow) -> str:
         target = row.target or ""
+        if row.kind == PUBLISH_HOME:  # one publish per person at a time, never paced as a channel
+            return f"{PUBLISH_HOME}:{target}"
         return target if is_paced(row) else f"{row.kind}:{row.id}"
 
     def _deliver(self, row: OutboxRow, lane: str) -> None:
@@ -245,6 +267,11 @@ class OutboxSender:
             UPDATE_CARD: self._update_card,
             THREAD_REPLY: self._thread_reply,
             EPHEMERAL: self._ephemeral,
+            SOURCE_REPLY: self._source_reply,
+            MESSAGE_REPLY: self._message_reply,
+            REACTION: self._reaction,
+            PUBLISH_HOME: self._publish_home,
+            DIRECT_MESSAGE: self._direct_message,
         }
         sender = senders.get(row.kind)
         if sender is None:
@@ -314,6 +341,66 @@ class OutboxSender:
         self.client.chat_postEphemeral(
             channel=row.target or "", user=str(payload.get("user", "")), text=str(payload.get("text", "")),
             blocks=payload.get("blocks") or None,
+        )
+        self.store.finish(row.id, state=SENT, now=self.clock())
+
+    def _source_reply(self, row: OutboxRow) -> None:
+        """In the source message's thread: the handoff's ref and a link to its card, once the card is posted."""
+        assert row.id is not None
+        if row.handoff_id is not None and self.store.card_state(row.handoff_id) == PENDING:
+            raise Defer(self.clock() + timedelta(seconds=1))
+        handoff = self._handoff(row)  # read after the card's state: a sent card has its ts stored by now
+        permalink = None
+        if handoff.card_ts and handoff.channel:
+            response = self.client.chat_getPermalink(channel=handoff.channel, message_ts=handoff.card_ts)
+            permalink = str(response.get("permalink") or "") or None
+        payload: dict[str, Any] = row.payload or {}
+        text = source_reply_text(handoff, permalink, note=str(payload.get("note", "created")))
+        self.client.chat_postMessage(
+            channel=row.target or "", thread_ts=str(payload.get("thread_ts", "")), text=text,
+            unfurl_links=False, unfurl_media=False,
+        )
+        self.store.finish(row.id, state=SENT, now=self.clock())
+
+    def _message_reply(self, row: OutboxRow) -> None:
+        assert row.id is not None
+        payload = row.payload or {}
+        self.client.chat_postMessage(
+            channel=row.target or "", thread_ts=str(payload.get("thread_ts", "")), text=str(payload.get("text", "")),
+            unfurl_links=False, unfurl_media=False,
+        )
+        self.store.finish(row.id, state=SENT, now=self.clock())
+
+    def _reaction(self, row: OutboxRow) -> None:
+        assert row.id is not None
+        payload = row.payload or {}
+        try:
+            self.client.reactions_add(
+                channel=row.target or "", timestamp=str(payload.get("ts", "")), name=str(payload.get("name", ""))
+            )
+        except SlackApiError as error:
+            if error.response.get("error") != "already_reacted":
+                raise
+        self.store.finish(row.id, state=SENT, now=self.clock())
+
+    def _publish_home(self, row: OutboxRow) -> None:
+        """Build the person's App Home now and publish it; earlier pending publishes for them are covered."""
+        assert row.id is not None
+        user = row.target or ""
+        up_to = max(row.id, self.store.latest_pending_for(PUBLISH_HOME, user) or row.id)
+        now = self.clock()
+        groups = self.usergroups.groups_of(user, configured_usergroups(self.config))
+        board = build_board(self.repo, user, now=now, config=self.config, groups=groups)
+        self.client.views_publish(user_id=user, view=home_view(board, self.config, now=now,
+                                                                is_manager=board.is_manager))
+        self.store.coalesce_target(PUBLISH_HOME, user, up_to_id=up_to, now=self.clock())
+        self.store.finish(row.id, state=SENT, now=self.clock())
+
+    def _direct_message(self, row: OutboxRow) -> None:
+        assert row.id is not None
+        payload = row.payload or {}
+        self.client.chat_postMessage(
+            channel=row.target or "", text=str(payload.get("text", "")), unfurl_links=False, unfurl_media=False
         )
         self.store.finish(row.id, state=SENT, now=self.clock())
 

@@ -27,3 +27,42 @@ def effects_for_change(channel: str | None, change: Change, actor: Actor) -> lis
 def private_notice(channel: str, user: str, text: str, blocks: list[dict[str, Any]] | None = None) -> Effect:
     """A message only `user` sees in `channel` (e.g. why their click was refused)."""
     return Effect(EPHEMERAL, channel, {"user": user, "text": text, **({"blocks": blocks} if blocks else {})})
+
+
+# Replies about a Slack message a handoff came from (the message shortcut, intake channels).
+SOURCE_REPLY = "slack.source_reply"
+MESSAGE_REPLY = "slack.message_reply"
+REACTION = "slack.reaction"
+
+
+def source_reply(channel: str, ts: str, *, note: str = "created") -> Effect:
+    """A reply in the thread of the message (`channel`, `ts`) linking the handoff's card, once it is posted.
+
+    `note` says what happened to the message: "created" (a new handoff) or "duplicate" (already tracked).
+    """
+    return Effect(SOURCE_REPLY, channel, {"thread_ts": ts, "note": note})
+
+
+def message_reply(channel: str, thread_ts: str, text: str) -> Effect:
+    """A reply in the thread of any message; `text` is mrkdwn that the caller has made safe."""
+    return Effect(MESSAGE_REPLY, channel, {"thread_ts": thread_ts, "text": text})
+
+
+def reaction(channel: str, ts: str, name: str) -> Effect:
+    """An emoji reaction (e.g. "white_check_mark") on the message (`channel`, `ts`)."""
+    return Effect(REACTION, channel, {"ts": ts, "name": name})
+
+
+# The App Home and messages to one person.
+PUBLISH_HOME = "slack.publish_home"
+DIRECT_MESSAGE = "slack.direct_message"
+
+
+def publish_home(user: str) -> Effect:
+    """Publish `user`'s App Home; the board is read when it is sent, so repeats collapse into one."""
+    return Effect(PUBLISH_HOME, user)
+
+
+def direct_message(user: str, text: str) -> Effect:
+    """A message to `user` in the app's DM (e.g. a refusal for a click on the home tab, which has no channel)."""
+    return Effect(DIRECT_MESSAGE, user, {"text": text})

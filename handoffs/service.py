@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from handoffs.config import HandoffConfig
-from handoffs.effects import effects_for_change, effects_for_created, private_notice
+from handoffs.effects import effects_for_change, effects_for_created, private_notice, source_reply
 from handoffs.intake import plan_intake
 from handoffs.lifecycle import Action, Actor, Change, Refused, Request, check_allowed, decide
 from handoffs.model import Handoff, HandoffIn, ref_of
-from handoffs.ports import CreateResult, HandoffStore
+from handoffs.ports import CreateResult, Effect, HandoffStore
 
 MAX_CAS_ATTEMPTS = 8
 
@@ -40,15 +40,24 @@ class HandoffService:
         self.config = config
         self.clock = clock
 
-    def submit(self, payload: HandoffIn, *, actor: str, source_message: tuple[str, str] | None = None) -> CreateResult:
-        """Validate, route and store a new handoff (or return the one it repeats)."""
+    def submit(
+        self, payload: HandoffIn, *, actor: str, source_message: tuple[str, str] | None = None,
+        extra_effects: Sequence[Effect] = (),
+    ) -> CreateResult:
+        """Validate, route and store a new handoff (or return the one it repeats).
+
+        A handoff made from a Slack message (`source_message` = (channel, ts)) also replies in that
+        message's thread with a link to its card. The effects, `extra_effects` included, are written
+        with the new handoff in one transaction, and only when it is new (never for a repeat).
+        """
         now = self.clock()
         plan = plan_intake(payload, self.config, actor=actor, now=now)
+        effects = effects_for_created(plan.channel)
         if source_message:
             plan.source_channel, plan.source_ts = source_message
-        return self.store.create(
-            plan, effects=effects_for_created(plan.channel), dedupe_since=now - self.config.dedupe.window
-        )
+            effects.append(source_reply(*source_message))
+        effects.extend(extra_effects)
+        return self.store.create(plan, effects=effects, dedupe_since=now - self.config.dedupe.window)
 
     def get(self, handoff_id: int) -> Handoff:
         handoff = self.store.get(handoff_id)

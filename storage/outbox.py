@@ -128,6 +128,30 @@ class OutboxStore:
             return PENDING
         return FAILED if states else None
 
+    def latest_pending_for(self, kind: str, target: str) -> int | None:
+        """The newest pending row of `kind` to `target` (e.g. App Home publishes for one person)."""
+        with self.db.read() as session:
+            return session.exec(
+                select(func.max(OutboxRow.id)).where(
+                    OutboxRow.state == PENDING, OutboxRow.kind == kind, OutboxRow.target == target
+                )
+            ).one()
+
+    def coalesce_target(self, kind: str, target: str, *, up_to_id: int, now: datetime) -> int:
+        """Pending rows of `kind` to `target` up to `up_to_id` that a send rendered at send time covered."""
+        with self.db.write() as session:
+            result = session.execute(
+                update(OutboxRow)
+                .where(
+                    col(OutboxRow.state) == PENDING,
+                    col(OutboxRow.kind) == kind,
+                    col(OutboxRow.target) == target,
+                    col(OutboxRow.id) <= up_to_id,
+                )
+                .values(state=COALESCED, done_at=now)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
     def health(self) -> OutboxHealth:
         with self.db.read() as session:
             counts = dict(session.execute(

@@ -9,19 +9,24 @@ from typing import Any
 from sqlalchemy import Row, Table, bindparam, func, insert, or_, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from handoffs.intake import IntakePlan
 from handoffs.lifecycle import Actor, Change, Refused
 from handoffs.model import TERMINAL, Event, Handoff, Status, Urgency
 from handoffs.ports import Created, CreateResult, Effect, IdempotencyConflict
+from storage.approvers import sync_approvers, write_approvers
 from storage.db import Database
-from storage.tables import EventRow, HandoffRow, OutboxRow, RouteCursor
+from storage.tables import EventRow, HandoffRow, OutboxRow, RouteCursor, SlackEventRow
 
 _DOMAIN_FIELDS = {f.name for f in fields(Handoff)}
 _OPEN_STATUSES = [s.value for s in Status if s not in TERMINAL]
 _HANDOFFS: Table = HandoffRow.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
+_SLACK_EVENTS: Table = SlackEventRow.__table__  # type: ignore[attr-defined]
+_COLUMN_NAMES = tuple(_HANDOFFS.c.keys())
+_ROW_POSITIONS = [(name, index) for index, name in enumerate(_COLUMN_NAMES) if name in _DOMAIN_FIELDS]
 
 # Intake's statements, built once (building and cache-keying them per request cost as much as running them).
 _BY_KEY = _HANDOFFS.select().where(
@@ -47,7 +52,10 @@ _ADVISORY_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 def to_domain(row: HandoffRow | Row[Any]) -> Handoff:
-    values: dict[str, Any] = {name: getattr(row, name) for name in _DOMAIN_FIELDS if hasattr(row, name)}
+    if isinstance(row, Row) and row._fields == _COLUMN_NAMES:  # a plain row of every column: cheapest by position
+        values: dict[str, Any] = {name: row[index] for name, index in _ROW_POSITIONS}
+    else:
+        values = {name: getattr(row, name) for name in _DOMAIN_FIELDS if hasattr(row, name)}
     values["status"] = Status(row.status)
     values["urgency"] = Urgency(row.urgency)
     values["facts"] = dict(row.facts or {})
@@ -112,6 +120,7 @@ class Repository:
         # SQLModel rows and the unit of work cost more than the database did (about half the request's CPU).
         row = session.execute(_INSERT_HANDOFF, self._new_values(session, plan)).one()
         handoff = to_domain(row)
+        write_approvers(session, handoff)
         session.execute(_INSERT_EVENT, dict(
             handoff_id=row.id, action="created", actor=plan.actor, at=plan.created_at, from_status=None,
             to_status=row.status,
@@ -210,6 +219,7 @@ class Repository:
                 handoff_id=handoff.id, action=change.event, actor=actor.id, at=now,
                 from_status=handoff.status.value, to_status=after.status.value, data=change.data,
             ))
+            sync_approvers(session, handoff, after)
             self._add_effects(session, handoff.id, effects, now)
         after.version = handoff.version + 1
         after.updated_at = now
@@ -231,6 +241,35 @@ class Repository:
         """Write side effects that belong to no change (e.g. a private notice about a stale button)."""
         with self.db.write() as session:
             self._add_effects(session, handoff_id, effects, datetime.now(UTC))
+
+    def slack_event_seen(self, *, event_id: str, channel: str, ts: str) -> bool:
+        """Whether this Slack event, or another delivery of the same message, was handled already."""
+        with self.db.read() as session:
+            return session.exec(
+                select(SlackEventRow.event_id).where(
+                    or_(col(SlackEventRow.event_id) == event_id,
+                        (col(SlackEventRow.channel) == channel) & (col(SlackEventRow.ts) == ts))
+                ).limit(1)
+            ).first() is not None
+
+    def record_slack_event(
+        self, *, event_id: str, channel: str, ts: str, outcome: str, now: datetime,
+        handoff_id: int | None = None, effects: list[Effect] | None = None,
+    ) -> bool:
+        """Mark a Slack event (and its message) handled and write its effects, in one transaction.
+
+        False, and nothing written, when it was handled already: a retry never sends a second reply.
+        """
+        try:
+            with self.db.write() as session:
+                session.execute(insert(_SLACK_EVENTS), dict(
+                    event_id=event_id, channel=channel, ts=ts, outcome=outcome, handoff_id=handoff_id,
+                    received_at=now,
+                ))
+                self._add_effects(session, handoff_id, effects or [], now)
+        except IntegrityError:
+            return False
+        return True
 
     def _add_effects(self, session: Session, handoff_id: int | None, effects: list[Effect], now: datetime) -> None:
         if effects:  # one Core executemany: cheaper than an ORM object and a flush per row
@@ -289,7 +328,7 @@ class Repository:
             query = query.where(col(HandoffRow.id) < cursor)
         query = query.order_by(col(HandoffRow.id).desc()).limit(limit + 1)
         with self.db.read() as session:
-            rows = list(session.exec(query))
+            rows = _plain_rows(session, query)
         items = [to_domain(row) for row in rows[:limit]]
         return Page(items, items[-1].id if len(rows) > limit else None)
 
@@ -305,7 +344,7 @@ class Repository:
             query = query.where(HandoffRow.kind == kind)
         query = query.order_by(col(HandoffRow.stall_at), col(HandoffRow.id)).offset(offset).limit(limit)
         with self.db.read() as session:
-            return [to_domain(row) for row in session.exec(query)]
+            return [to_domain(row) for row in _plain_rows(session, query)]
 
     def count_stalled(self, *, now: datetime) -> int:
         with self.db.read() as session:
@@ -322,7 +361,13 @@ class Repository:
             .limit(limit)
         )
         with self.db.read() as session:
-            return [to_domain(row) for row in session.exec(query)]
+            return [to_domain(row) for row in _plain_rows(session, query)]
+
+
+def _plain_rows(session: Session, query: SelectOfScalar[HandoffRow]) -> list[Row[Any]]:
+    """Run a `select(HandoffRow)` for plain rows (to_domain reads both): for a page of 50, building the
+    SQLModel objects cost several times what the query did."""
+    return list(session.execute(query.with_only_columns(*_HANDOFFS.c)))
 
 
 def _with_updates(handoff: Handoff, change: Change) -> Handoff:

@@ -25,6 +25,7 @@ class HandoffRow(SQLModel, table=True):
         UniqueConstraint("source_system", "external_id", name="uq_handoffs_source_external_id"),
         Index("ix_handoffs_stall_at", "stall_at"),
         Index("ix_handoffs_owner_status", "owner", "status"),
+        Index("ix_handoffs_owner_id", "owner", "id"),  # one owner's page, newest first (migration 0005)
         Index("ix_handoffs_queue_status", "queue", "status"),
         Index("ix_handoffs_status_id", "status", "id"),
         Index("ix_handoffs_channel_card", "channel", "card_ts"),
@@ -92,6 +93,7 @@ class EventRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_events_handoff", "handoff_id", "id"),
         Index("ix_events_action_at", "action", "at"),
+        Index("ix_events_actor_at", "actor", "at"),  # the App Home's "closed by me in the last 7 days"
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=Id)
@@ -102,6 +104,20 @@ class EventRow(SQLModel, table=True):
     from_status: str | None = Field(default=None, max_length=16)
     to_status: str | None = Field(default=None, max_length=16)
     data: dict[str, Any] = _json(dict)
+
+
+class HandoffApproverRow(SQLModel, table=True):
+    """One row per (handoff, approver): `handoffs.approvers` is JSON, which no portable index can search.
+
+    Kept in step by the repository (storage/approvers.py); `pending` is "awaiting this approval now".
+    """
+
+    __tablename__ = "handoff_approvers"
+    __table_args__ = (Index("ix_handoff_approvers_user_pending", "user_id", "pending", "handoff_id"),)
+
+    handoff_id: int = Field(foreign_key="handoffs.id", primary_key=True, sa_type=Id)
+    user_id: str = Field(primary_key=True, max_length=32)
+    pending: bool = Field(default=False, nullable=False)
 
 
 class OutboxRow(SQLModel, table=True):
@@ -135,3 +151,20 @@ class RouteCursor(SQLModel, table=True):
     position: int = Field(default=0, nullable=False)
 
 
+
+
+class SlackEventRow(SQLModel, table=True):
+    """A Slack event the bot has handled (intake channels), so that a retry or a repeat changes nothing.
+
+    Keyed by the event id, and unique per message as well: whichever delivery records it first wins.
+    """
+
+    __tablename__ = "slack_events"
+    __table_args__ = (UniqueConstraint("channel", "ts", name="uq_slack_events_message"),)
+
+    event_id: str = Field(primary_key=True, max_length=100)
+    channel: str = Field(max_length=32, nullable=False)
+    ts: str = Field(max_length=32, nullable=False)
+    outcome: str = Field(max_length=16, nullable=False)
+    handoff_id: int | None = Field(default=None, foreign_key="handoffs.id", sa_type=Id)
+    received_at: datetime = _when(nullable=False)

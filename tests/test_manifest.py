@@ -141,8 +141,23 @@ def registered_events() -> list[Use]:
     return found
 
 
+def registered_ids(registration: str) -> list[Use]:
+    """The first argument of every `app.<registration>(...)` (`command`, `shortcut`) the test can read."""
+    found: list[Use] = []
+    for path, tree in _parsed():
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == registration and _is_app(node.func.value) and node.args):
+                value = _constant(node.args[0])
+                assert value, f"{_where(path, node)}: app.{registration}() with an id the test cannot read"
+                found.append(Use(value, _where(path, node)))
+    return found
+
+
 def _is_app(node: ast.AST) -> bool:
-    return isinstance(node, ast.Name) and node.id in ("app", "bolt", "bolt_app")
+    """`app`, `bolt`, `self.app`, `bot.bolt`…: the receiver of a Bolt registration."""
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return name in ("app", "bolt", "bolt_app")
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +202,15 @@ def test_shortcuts_match_the_callback_ids_in_the_code(manifest: dict[str, Any]) 
     assert shortcuts[ids.GLOBAL_SHORTCUT]["type"] == "global"
     assert shortcuts[ids.GLOBAL_SHORTCUT]["name"] == "New handoff"
     assert all(shortcut.get("description") for shortcut in shortcuts.values())
+
+
+def test_registered_commands_and_shortcuts_are_in_the_manifest(manifest: dict[str, Any]) -> None:
+    commands = {command["command"] for command in manifest["features"]["slash_commands"]}
+    shortcuts = {shortcut["callback_id"] for shortcut in manifest["features"]["shortcuts"]}
+    for use in registered_ids("command"):
+        assert use.name in commands, f"{use.where}: {use.name} is not a slash command in manifest.yml"
+    for use in registered_ids("shortcut"):
+        assert use.name in shortcuts, f"{use.where}: {use.name} is not a shortcut callback_id in manifest.yml"
 
 
 def test_the_source_scan_finds_the_calls_the_code_is_known_to_make() -> None:

@@ -78,6 +78,7 @@ class ModalContext(BaseModel):
     handoff_id: int
     channel: str | None = None
     ts: str | None = None
+    home: bool = False  # opened from the App Home, which the submission republishes
 
     @classmethod
     def of(cls, handoff: Handoff) -> ModalContext:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,6 +20,7 @@ class Click(BaseModel):
     trigger_id: str | None = None
     verb: str | None = None  # overflow option verb, e.g. "release"
     selected_user: str | None = None
+    from_home: bool = False  # pressed on the App Home tab: no channel, and the home is republished after
 
 
 def _handoff_id(value: str | None) -> int | None:
@@ -45,4 +47,109 @@ def parse_click(body: dict[str, Any]) -> Click:
         trigger_id=body.get("trigger_id"),
         verb=verb,
         selected_user=selected_user,
+        from_home=(body.get("view") or {}).get("type") == "home",
+    )
+
+
+# ---------------------------------------------------------------- messages (shortcut, intake channels)
+
+_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_CONVERSATION = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
+_TS = re.compile(r"^\d{1,12}\.\d{1,8}$")
+
+
+def message_permalink(
+    domain: str | None, channel: str | None, ts: str | None, thread_ts: str | None = None
+) -> str | None:
+    """A message's permalink, built from the payload without an API call (None when a part is not valid).
+
+    https://{domain}.slack.com/archives/{channel}/p{ts without the dot}, plus ?thread_ts=…&cid=… in a thread.
+    """
+    if not (domain and channel and ts) or not (_DOMAIN.match(domain) and _CONVERSATION.match(channel)
+                                               and _TS.match(ts)):
+        return None
+    url = f"https://{domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+    if thread_ts and thread_ts != ts and _TS.match(thread_ts):
+        url += f"?thread_ts={thread_ts}&cid={channel}"
+    return url
+
+
+class ShortcutMessage(BaseModel):
+    """A message shortcut ("Create handoff") on a message."""
+
+    user_id: str
+    trigger_id: str | None
+    channel_id: str | None
+    ts: str | None
+    text: str
+    permalink: str | None
+
+
+def parse_message_shortcut(body: dict[str, Any]) -> ShortcutMessage:
+    message = body.get("message") or {}
+    channel = (body.get("channel") or {}).get("id")
+    ts = message.get("ts") or body.get("message_ts")
+    domain = (body.get("team") or {}).get("domain")
+    return ShortcutMessage(
+        user_id=(body.get("user") or {}).get("id", ""),
+        trigger_id=body.get("trigger_id"),
+        channel_id=channel,
+        ts=ts,
+        text=str(message.get("text") or ""),
+        permalink=message_permalink(domain, channel, ts, message.get("thread_ts")),
+    )
+
+
+class ChannelMessage(BaseModel):
+    """A `message` event, as far as intake channels need it."""
+
+    event_id: str
+    channel: str
+    ts: str
+    user: str | None = None
+    bot_id: str | None = None
+    subtype: str | None = None
+    thread_ts: str | None = None
+    text: str = ""
+    metadata_type: str | None = None
+    metadata_payload: Any = None
+    own: bool = False  # posted by this app itself
+
+    @property
+    def sender(self) -> str | None:
+        """Who posted it: the bot id for an app's message, else the user id."""
+        return self.bot_id or self.user
+
+    @property
+    def is_thread_reply(self) -> bool:
+        return self.thread_ts is not None and self.thread_ts != self.ts
+
+
+def parse_message_event(body: dict[str, Any]) -> ChannelMessage | None:
+    """The message of an `event_callback` body; None when it names no channel and ts (edits, deletions)."""
+    event = body.get("event") or {}
+    channel, ts = event.get("channel"), event.get("ts")
+    if not isinstance(channel, str) or not isinstance(ts, str):
+        return None
+    raw_metadata = event.get("metadata")
+    metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
+    bot_users = {
+        auth.get("user_id") for auth in body.get("authorizations") or []
+        if isinstance(auth, dict) and auth.get("is_bot")
+    }
+    app_id = event.get("app_id") or (event.get("bot_profile") or {}).get("app_id")
+    user = event.get("user")
+    own = bool(app_id and app_id == body.get("api_app_id")) or bool(user and user in bot_users)
+    return ChannelMessage(
+        event_id=str(body.get("event_id") or f"{channel}:{ts}"),
+        channel=channel,
+        ts=ts,
+        user=event.get("user"),
+        bot_id=event.get("bot_id"),
+        subtype=event.get("subtype"),
+        thread_ts=event.get("thread_ts"),
+        text=str(event.get("text") or ""),
+        metadata_type=metadata.get("event_type"),
+        metadata_payload=metadata.get("event_payload"),
+        own=own,
     )

@@ -318,3 +318,55 @@ def test_page_filters_and_stalled(runtime: Runtime, service: HandoffService, clo
     assert runtime.repo.count_stalled(now=clock.now + timedelta(days=4)) == 3
     service.act(open_one.id, Request(Action.claim), Actor("UCARL"))
     assert runtime.repo.stalled(now=later) == []
+
+
+def test_refused_transitions_change_nothing_but_the_log(runtime: Runtime, service: HandoffService) -> None:
+    claimed = submit(service, owner="UOWNER", approvers=["UAPPROVER"]).handoff
+    open_one = submit(service).handoff
+    closed = submit(service, owner="UOWNER").handoff
+    closed = service.act(closed.id, Request(Action.close, outcome="done"), Actor("UOWNER")).handoff
+    cases = [
+        (claimed, Request(Action.claim), Actor("UOTHER"), "already_claimed"),
+        (claimed, Request(Action.reopen), Actor("UMANAGER"), "wrong_status"),
+        (claimed, Request(Action.release), Actor("UAPPROVER"), "not_allowed"),
+        (claimed, Request(Action.approve), Actor("UOWNER"), "not_allowed"),
+        (claimed, Request(Action.reassign, new_owner="UX"), Actor("USTRANGER"), "not_allowed"),
+        (claimed, Request(Action.reject), Actor("UAPPROVER"), "missing_argument"),
+        (claimed, Request(Action.close, outcome="won"), Actor("UOWNER"), "bad_outcome"),
+        (open_one, Request(Action.close, outcome="done"), Actor("UMANAGER"), "wrong_status"),
+        (open_one, Request(Action.release), Actor("UMANAGER"), "wrong_status"),
+        (closed, Request(Action.claim), Actor("UOTHER"), "terminal"),
+        (closed, Request(Action.reopen), Actor("UOWNER"), "not_allowed"),
+    ]
+    for handoff, request, actor, code in cases:
+        before, rows, history = runtime.repo.get(handoff.id), counts(runtime), runtime.repo.events(handoff.id)
+        with pytest.raises(Refused) as caught:
+            service.act(handoff.id, request, actor)
+        assert caught.value.code == code, (request, actor)
+        assert runtime.repo.get(handoff.id) == before, (request, actor)
+        after = counts(runtime)
+        assert (after["handoffs"], after["outbox"], after["events"]) == (
+            rows["handoffs"], rows["outbox"], rows["events"] + 1), (request, actor)
+        events = runtime.repo.events(handoff.id)
+        assert events[:-1] == history
+        assert (events[-1].action, events[-1].actor, events[-1].data["code"]) == ("refused", actor.id, code)
+        assert events[-1].data["attempted"] == request.action.value
+
+
+def test_a_retried_duplicate_counts_once_and_a_changed_retry_conflicts(
+    runtime: Runtime, service: HandoffService
+) -> None:
+    body = {"title": "Refund for order 20", "next_action": "Refund it"}
+    original = service.submit(HandoffIn.model_validate({**body, "external_id": "a"}), actor="p").handoff
+    duplicate = {**body, "external_id": "b", "source": {"system": "mail"}}
+    assert service.submit(HandoffIn.model_validate(duplicate), actor="p").result is Created.duplicate
+    rows = counts(runtime)
+    retried = service.submit(HandoffIn.model_validate(duplicate), actor="p")
+    assert retried.result is Created.duplicate and retried.handoff.id == original.id
+    assert retried.handoff.seen_count == 2
+    assert counts(runtime) == rows
+    with pytest.raises(IdempotencyConflict):
+        service.submit(HandoffIn.model_validate({**duplicate, "urgency": "urgent"}), actor="p")
+    # the same external_id from another system is another submission
+    other = service.submit(HandoffIn.model_validate({**duplicate, "source": {"system": "chat"}}), actor="p")
+    assert other.handoff.seen_count == 3

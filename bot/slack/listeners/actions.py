@@ -16,10 +16,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import ids
-from bot.blocks.modals import close_modal, edit_modal, reject_modal
+from bot.blocks.modals import ModalContext, close_modal, edit_modal, reject_modal
 from bot.runtime import Runtime
 from bot.slack.payloads import Click, parse_click
-from handoffs.effects import private_notice
+from handoffs.effects import direct_message, private_notice, publish_home
 from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed
 from handoffs.model import Handoff
 from handoffs.service import NotFound
@@ -56,6 +56,15 @@ def _tell(runtime: Runtime, click: Click, text: str) -> None:
     if click.channel_id:
         runtime.repo.enqueue([private_notice(click.channel_id, click.user_id, text)])
         runtime.notify()
+    elif click.user_id:  # a click on the App Home has no channel to be private in: say it in the app's DM
+        runtime.repo.enqueue([direct_message(click.user_id, text)])
+        runtime.notify()
+
+
+def _refresh_home(runtime: Runtime, click: Click) -> None:
+    """A click on the App Home republishes it (built at send time), so the viewer sees what it did."""
+    if click.from_home and click.user_id:
+        runtime.repo.enqueue([publish_home(click.user_id)])
 
 
 def _acting(runtime: Runtime, to_request: Callable[[Click], Request | None]) -> Callable[..., None]:
@@ -68,12 +77,14 @@ def _acting(runtime: Runtime, to_request: Callable[[Click], Request | None]) -> 
                 _tell(runtime, click, "That button no longer points at a handoff.")
                 return
             runtime.service.act(handoff_id, request, Actor(click.user_id), notify_in=click.channel_id)
-        except Refused:
-            pass  # logged, and the clicker was told privately, by the service
+        except Refused as refused:  # logged, and a click in a channel was told privately, by the service
+            if click.channel_id is None:
+                _tell(runtime, click, refused.reason)
         except NotFound as missing:
             _tell(runtime, click, f"{missing}.")
         finally:
             ack()
+            _refresh_home(runtime, click)
             runtime.notify()
 
     return listener
@@ -109,12 +120,14 @@ def _checking(runtime: Runtime, action: Action) -> Callable[..., None]:
                 _tell(runtime, click, "That button no longer points at a handoff.")
                 return
             runtime.service.check(handoff_id, action, Actor(click.user_id), notify_in=click.channel_id)
-        except Refused:
-            pass
+        except Refused as refused:
+            if click.channel_id is None:
+                _tell(runtime, click, refused.reason)
         except NotFound as missing:
             _tell(runtime, click, f"{missing}.")
         finally:
             ack()
+            _refresh_home(runtime, click)
             runtime.notify()
 
     return listener
@@ -134,6 +147,9 @@ def _modal_opener(runtime: Runtime, action: Action, builder: ModalBuilder) -> Ca
         except Refused:
             return
         view = builder(handoff)
+        if click.from_home:  # its submission republishes the home (bot/slack/listeners/views.py)
+            context = ModalContext.parse(view.get("private_metadata")).model_copy(update={"home": True})
+            view["private_metadata"] = context.dump()
         try:
             client.views_open(trigger_id=click.trigger_id, view=view)
         except (SlackApiError, SlackClientError, OSError) as error:

@@ -19,6 +19,7 @@ from bot import ids
 from bot.blocks.card import card_blocks
 from bot.blocks.lists import PAGE_SIZE, list_blocks
 from bot.blocks.modals import close_modal
+from bot.blocks.stats import stats_message
 from bot.runtime import Runtime
 from bot.slack.command_parser import (
     USAGE,
@@ -39,8 +40,10 @@ from bot.slack.command_parser import (
 from bot.text import mrkdwn_safe
 from handoffs.effects import private_notice
 from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed, is_manager
+from handoffs.metrics import collect_stats, parse_period
 from handoffs.model import Event, Handoff
 from handoffs.service import NotFound
+from storage.metrics_queries import MetricsQueries
 
 log = logging.getLogger("handoff_bot.slack.commands")
 
@@ -183,9 +186,8 @@ def _event_line(event: Event) -> str:
 
 
 def _stats(runtime: Runtime, period: str) -> Answer:
-    from bot.stats_api import figures_text
-
-    text, blocks = figures_text(runtime, period)
+    stats = collect_stats(MetricsQueries(runtime.db), period=parse_period(period), now=runtime.clock())
+    text, blocks = stats_message(stats)
     return Answer(text, blocks)
 
 

@@ -10,9 +10,13 @@ from slack_bolt import Ack, App
 
 from bot import ids
 from bot.blocks.modals import ModalContext, ModalError, parse_close, parse_edit, parse_reject
+from bot.blocks.new_modal import NewModalSource, created_modal, intake_errors, parse_new_handoff
 from bot.runtime import Runtime
+from handoffs.effects import publish_home
+from handoffs.intake import IntakeRejected, NoRoute
 from handoffs.lifecycle import Action, Actor, Refused, Request
 from handoffs.model import Handoff
+from handoffs.ports import Created, IdempotencyConflict
 from handoffs.service import NotFound
 
 # Which input a refusal belongs next to, by the field the domain names (or the action's main input).
@@ -37,6 +41,7 @@ def register(app: App, runtime: Runtime) -> None:
     app.view(ids.EDIT_MODAL)(_submission(runtime, Action.edit, _edit_request))
     app.view(ids.REJECT_MODAL)(_submission(runtime, Action.reject, _reject_request))
     app.view(ids.CLOSE_MODAL)(_submission(runtime, Action.close, _close_request))
+    app.view(ids.NEW_MODAL)(_new_handoff_submission(runtime))
 
 
 def _edit_request(values: dict[str, Any], handoff: Handoff) -> Request:
@@ -87,6 +92,36 @@ def _submission(runtime: Runtime, action: Action, build: RequestBuilder) -> Call
             ack(response_action="errors", errors={main_block: f"{missing}."})
             return
         ack()
+        if meta.home:  # the modal was opened from the App Home: show the change there too
+            runtime.repo.enqueue([publish_home(actor.id)])
+        runtime.notify()
+
+    return listener
+
+
+def _new_handoff_submission(runtime: Runtime) -> Callable[..., None]:
+    """The New handoff modal: submitted through the same pipeline as the API, by the person who sent it."""
+
+    def listener(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        try:
+            source = NewModalSource.parse(view.get("private_metadata"))
+        except ValueError:
+            ack(response_action="errors", errors={ids.NEW_TITLE: "This form has expired; open it again."})
+            return
+        actor = (body.get("user") or {}).get("id", "")
+        try:
+            payload = parse_new_handoff(view.get("state", {}).get("values", {}), source)
+            result = runtime.service.submit(payload, actor=actor, source_message=source.message)
+        except ModalError as error:
+            ack(response_action="errors", errors=error.errors)
+            return
+        except IntakeRejected as rejected:
+            ack(response_action="errors", errors=intake_errors(rejected.errors, payload.kind))
+            return
+        except (IdempotencyConflict, NoRoute) as problem:
+            ack(response_action="errors", errors={ids.NEW_TITLE: str(problem)[:300]})
+            return
+        ack(response_action="update", view=created_modal(result.handoff, duplicate=result.result is Created.duplicate))
         runtime.notify()
 
     return listener

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from bot import ids
+from bot.outbox import ChannelPacer
 from tests.bot.slack.conftest import SIGNING_SECRET, SlackHarness
 from tests.factories import payload
 from tests.fakes.slack_api import Call
@@ -28,6 +29,23 @@ def wait_until(probe: Callable[[], Any], timeout: float = WAIT, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+def wait_outbox_idle(harness: SlackHarness, timeout: float = 20) -> None:
+    """Until nothing is pending in the outbox (as /healthz reports it): no Slack write can follow."""
+    def idle() -> bool:
+        response = httpx.get(f"{harness.server.url}/healthz", timeout=5)
+        return int(response.json()["outbox"]["pending"]) == 0
+
+    wait_until(idle, timeout=timeout, what="an empty outbox")
+
+
+def fast_pacing(harness: SlackHarness, rate: float = 50.0, burst: float = 10.0) -> None:
+    """Pace each channel faster than Slack's 1 message a second, where pacing is not what a test is about.
+
+    Retry-After pauses still apply: they live in the pacer too.
+    """
+    harness.bot.sender.pacer = ChannelPacer(rate=rate, burst=burst)
 
 
 def create(harness: SlackHarness, **fields: Any) -> dict[str, Any]:

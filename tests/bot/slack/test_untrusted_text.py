@@ -9,7 +9,7 @@ from typing import Any
 from bot import ids
 from bot.text import WORD_JOINER
 from tests.bot.slack.conftest import SlackHarness
-from tests.bot.slack.e2e import card_text, create, input_values, opened_view, submit_view, wait_update
+from tests.bot.slack.e2e import card_text, create, fast_pacing, input_values, opened_view, submit_view, wait_update
 from tests.fakes.slack_api import Call
 from tests.fakes.slack_signing import text_value
 
@@ -95,6 +95,7 @@ def test_hostile_text_in_every_field_reaches_the_card_inert(harness: SlackHarnes
 
 
 def test_thread_replies_and_updates_about_hostile_text_are_inert(harness: SlackHarness) -> None:
+    fast_pacing(harness)
     created = create(harness, owner="UALICE", **hostile_payload())
     hid = created["id"]
     ts = harness.card_of(hid).response["ts"]

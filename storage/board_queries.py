@@ -1,0 +1,182 @@
+"""The App Home board's reads: a person's lists and figures, in one read transaction.
+
+Every list is an index range with a LIMIT (ordered the way the home shows it), and every count is
+capped (`COUNT_CAP`), so building a board costs the same with 1,000 handoffs or 1,000,000:
+
+- assigned to me: `ix_handoffs_owner_status`;
+- awaiting my approval: the `handoff_approvers` side table (`ix_handoff_approvers_user_pending`),
+  kept in step by the repository, because the `approvers` JSON list cannot be searched portably;
+- unclaimed in my queues: `ix_handoffs_queue_status`;
+- stalled (managers): `ix_handoffs_stall_at`, most overdue first;
+- closed by me in the last 7 days: `ix_events_actor_at` on the event log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, Table, func, select, true
+from sqlalchemy.orm import Session
+
+from handoffs.config import HandoffConfig
+from handoffs.lifecycle import Actor, is_manager
+from handoffs.model import TERMINAL, Handoff, Status
+from storage.approvers import APPROVERS
+from storage.db import Database
+from storage.repository import Repository, to_domain
+from storage.tables import EventRow, HandoffRow
+
+LIST_LIMIT = 10  # lines per list on the home tab (its 100-block budget allows about that many with buttons)
+COUNT_CAP = 999  # counts stop here: a count above it is shown as "999+" and costs no more than 1,000 rows
+CLOSED_WINDOW = timedelta(days=7)
+
+_HANDOFFS: Table = HandoffRow.__table__  # type: ignore[attr-defined]
+_EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
+_NOT_TERMINAL = [status.value for status in Status if status not in TERMINAL]
+_AWAITING_STATUSES = [Status.open.value, Status.claimed.value]
+
+
+@dataclass(frozen=True)
+class BoardList:
+    """The first lines of a list and how many it holds in all (at most COUNT_CAP + 1: "999+")."""
+
+    items: list[Handoff]
+    total: int
+
+    @property
+    def more(self) -> int:
+        """How many are not shown (0 when `items` is the whole list)."""
+        return max(0, self.total - len(self.items))
+
+    @property
+    def capped(self) -> bool:
+        return self.total > COUNT_CAP
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The viewer's own numbers (each capped at COUNT_CAP + 1)."""
+
+    open_assigned: int
+    awaiting_approval: int
+    stalled_mine: int
+    closed_last_7_days: int
+
+
+@dataclass(frozen=True)
+class Board:
+    """Everything the App Home shows one person."""
+
+    user: str
+    is_manager: bool
+    queues: tuple[str, ...]
+    assigned: BoardList
+    awaiting: BoardList
+    unclaimed: BoardList
+    stalled: BoardList | None  # None: only managers see the stalled list
+    figures: Figures
+    groups: frozenset[str] = field(default_factory=frozenset)
+
+
+def configured_usergroups(config: HandoffConfig) -> frozenset[str]:
+    """The user groups that some route uses as its queue: the only ones whose members matter here."""
+    return frozenset(route.queue for route in config.routes if route.queue)
+
+
+def queues_for(user: str, config: HandoffConfig, groups: Collection[str] = ()) -> tuple[str, ...]:
+    """Where `user` picks up unclaimed work, kept simple and read from the configuration only:
+
+    - the channel of every route that names them as owner, round-robin owner, approver or claimer
+      (a route without a channel of its own posts in the fallback route's channel);
+    - the review channel, when they are one of the review approvers;
+    - the user groups among `groups` (those they belong to, from `usergroups.users.list`, which the
+      caller resolves and caches) that a route uses as its queue.
+
+    Channel membership is not consulted: a catch-all channel everyone is in would fill every home.
+    """
+    fallback = config.fallback()
+    queues: set[str] = set()
+    for route in config.routes:
+        pool = route.owners.round_robin if route.owners else []
+        involved = user == route.owner or user in pool or user in route.approvers or user in (route.claimers or [])
+        channel = route.channel or (fallback.channel if fallback else None)
+        if involved and channel:
+            queues.add(channel)
+        if route.queue and route.queue in groups:
+            queues.add(route.queue)
+    if config.review.channel and user in config.review.approvers:
+        queues.add(config.review.channel)
+    return tuple(sorted(queues))
+
+
+def build_board(
+    repo_or_db: Repository | Database,
+    user: str,
+    *,
+    now: datetime,
+    config: HandoffConfig,
+    groups: Collection[str] = (),
+    limit: int = LIST_LIMIT,
+) -> Board:
+    """The App Home board of `user` at `now`: four lists and the figures, in one read transaction.
+
+    `groups` are the user groups `user` belongs to (the Slack side resolves them; storage calls no API).
+    """
+    db = repo_or_db.db if isinstance(repo_or_db, Repository) else repo_or_db
+    manager = is_manager(Actor(user), config)
+    queues = queues_for(user, config, groups)
+    h = _HANDOFFS
+    with db.read() as session:
+        assigned = _list(session, h.c.owner == user, h.c.status.in_(_NOT_TERMINAL),
+                         order=h.c.id.desc(), limit=limit)
+        awaiting = _awaiting(session, user, limit)
+        unclaimed = (
+            _list(session, h.c.queue.in_(queues), h.c.status == Status.open.value, order=h.c.id.desc(), limit=limit)
+            if queues else BoardList([], 0)
+        )
+        stalled = _list(session, h.c.stall_at < now, order=h.c.stall_at, limit=limit) if manager else None
+        stalled_mine = _count(session, select(h.c.id).where(
+            h.c.owner == user, h.c.status.in_(_NOT_TERMINAL), h.c.stall_at < now
+        ))
+        closed = _count(session, select(_EVENTS.c.id).where(
+            _EVENTS.c.actor == user, _EVENTS.c.at >= now - CLOSED_WINDOW, _EVENTS.c.to_status == Status.closed.value
+        ))
+    figures = Figures(assigned.total, awaiting.total, stalled_mine, closed)
+    return Board(user, manager, queues, assigned, awaiting, unclaimed, stalled, figures, frozenset(groups))
+
+
+def awaiting_approval_of(repo_or_db: Repository | Database, user: str, *, limit: int = 100) -> list[Handoff]:
+    """What waits for `user`'s approval, newest first (for `/handoff mine` and the like)."""
+    db = repo_or_db.db if isinstance(repo_or_db, Repository) else repo_or_db
+    with db.read() as session:
+        return _awaiting(session, user, limit).items
+
+
+def _count(session: Session, ids: Select[Any]) -> int:
+    """How many rows `ids` selects, counting no further than COUNT_CAP + 1."""
+    capped = ids.limit(COUNT_CAP + 1).subquery()
+    return int(session.execute(select(func.count()).select_from(capped)).scalar_one())
+
+
+def _list(session: Session, *where: Any, order: Any, limit: int) -> BoardList:
+    rows = session.execute(select(_HANDOFFS).where(*where).order_by(order).limit(limit)).all()
+    items = [to_domain(row) for row in rows]
+    total = len(items) if len(items) < limit else _count(session, select(_HANDOFFS.c.id).where(*where))
+    return BoardList(items, total)
+
+
+def _awaiting(session: Session, user: str, limit: int) -> BoardList:
+    """Handoffs that wait for `user`'s approval, newest first (status is checked again on the handoff)."""
+    a, h = APPROVERS, _HANDOFFS
+    where = (a.c.user_id == user, a.c.pending == true(), h.c.status.in_(_AWAITING_STATUSES))
+    joined = a.join(h, h.c.id == a.c.handoff_id)
+    rows = session.execute(
+        select(h).select_from(joined).where(*where).order_by(a.c.handoff_id.desc()).limit(limit)
+    ).all()
+    items = [to_domain(row) for row in rows]
+    total = len(items) if len(items) < limit else _count(session, select(a.c.handoff_id).select_from(joined)
+                                                          .where(*where))
+    return BoardList(items, total)

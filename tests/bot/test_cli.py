@@ -1,0 +1,185 @@
+"""`handoff-bot` as an operator runs it: a subprocess, in an empty directory, with a controlled environment."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.conftest import free_port
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "handoffs.example.yml"
+SCRIPT = Path(sys.executable).with_name("handoff-bot")
+
+
+def run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed command with only PATH and the given variables set (no .env in `cwd`)."""
+    assert not (cwd / ".env").exists()
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "bot.cli"]
+    environment = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8", **env}
+    return subprocess.run([*command, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=60)
+
+
+def test_check_config_accepts_the_shipped_example(tmp_path: Path) -> None:
+    result = run(tmp_path, "check-config", str(EXAMPLE))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == f"{EXAMPLE}: OK (2 route(s), 5 kind(s))"
+    assert result.stderr == ""
+
+
+BAD_CONFIG = """\
+timezone: Europe/Berlin
+managers: [boss]
+routes:
+  - name: hot-leads
+    when: {kind: lead, urgency: [high, hot]}
+    chanel: C0SALES
+  - name: default
+    channel: "#handoffs"
+sla:
+  urgent: {claim: soon, resolve: 4h}
+"""
+
+
+def test_check_config_lists_every_error_with_its_path(tmp_path: Path) -> None:
+    config = tmp_path / "handoffs.yml"
+    config.write_text(BAD_CONFIG)
+    result = run(tmp_path, "check-config", str(config))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert all(line.startswith(f"{config}: ") for line in lines)
+    problems = [line.removeprefix(f"{config}: ") for line in lines]
+    assert "routes[0].chanel: unknown key (did you mean 'channel'?)" in problems
+    assert any(p.startswith("managers[0]: must be a Slack user id") for p in problems)
+    assert any(p.startswith("routes[0].when.urgency[1]: ") for p in problems)
+    assert any(p.startswith("routes[1].channel: must be a Slack channel id") for p in problems)
+    assert any(p.startswith("sla.urgent.claim: not a duration") for p in problems)
+    assert problems[-1] == f"{len(problems) - 1} error(s)"
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_migrate_creates_a_fresh_sqlite_database_and_is_repeatable(tmp_path: Path) -> None:
+    result = run(tmp_path, "migrate", DATABASE_URL="sqlite:///./fresh.db")
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+    with sqlite3.connect(tmp_path / "fresh.db") as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        version = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert {"handoffs", "events", "outbox", "route_cursors", "alembic_version"} <= tables
+    assert len(version) == 1
+    again = run(tmp_path, "migrate", DATABASE_URL="sqlite:///./fresh.db")
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("PORT", "abc"), ("DATABASE_URL", "mysql://x"), ("HANDOFF_API_TOKENS", "broken"), ("SLACK_BOT_TOKEN", "nope")],
+)
+def test_a_malformed_setting_stops_with_one_line_naming_it(tmp_path: Path, variable: str, value: str) -> None:
+    result = run(tmp_path, "migrate", **{variable: value})
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"handoff-bot: {variable} ")
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "handoffs.db").exists()
+
+
+def test_serve_with_a_malformed_setting_stops_before_serving(tmp_path: Path) -> None:
+    result = run(tmp_path, "serve", PORT="abc", SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s")
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line == "handoff-bot: PORT must be a number from 0 to 65535, not 'abc'"
+
+
+def test_serve_with_a_bad_configuration_stops_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "handoffs.yml"
+    config.write_text(BAD_CONFIG)
+    result = run(tmp_path, "serve", HANDOFF_CONFIG=str(config), SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s",
+                 PORT=str(free_port()), DATABASE_URL="sqlite:///./serve.db")
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert str(config) in line and "check-config" in line
+    assert not (tmp_path / "serve.db").exists()  # stopped before touching the database
+
+
+# --- the same entry point in-process (faster), for the many variants ----------------------------
+
+SETTINGS = ("DATABASE_URL", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL",
+            "HANDOFF_CONFIG", "HANDOFF_DEFAULT_CHANNEL", "HANDOFF_API_TOKENS", "HOST", "PORT")
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PORT", "70000"),
+        ("PORT", "-1"),
+        ("DATABASE_URL", "postgres"),
+        ("HANDOFF_API_TOKENS", "zapier:short"),
+        ("HANDOFF_API_TOKENS", "a:0123456789,:0123456789"),
+        ("SLACK_APP_TOKEN", "xoxb-not-an-app-token"),
+        ("SLACK_API_URL", "slack.com/api"),
+        ("HANDOFF_DEFAULT_CHANNEL", "#general"),
+    ],
+)
+def test_every_malformed_setting_is_one_line_naming_it(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert main(["migrate"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"handoff-bot: {variable} ")
+
+
+def test_a_setting_in_dot_env_is_read_and_checked_too(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (clean_env / ".env").write_text("PORT=eighty\n")
+    assert main(["migrate"]) == 2
+    assert capsys.readouterr().err.strip() == "handoff-bot: PORT must be a number from 0 to 65535, not 'eighty'"
+
+
+def test_check_config_reads_handoff_config_when_no_path_is_given(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HANDOFF_CONFIG", str(EXAMPLE))
+    assert main(["check-config"]) == 0
+    assert capsys.readouterr().out.strip().endswith("OK (2 route(s), 5 kind(s))")
+
+
+def test_check_config_on_a_missing_or_broken_file_is_exit_1(clean_env: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "nope.yml"]) == 1
+    assert "nope.yml: cannot read the file" in capsys.readouterr().out
+    (clean_env / "broken.yml").write_text("routes: [\n")
+    assert main(["check-config", "broken.yml"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("broken.yml: line ") and "not valid YAML" in out
+
+
+def test_migrate_uses_the_default_database_url(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["migrate"]) == 0
+    assert (clean_env / "handoffs.db").exists()
+    assert "sqlite:///./handoffs.db is up to date" in capsys.readouterr().out
+
+
+def test_migrate_against_an_unreachable_database_is_one_line(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    assert main(["migrate"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "cannot reach the database" in line and "DATABASE_URL" in line

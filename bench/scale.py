@@ -174,6 +174,11 @@ def plan_rows(rows: int, now: float, seed: int) -> tuple[list[float], list[int]]
 _EPOCH = datetime(1970, 1, 1)
 
 
+def _json_str(value: str | None) -> str:
+    """JSON for an id-like string (no quotes or escapes in it) or null."""
+    return "null" if value is None else f'"{value}"'
+
+
 def _iso(epoch: float | None, suffix: str) -> str | None:
     """`YYYY-MM-DD HH:MM:SS.ffffff` (UTC), the way SQLAlchemy stores datetimes on SQLite, plus `suffix`."""
     if epoch is None:
@@ -297,8 +302,8 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
         ))
         events.append((event_id, hid, "created", submitted_by, created_at, None,
                        "claimed" if owner and status is not Status.rejected else "open",
-                       f'{{"route":"default","channel":"{channel}","owner":{json.dumps(owner)},'
-                       f'"queue":{json.dumps(queue)}}}'))
+                       f'{{"route":"default","channel":"{channel}","owner":{_json_str(owner)},'
+                       f'"queue":{_json_str(queue)}}}'))
         last = {Status.claimed: ("claimed", claimed_at), Status.approved: ("approved", approved_at),
                 Status.closed: ("closed", closed_at), Status.rejected: ("rejected", decided_at)}.get(status)
         if last is not None:
@@ -399,6 +404,7 @@ def load_sqlite(path: Path, rows: int, now: float, seed: int, workers: int) -> L
     connection.execute("PRAGMA journal_mode=OFF")
     connection.execute("PRAGMA synchronous=OFF")
     connection.execute("PRAGMA cache_size=-262144")
+    connection.execute("PRAGMA threads=2")  # index builds sort with a helper thread
     insert_handoff = (f"INSERT INTO handoffs ({', '.join(HANDOFF_COLUMNS)}) "
                       f"VALUES ({', '.join('?' * len(HANDOFF_COLUMNS))})")
     insert_event = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"

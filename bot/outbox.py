@@ -333,6 +333,8 @@ class OutboxSender:
                 self.store.finish(row.id, state=COALESCED, now=self.clock())
                 return
             raise Defer(self.clock() + timedelta(seconds=1))
+        if state in (SENT, COALESCED):  # posted between our two reads: read the handoff again now
+            raise Defer(self.clock())
         raise GiveUp("the card was never posted")
 
     def _ephemeral(self, row: OutboxRow) -> None:

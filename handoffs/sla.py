@@ -35,10 +35,14 @@ def next_business_moment(moment: datetime, hours: BusinessHours, zone: ZoneInfo)
 def add_business_time(
     start: datetime, span: timedelta, hours: BusinessHours | None, zone: ZoneInfo
 ) -> datetime:
-    """`start + span`, where only time inside business hours counts when `hours` is set."""
+    """`start + span`, where only time inside business hours counts when `hours` is set.
+
+    A span of whole days counts business days (`3d` = three full business days), so that an SLA
+    written in days means what people mean by it; other spans count business hours (`4h`).
+    """
     if hours is None:
         return start + span
-    remaining = span
+    remaining = _business_span(span, hours)
     cursor = next_business_moment(start, hours, zone).astimezone(zone)
     for _ in range(_MAX_DAYS_SCANNED):
         _, closing = _day_bounds(cursor, hours)
@@ -48,6 +52,14 @@ def add_business_time(
         remaining -= available
         cursor = next_business_moment(closing + timedelta(seconds=1), hours, zone).astimezone(zone)
     raise ValueError("deadline too far away")
+
+
+def _business_span(span: timedelta, hours: BusinessHours) -> timedelta:
+    if span.total_seconds() % 86400:
+        return span
+    opening = timedelta(hours=hours.start.hour, minutes=hours.start.minute)
+    closing = timedelta(hours=hours.end.hour, minutes=hours.end.minute)
+    return span.days * (closing - opening)
 
 
 def sla_rule(config: HandoffConfig, route: Route | None, urgency: Urgency) -> SlaRule:

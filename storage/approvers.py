@@ -8,10 +8,11 @@ is one index range: `pending` mirrors "requires approval, open or claimed, not a
 
 from __future__ import annotations
 
-from sqlalchemy import Table, delete, insert, update
+from sqlalchemy import Table, delete, insert, text, update
 from sqlmodel import Session
 
 from handoffs.model import Handoff
+from storage.db import Database
 from storage.tables import HandoffApproverRow
 
 APPROVERS: Table = HandoffApproverRow.__table__  # type: ignore[attr-defined]
@@ -41,3 +42,25 @@ def sync_approvers(session: Session, before: Handoff, after: Handoff) -> None:
         session.execute(
             update(APPROVERS).where(APPROVERS.c.handoff_id == after.id).values(pending=approval_pending(after))
         )
+
+
+_PENDING_SQL = "(h.requires_approval AND h.status IN ('open', 'claimed') AND h.approved_at IS NULL)"
+_REBUILD_SQL = {
+    "postgresql": "INSERT INTO handoff_approvers (handoff_id, user_id, pending) "
+                  f"SELECT DISTINCT h.id, a.value, {_PENDING_SQL} "
+                  "FROM handoffs AS h CROSS JOIN LATERAL json_array_elements_text(h.approvers::json) AS a(value)",
+    "sqlite": "INSERT INTO handoff_approvers (handoff_id, user_id, pending) "
+              f"SELECT DISTINCT h.id, a.value, {_PENDING_SQL} "
+              "FROM handoffs AS h, json_each(h.approvers) AS a WHERE json_valid(h.approvers)",
+}
+
+
+def rebuild_approvers(db: Database) -> int:
+    """Refill the table from `handoffs.approvers`, for bulk loads that bypass the repository (bench/scale.py).
+
+    The same statement as migration 0004's backfill; returns how many rows it wrote.
+    """
+    with db.write() as session:
+        session.execute(delete(APPROVERS))
+        result = session.execute(text(_REBUILD_SQL["sqlite" if db.is_sqlite else "postgresql"]))
+        return int(result.rowcount)  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ capped (`COUNT_CAP`), so building a board costs the same with 1,000 handoffs or 
 - awaiting my approval: the `handoff_approvers` side table (`ix_handoff_approvers_user_pending`),
   kept in step by the repository, because the `approvers` JSON list cannot be searched portably;
 - unclaimed in my queues: `ix_handoffs_queue_status`;
-- stalled (managers): `ix_handoffs_stall_at`, most overdue first;
+- stalled (managers): `ix_handoffs_stall_at`, most overdue first; mine: `ix_handoffs_owner_stall`;
 - closed by me in the last 7 days: `ix_events_actor_at` on the event log.
 """
 
@@ -138,9 +138,8 @@ def build_board(
             if queues else BoardList([], 0)
         )
         stalled = _list(session, h.c.stall_at < now, order=h.c.stall_at, limit=limit) if manager else None
-        stalled_mine = _count(session, select(h.c.id).where(
-            h.c.owner == user, h.c.status.in_(_NOT_TERMINAL), h.c.stall_at < now
-        ))
+        # stall_at is NULL once finished: (owner, stall_at) alone answers, without the status
+        stalled_mine = _count(session, select(h.c.id).where(h.c.owner == user, h.c.stall_at < now))
         closed = _count(session, select(_EVENTS.c.id).where(
             _EVENTS.c.actor == user, _EVENTS.c.at >= now - CLOSED_WINDOW, _EVENTS.c.to_status == Status.closed.value
         ))
@@ -169,14 +168,17 @@ def _list(session: Session, *where: Any, order: Any, limit: int) -> BoardList:
 
 
 def _awaiting(session: Session, user: str, limit: int) -> BoardList:
-    """Handoffs that wait for `user`'s approval, newest first (status is checked again on the handoff)."""
+    """Handoffs that wait for `user`'s approval, newest first.
+
+    The lines check the handoff's status again; the count reads the side table alone (an index-only
+    range: joining every pending row to its handoff cost 40 ms for a busy approver at 1,000,000 rows).
+    """
     a, h = APPROVERS, _HANDOFFS
-    where = (a.c.user_id == user, a.c.pending == true(), h.c.status.in_(_AWAITING_STATUSES))
-    joined = a.join(h, h.c.id == a.c.handoff_id)
+    mine = (a.c.user_id == user, a.c.pending == true())
     rows = session.execute(
-        select(h).select_from(joined).where(*where).order_by(a.c.handoff_id.desc()).limit(limit)
+        select(h).select_from(a.join(h, h.c.id == a.c.handoff_id))
+        .where(*mine, h.c.status.in_(_AWAITING_STATUSES)).order_by(a.c.handoff_id.desc()).limit(limit)
     ).all()
     items = [to_domain(row) for row in rows]
-    total = len(items) if len(items) < limit else _count(session, select(a.c.handoff_id).select_from(joined)
-                                                          .where(*where))
+    total = len(items) if len(items) < limit else _count(session, select(a.c.handoff_id).where(*mine))
     return BoardList(items, total)

@@ -26,6 +26,7 @@ class HandoffRow(SQLModel, table=True):
         Index("ix_handoffs_stall_at", "stall_at"),
         Index("ix_handoffs_owner_status", "owner", "status"),
         Index("ix_handoffs_owner_id", "owner", "id"),  # one owner's page, newest first (migration 0005)
+        Index("ix_handoffs_owner_stall", "owner", "stall_at"),  # one owner's stalled ones (migration 0006)
         Index("ix_handoffs_queue_status", "queue", "status"),
         Index("ix_handoffs_status_id", "status", "id"),
         Index("ix_handoffs_channel_card", "channel", "card_ts"),

@@ -90,7 +90,7 @@ class ModalContext(BaseModel):
         return cls.model_validate_json(private_metadata or "")
 
     def dump(self) -> str:
-        return self.model_dump_json()
+        return self.model_dump_json(exclude=None if self.home else {"home"})
 
 
 # ---------------------------------------------------------------- building

@@ -89,3 +89,21 @@ def test_claim_and_resolve_deadlines_use_the_route_sla_before_the_global_one(ber
     assert claim_deadline(berlin_config, None, Urgency.urgent, friday) == berlin(2025, 3, 17, 9, 5)
     # urgencies the file does not set keep the built-in defaults (normal: claim 4h)
     assert claim_deadline(berlin_config, None, Urgency.normal, friday) == berlin(2025, 3, 17, 12, 50)
+
+
+def test_a_span_in_whole_days_counts_business_days() -> None:
+    from datetime import datetime, time, timedelta
+    from zoneinfo import ZoneInfo
+
+    from handoffs.config import BusinessHours
+    from handoffs.sla import add_business_time
+
+    berlin = ZoneInfo("Europe/Berlin")
+    hours = BusinessHours(start=time(9), end=time(18))
+    friday_noon = datetime(2026, 11, 20, 12, 0, tzinfo=berlin)
+    # 3 business days from Friday noon: Mon, Tue, Wed -> Wednesday noon (not 72 business hours later).
+    wednesday_noon = datetime(2026, 11, 25, 12, 0, tzinfo=berlin)
+    assert add_business_time(friday_noon, timedelta(days=3), hours, berlin) == wednesday_noon
+    # Hours still count business hours: 8h from Friday 12:00 -> Monday 11:00.
+    monday_eleven = datetime(2026, 11, 23, 11, 0, tzinfo=berlin)
+    assert add_business_time(friday_noon, timedelta(hours=8), hours, berlin) == monday_eleven

@@ -15,7 +15,7 @@ from handoffs.lifecycle import Action, Actor, Request
 from handoffs.model import Handoff, HandoffIn, Status
 from handoffs.service import HandoffService
 from storage import board_queries, migrate
-from storage.approvers import APPROVERS
+from storage.approvers import APPROVERS, rebuild_approvers
 from storage.board_queries import build_board, queues_for
 from tests.conftest import DEFAULT_CONFIG
 from tests.factories import lead, payload
@@ -163,3 +163,11 @@ def test_awaiting_approval_of_lists_newest_first(runtime: Runtime, service: Hand
     second = submit(service, approvers=["ULEAD"], requires_approval=True)
     assert ids_of(board_queries.awaiting_approval_of(runtime.repo, "ULEAD")) == [second.id, first.id]
     assert ids_of(board_queries.awaiting_approval_of(runtime.db, "ULEAD", limit=1)) == [second.id]
+
+
+def test_rebuild_approvers_refills_the_side_table_after_a_bulk_load(runtime: Runtime, service: HandoffService) -> None:
+    waiting = submit(service, owner="UANNA", approvers=["ULEAD", "UXAVIER"], requires_approval=True)
+    with runtime.db.write() as session:
+        session.execute(delete(APPROVERS))
+    assert rebuild_approvers(runtime.db) == 2
+    assert approver_rows(runtime, waiting.id) == {"ULEAD": True, "UXAVIER": True}

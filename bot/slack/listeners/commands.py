@@ -19,6 +19,7 @@ from bot import ids
 from bot.blocks.card import card_blocks
 from bot.blocks.lists import PAGE_SIZE, list_blocks
 from bot.blocks.modals import close_modal
+from bot.blocks.new_modal import new_handoff_modal
 from bot.blocks.stats import stats_message
 from bot.runtime import Runtime
 from bot.slack.command_parser import (
@@ -43,6 +44,7 @@ from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed, i
 from handoffs.metrics import collect_stats, parse_period
 from handoffs.model import Event, Handoff
 from handoffs.service import NotFound
+from storage.board_queries import awaiting_approval_of
 from storage.metrics_queries import MetricsQueries
 
 log = logging.getLogger("handoff_bot.slack.commands")
@@ -143,7 +145,7 @@ def respond(runtime: Runtime, command: Command, caller: Caller, *, offset: int =
 def _mine(runtime: Runtime, caller: Caller) -> Answer:
     now = runtime.clock()
     owned = runtime.repo.owned_by(caller.user, limit=PAGE_SIZE + 1)
-    awaiting = runtime.repo.awaiting_approval_of(caller.user, limit=PAGE_SIZE + 1)
+    awaiting = awaiting_approval_of(runtime.repo, caller.user, limit=PAGE_SIZE + 1)
     blocks = list_blocks("Yours", owned, now, team_domain=caller.team_domain, empty="You own nothing open.")
     blocks += list_blocks("Waiting for your approval", awaiting, now, team_domain=caller.team_domain,
                           empty="Nothing waits for your approval.")
@@ -256,8 +258,6 @@ def open_modal_for(runtime: Runtime, client: WebClient, command: Command, caller
 
 def _modal_view(runtime: Runtime, command: Command, caller: Caller) -> dict[str, Any] | None:
     if isinstance(command, New):
-        from bot.blocks.new_modal import new_handoff_modal
-
         return new_handoff_modal(runtime.config, title=command.title)
     if isinstance(command, Close) and not command.outcome:
         handoff = runtime.repo.get(command.handoff_id)

@@ -304,3 +304,10 @@ def test_problem_errors_maps_a_domain_problem() -> None:
         ids.CLOSE_OUTCOME: "Choose one"
     }
     assert problem_errors(None, "Nope", CLOSE_BLOCKS, default_block=ids.CLOSE_OUTCOME) == {ids.CLOSE_OUTCOME: "Nope"}
+
+
+def test_modal_context_remembers_a_modal_opened_from_the_app_home() -> None:
+    context = ModalContext(handoff_id=42, home=True)
+    assert json.loads(context.dump())["home"] is True
+    assert ModalContext.parse(context.dump()).home
+    assert not ModalContext.parse('{"handoff_id": 42}').home

@@ -1,0 +1,583 @@
+"""`/handoff` end to end: signed slash commands over real HTTP to the running bot, answers read from the ack.
+
+Every answer must be private (`response_type: ephemeral`, in the ack body), and nothing may be posted in the
+channel the command was typed in. Time is controlled: the runtime's clock is real time plus an offset the
+test moves (so deadlines pass without sleeping, while the outbox, whose retries count on the same clock,
+keeps working).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from bot import ids
+from bot.runtime import build_runtime
+from bot.server import build_bot
+from bot.slack.command_parser import USAGE
+from handoffs.config import HandoffConfig
+from handoffs.lifecycle import Action, Actor, Request
+from handoffs.model import HandoffIn, Status
+from tests.bot.slack.conftest import SIGNING_SECRET, SlackHarness
+from tests.bot.slack.e2e import fast_pacing, wait_outbox_idle, wait_until
+from tests.conftest import LiveServer, make_settings
+from tests.factories import lead, payload
+from tests.fakes.slack_api import Call, FakeSlack
+from tests.fakes.slack_signing import FORM, block_action_body, post_signed, slash_command_body
+from storage.tables import EventRow, HandoffRow, OutboxRow
+
+HERE = "CGENERAL"  # where the commands are typed: nothing may ever be posted there
+WAIT = 10.0
+REF = re.compile(r"\*(?:<[^|>]+\|)?H-(\d+)>?\*")
+
+
+class Clock:
+    """Real time plus an offset the test moves."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta(0)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return datetime.now(UTC) + self._offset
+
+    def advance(self, delta: timedelta) -> None:
+        with self._lock:
+            self._offset += delta
+
+    def set_offset(self, offset: timedelta) -> None:
+        with self._lock:
+            self._offset = offset
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def harness(
+    database_url: str, handoff_config: HandoffConfig, fake_slack: FakeSlack, clock: Clock
+) -> Iterator[SlackHarness]:
+    """The shared harness, on the test's clock, with fast pacing (seeding posts many cards)."""
+    settings = make_settings(database_url, slack_api_url=fake_slack.url, slack_signing_secret=SIGNING_SECRET)
+    runtime = build_runtime(settings, config=handoff_config, clock=clock)
+    bot = build_bot(runtime)
+    bot.start()
+    with LiveServer(bot.asgi) as server:
+        harness = SlackHarness(fake_slack, server, runtime, bot)
+        fast_pacing(harness)
+        yield harness
+    bot.stop()
+    runtime.close()
+
+
+# --- seeding (through the real service, on the test's clock) -----------------------------------------
+
+
+def seed(h: SlackHarness, **fields: Any) -> int:
+    body = fields.pop("body", None) or payload(**fields)
+    result = h.runtime.service.submit(HandoffIn.model_validate(body), actor="producer")
+    return result.handoff.id
+
+
+def act(h: SlackHarness, handoff_id: int, user: str, action: Action, **arguments: Any) -> None:
+    h.runtime.service.act(handoff_id, Request(action, **arguments), Actor(user))
+
+
+def in_(h: SlackHarness, delta: timedelta) -> str:
+    return (h.runtime.clock() + delta).isoformat()
+
+
+def status(h: SlackHarness, handoff_id: int) -> tuple[str, str | None, str | None, int]:
+    handoff = h.runtime.repo.get(handoff_id)
+    assert handoff is not None
+    return handoff.status.value, handoff.owner, handoff.outcome, handoff.version
+
+
+def state(h: SlackHarness) -> dict[str, Any]:
+    """Everything a command could change: each handoff, its events (refusals aside), the outbox."""
+    with h.runtime.db.read() as session:
+        handoffs = session.execute(select(
+            HandoffRow.id, HandoffRow.status, HandoffRow.version, HandoffRow.owner, HandoffRow.outcome,
+            HandoffRow.outcome_note, HandoffRow.stall_at,
+        ).order_by(HandoffRow.id)).all()
+        events = session.execute(
+            select(EventRow.handoff_id, EventRow.action, func.count())
+            .where(EventRow.action != "refused").group_by(EventRow.handoff_id, EventRow.action)
+        ).all()
+        outbox = session.execute(select(func.count()).select_from(OutboxRow)).scalar_one()
+    return {"handoffs": [tuple(row) for row in handoffs], "events": sorted(tuple(row) for row in events),
+            "outbox": outbox}
+
+
+def refused(h: SlackHarness, handoff_id: int) -> list[str]:
+    return [str(e.data.get("code")) for e in h.runtime.repo.events(handoff_id) if e.action == "refused"]
+
+
+# --- the command and its answer -----------------------------------------------------------------------
+
+
+def slash(h: SlackHarness, text: str, user: str, *, trigger_id: str | None = None) -> dict[str, Any]:
+    """Send `/handoff <text>` as `user` in HERE; the answer must be private and in the ack itself."""
+    body = slash_command_body(text, user, channel_id=HERE, trigger_id=trigger_id)
+    response = post_signed(h.events_url, body, FORM, SIGNING_SECRET)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["response_type"] == "ephemeral", answer
+    assert answer["text"], answer
+    return dict(answer)
+
+
+def shown(answer: dict[str, Any]) -> str:
+    """Every text the answer shows (its fallback text and every text in its blocks)."""
+    found: list[str] = [answer.get("text") or ""]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "text" and isinstance(value, str):
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(answer.get("blocks") or [])
+    return "\n".join(found)
+
+
+def lists(blocks: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """heading -> handoff ids listed under it, in order, for the list answers of `mine` and `stalled`."""
+    groups: dict[str, list[int]] = {}
+    current = ""
+    for block in blocks:
+        if block["type"] != "section":
+            continue
+        text = block["text"]["text"]
+        match = REF.search(text)
+        if match:
+            groups[current].append(int(match.group(1)))
+        else:
+            current = text.strip("*")
+            groups[current] = []
+    return groups
+
+
+def stalled_ids(blocks: list[dict[str, Any]]) -> list[int]:
+    [(heading, found)] = [(k, v) for k, v in lists(blocks).items() if k.startswith("Stalled handoffs")]
+    return found
+
+
+def nudge_buttons(blocks: list[dict[str, Any]]) -> list[str]:
+    return [b["accessory"]["value"] for b in blocks
+            if b["type"] == "section" and (b.get("accessory") or {}).get("action_id") == ids.NUDGE]
+
+
+def more_button(blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    found = [e for b in blocks if b["type"] == "actions" for e in b["elements"] if e["action_id"] == ids.LIST_PAGE]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def slack_writes(h: SlackHarness) -> list[Call]:
+    """Everything the bot asked Slack to show: messages, updates, ephemerals, modals."""
+    return [c for c in h.slack.calls() if c.method.startswith("chat.") or c.method.startswith("views.")]
+
+
+def nothing_here(h: SlackHarness) -> None:
+    """Nothing was ever posted (publicly or privately) in the channel where the commands were typed."""
+    assert [c.summary() for c in h.slack.calls() if c.channel == HERE] == []
+
+
+def modals_opened(h: SlackHarness, trigger_id: str) -> list[Call]:
+    return h.slack.calls("views.open", trigger_id=trigger_id)
+
+
+def barrier(h: SlackHarness, user: str) -> None:
+    """Wait until a `/handoff new` sent now has opened its form: lazy listeners of earlier commands were
+    started before it (Bolt starts them before answering), so whatever they were going to open is open."""
+    trigger = f"barrier-{user}-{len(h.slack.calls())}"
+    slash(h, "new", user, trigger_id=trigger)
+    h.slack.wait_for("views.open", timeout=WAIT, trigger_id=trigger)
+
+
+# --- help, new ----------------------------------------------------------------------------------------
+
+
+def test_help_and_empty_text_answer_privately_with_the_usage(harness: SlackHarness) -> None:
+    for text in ("help", "", "   "):
+        answer = slash(harness, text, "UANNA")
+        assert "*handoff-bot*" in answer["text"]
+        assert USAGE in answer["text"]
+    wait_outbox_idle(harness)
+    assert slack_writes(harness) == []
+
+
+def test_new_answers_privately_and_opens_the_new_handoff_form(harness: SlackHarness) -> None:
+    answer = slash(harness, "new Call ACME back", "UANNA", trigger_id="trigger-new")
+    assert "Opening the new handoff form" in answer["text"]
+
+    [opened] = harness.slack.wait_for("views.open", timeout=WAIT, trigger_id="trigger-new")
+    view = opened.params["view"]
+    assert view["callback_id"] == ids.NEW_MODAL
+    assert "Call ACME back" in json.dumps(view)  # the title typed after `new` is prefilled
+    wait_outbox_idle(harness)
+    assert [c.method for c in slack_writes(harness)] == ["views.open"]
+    assert state(harness)["handoffs"] == []
+
+
+# --- mine ---------------------------------------------------------------------------------------------
+
+
+def test_mine_lists_what_the_caller_owns_and_what_awaits_their_approval(harness: SlackHarness) -> None:
+    owned = seed(harness, owner="UANNA")
+    owned_in_review = seed(harness, owner="UANNA", requires_approval=True, approvers=["ULEAD"])
+    to_approve = seed(harness, owner="UBEN", requires_approval=True, approvers=["UANNA", "ULEAD"])
+    closed = seed(harness, owner="UANNA")
+    act(harness, closed, "UANNA", Action.close, outcome="done")
+    approved = seed(harness, owner="UBEN", requires_approval=True, approvers=["UANNA"])
+    act(harness, approved, "UANNA", Action.approve)
+    seed(harness, owner="UBEN", approvers=["UANNA"])  # an approver, but no approval is required
+    seed(harness, owner="UBEN")
+    seed(harness)  # open in the queue
+
+    answer = slash(harness, "mine", "UANNA")
+
+    assert answer["text"].startswith("You own 2 open handoff(s); 1 wait for your approval.")
+    assert lists(answer["blocks"]) == {
+        "Yours": [owned_in_review, owned],
+        "Waiting for your approval": [to_approve],
+    }
+    empty = slash(harness, "mine", "UNOBODY")
+    assert lists(empty["blocks"]) == {"Yours": [], "Waiting for your approval": []}
+    assert "You own nothing open." in shown(empty) and "Nothing waits for your approval." in shown(empty)
+    wait_outbox_idle(harness)
+    nothing_here(harness)
+
+
+# --- stalled ------------------------------------------------------------------------------------------
+
+
+def seed_stalled_and_healthy(h: SlackHarness, clock: Clock) -> dict[str, int]:
+    """A mix of stalled and healthy handoffs; then five hours pass. Comments give the deadline at the end."""
+    t: dict[str, int] = {}
+    # stalled
+    t["open_urgent"] = seed(h, urgency="urgent")  # open, claim by +15m: 4h45m late
+    t["awaiting"] = seed(h, urgency="high", owner="UCARL", requires_approval=True,  # claimed, not approved,
+                         approvers=["ULEAD"])  # claim by +1h: 4h late
+    t["lead"] = seed(h, body=lead(urgency="high", owner="UANNA", due_at=in_(h, timedelta(hours=2))))  # 3h late
+    t["open_normal"] = seed(h)  # open, claim by +4h: 1h late
+    t["claimed_ben"] = seed(h, owner="UBEN", due_at=in_(h, timedelta(hours=4, minutes=30)))  # 30m late
+    # healthy
+    seed(h, owner="UANNA", due_at=in_(h, timedelta(hours=10)))  # claimed, due in 5h
+    seed(h, urgency="low")  # open, claim by +1d
+    closed = seed(h, owner="UANNA", due_at=in_(h, timedelta(minutes=30)))
+    act(h, closed, "UANNA", Action.close, outcome="done")
+    rejected = seed(h, owner="UBEN", due_at=in_(h, timedelta(minutes=30)))
+    act(h, rejected, "UBEN", Action.reject, reason="not ours")
+    approved = seed(h, urgency="high", owner="UCARL", requires_approval=True, approvers=["ULEAD"],
+                    due_at=in_(h, timedelta(hours=10)))  # its claim deadline passes, but it is approved
+    act(h, approved, "ULEAD", Action.approve)
+    reopened = seed(h, owner="UANNA", due_at=in_(h, timedelta(minutes=30)))  # reopened later: open again,
+    act(h, reopened, "UANNA", Action.close, outcome="done")                   # with a fresh claim deadline
+    clock.advance(timedelta(hours=4))
+    act(h, reopened, "UMANAGER", Action.reopen)  # claim by (+4h) +4h
+    clock.advance(timedelta(hours=1))
+    return t
+
+
+def test_stalled_lists_exactly_the_stalled_handoffs_most_overdue_first(harness: SlackHarness, clock: Clock) -> None:
+    t = seed_stalled_and_healthy(harness, clock)
+    expected = [t["open_urgent"], t["awaiting"], t["lead"], t["open_normal"], t["claimed_ben"]]
+
+    answer = slash(harness, "stalled", "UMANAGER")
+
+    assert answer["text"] == "5 stalled handoff(s) shown."
+    assert stalled_ids(answer["blocks"]) == expected
+    text = shown(answer)
+    assert f"H-{t['open_urgent']}" in text and "4h 45m late" in text and "30m late" in text
+    assert more_button(answer["blocks"]) is None
+
+    # each line of a manager's list has a Nudge button; nobody else's does
+    assert nudge_buttons(answer["blocks"]) == [str(i) for i in expected]
+    owner_view = slash(harness, "stalled", "UANNA")
+    assert stalled_ids(owner_view["blocks"]) == expected
+    assert nudge_buttons(owner_view["blocks"]) == []
+    assert "accessory" not in json.dumps(owner_view["blocks"])
+
+    wait_outbox_idle(harness)
+    nothing_here(harness)
+
+
+def test_stalled_filters_by_person_channel_and_kind(harness: SlackHarness, clock: Clock) -> None:
+    t = seed_stalled_and_healthy(harness, clock)
+    in_handoffs = [t["open_urgent"], t["awaiting"], t["open_normal"], t["claimed_ben"]]
+
+    def found(text: str) -> list[int]:
+        return stalled_ids(slash(harness, text, "UMANAGER")["blocks"])
+
+    assert found("stalled <@UANNA|anna>") == [t["lead"]]
+    assert found("stalled <@UBEN>") == [t["claimed_ben"]]
+    assert found("stalled <@UCARL|carl>") == [t["awaiting"]]
+    assert found("stalled <#CSALES|sales>") == [t["lead"]]
+    assert found("stalled <#CHANDOFFS>") == in_handoffs
+    assert found("stalled lead") == [t["lead"]]
+    assert found("stalled task") == in_handoffs
+    assert found("stalled task <@UBEN|ben> <#CHANDOFFS>") == [t["claimed_ben"]]
+    assert found("stalled lead <#CHANDOFFS>") == []
+    nobody = slash(harness, "stalled <@UZED>", "UMANAGER")
+    assert "Nothing is stalled." in shown(nobody)
+
+
+def test_stalled_pages_by_fifteen_and_more_sends_the_next_page_privately(
+    harness: SlackHarness, clock: Clock
+) -> None:
+    late = [seed(harness) for _ in range(20)]  # open, claim by +4h, in creation order
+    seed(harness, urgency="low")  # healthy
+    clock.advance(timedelta(hours=5))
+
+    first = slash(harness, "stalled", "UMANAGER")
+
+    assert stalled_ids(first["blocks"]) == late[:15]
+    assert len(first["blocks"]) < 50
+    button = more_button(first["blocks"])
+    assert button is not None and json.loads(button["value"]) == {"q": "stalled", "offset": 15}
+
+    wait_outbox_idle(harness)
+    before = len(slack_writes(harness))
+    click = block_action_body(ids.LIST_PAGE, button["value"], "UMANAGER", channel=HERE,
+                              message_ts="1700000001.000100")
+    response = post_signed(harness.events_url, click, FORM, SIGNING_SECRET)
+    assert response.status_code == 200, response.text
+
+    [page] = harness.slack.wait_for(
+        lambda c: c.method == "chat.postEphemeral" and bool(c.params.get("blocks")), timeout=WAIT, ok=True
+    )
+    assert (page.channel, page.params["user"]) == (HERE, "UMANAGER")
+    blocks = page.params["blocks"]
+    assert stalled_ids(blocks) == late[15:]
+    assert more_button(blocks) is None
+    assert nudge_buttons(blocks) == [str(i) for i in late[15:]]
+    wait_outbox_idle(harness)
+    assert [c.method for c in slack_writes(harness)[before:]] == ["chat.postEphemeral"]  # nothing public
+
+
+# --- show ---------------------------------------------------------------------------------------------
+
+
+def test_show_answers_with_the_card_and_its_latest_events(harness: SlackHarness) -> None:
+    handoff_id = seed(harness, title="Send ACME the renewal quote")
+    act(harness, handoff_id, "UANNA", Action.claim)
+    act(harness, handoff_id, "UANNA", Action.reassign, new_owner="UBEN")
+
+    answer = slash(harness, f"show H-{handoff_id}", "UCARL")
+
+    assert answer["text"] == f"H-{handoff_id}: Send ACME the renewal quote"
+    text = shown(answer)
+    assert "Send ACME the renewal quote" in text and "<@UBEN>" in text
+    [events] = [b for b in answer["blocks"] if b["type"] == "context" and "created by" in json.dumps(b)]
+    lines = events["elements"][0]["text"].splitlines()
+    assert [line.split(" · ")[-1] for line in lines] == [
+        "created by producer", "claimed by <@UANNA>", "reassigned by <@UANNA>",
+    ]
+    assert slash(harness, f"show {handoff_id}", "UCARL")["text"] == answer["text"]
+    wait_outbox_idle(harness)
+    nothing_here(harness)
+
+
+# --- claim, assign, close, reopen ---------------------------------------------------------------------
+
+
+def test_claim_assign_and_close_act_and_answer_privately(harness: SlackHarness) -> None:
+    handoff_id = seed(harness)
+    ref = f"H-{handoff_id}"
+
+    assert slash(harness, f"claim {ref}", "UCARL")["text"] == f"✋ You claimed {ref}."
+    assert status(harness, handoff_id)[:2] == ("claimed", "UCARL")
+
+    again = slash(harness, f"claim {ref}", "UBEN")
+    assert again["text"] == f"{ref} is already claimed by <@UCARL>"
+    assert status(harness, handoff_id)[:2] == ("claimed", "UCARL")
+
+    assert slash(harness, f"assign {ref} <@UBEN|ben>", "UCARL")["text"] == f"🔀 {ref} now belongs to <@UBEN>."
+    assert status(harness, handoff_id)[:2] == ("claimed", "UBEN")
+
+    closed = slash(harness, f"close {ref} done Sent the quote, Jane confirmed", "UBEN")
+    assert closed["text"] == f"🏁 {ref} is closed as *done*."
+    handoff = harness.runtime.repo.get(handoff_id)
+    assert handoff is not None
+    assert (handoff.status, handoff.outcome, handoff.outcome_note) == (
+        Status.closed, "done", "Sent the quote, Jane confirmed")
+    assert harness.events(handoff_id) == ["created", "claimed", "refused", "reassigned", "closed"]
+
+    # the card in its own channel follows (updated, thread replies); the command's channel gets nothing
+    card = harness.card_of(handoff_id)
+    wait_until(lambda: any("done" in json.dumps(c.params.get("blocks")) for c in harness.slack.updates(
+        card.response["ts"])), what="the card showing its outcome")
+    wait_outbox_idle(harness)
+    nothing_here(harness)
+    assert harness.slack.ephemerals() == []
+
+
+def test_close_without_an_outcome_opens_the_close_form(harness: SlackHarness) -> None:
+    handoff_id = seed(harness, owner="UANNA")
+    before = status(harness, handoff_id)
+
+    answer = slash(harness, f"close H-{handoff_id}", "UANNA", trigger_id="trigger-close")
+
+    assert answer["text"] == f"Opening the close form for H-{handoff_id}…"
+    [opened] = harness.slack.wait_for("views.open", timeout=WAIT, trigger_id="trigger-close")
+    view = opened.params["view"]
+    assert view["callback_id"] == ids.CLOSE_MODAL
+    assert str(handoff_id) in view["private_metadata"]
+    assert status(harness, handoff_id) == before
+    nothing_here(harness)
+
+
+def test_a_manager_reopens_and_nobody_else_may(harness: SlackHarness) -> None:
+    handoff_id = seed(harness, owner="UANNA")
+    act(harness, handoff_id, "UANNA", Action.close, outcome="done")
+    ref = f"H-{handoff_id}"
+    before = state(harness)
+
+    for user in ("UANNA", "ULEAD", "UZED"):  # the owner, an approver of other things, a stranger
+        answer = slash(harness, f"reopen {ref}", user)
+        assert answer["text"] == f"Only a manager can reopen {ref}."
+    assert state(harness) == before
+    assert refused(harness, handoff_id) == ["not_allowed"] * 3
+
+    assert slash(harness, f"reopen {ref}", "UMANAGER")["text"] == f"🔁 {ref} is open again."
+    handoff = harness.runtime.repo.get(handoff_id)
+    assert handoff is not None and (handoff.status, handoff.owner, handoff.outcome) == (Status.open, None, None)
+    wait_outbox_idle(harness)
+    nothing_here(harness)
+
+
+def test_only_the_owner_an_approver_or_a_manager_may_close(harness: SlackHarness) -> None:
+    by_owner, by_approver, by_manager = (seed(harness, owner="UANNA", approvers=["ULEAD"]) for _ in range(3))
+    wait_outbox_idle(harness)
+    before = state(harness)
+    writes = len(slack_writes(harness))
+
+    for text in (f"close H-{by_owner} done", f"close H-{by_owner} done the stranger's note"):
+        answer = slash(harness, text, "UZED")
+        assert answer["text"] == f"Only the owner, an approver or a manager can close H-{by_owner}."
+    form = slash(harness, f"close H-{by_owner}", "UZED", trigger_id="trigger-stranger")
+    assert form["text"] == f"Only the owner, an approver or a manager can close H-{by_owner}."
+    barrier(harness, "UZED")
+    wait_outbox_idle(harness)
+
+    assert state(harness) == before
+    assert refused(harness, by_owner) == ["not_allowed"] * 3
+    assert modals_opened(harness, "trigger-stranger") == []
+    assert [c.method for c in slack_writes(harness)[writes:]] == ["views.open"]  # the barrier's form only
+
+    for handoff_id, user in ((by_owner, "UANNA"), (by_approver, "ULEAD"), (by_manager, "UMANAGER")):
+        answer = slash(harness, f"close H-{handoff_id} no_action", user)
+        assert answer["text"] == f"🏁 H-{handoff_id} is closed as *no_action*."
+        assert status(harness, handoff_id)[:3] == ("closed", "UANNA", "no_action")
+    wait_outbox_idle(harness)
+    nothing_here(harness)
+
+
+# --- stats --------------------------------------------------------------------------------------------
+
+
+def test_stats_figures_match_a_seeded_set_for_each_period(harness: SlackHarness, clock: Clock) -> None:
+    clock.set_offset(-timedelta(days=60))
+    seed(harness)  # only in 90d
+    clock.set_offset(-timedelta(days=20))
+    seed(harness)  # in 30d and 90d
+    clock.set_offset(timedelta(0))
+    first, _, _ = seed(harness), seed(harness), seed(harness)
+    clock.advance(timedelta(minutes=10))
+    act(harness, first, "UANNA", Action.claim)
+    clock.advance(timedelta(minutes=50))
+    act(harness, first, "UANNA", Action.close, outcome="done")
+
+    for text in ("stats", "stats 7d"):
+        answer = slash(harness, text, "UMANAGER")
+        assert answer["text"].startswith("Handoffs created in the last 7d: 3;")
+        summary = shown(answer)
+        assert "*Created* 3 · *claimed* 1 · *approved* 0 · *rejected* 0 · *closed* 1 (done 1)" in summary
+        assert "*completion* 33%" in summary
+        assert "*Time to claim* 10m (p90 10m)" in summary and "*to close* 1h (p90 1h)" in summary
+        assert "<@UANNA>: 1 created, 1 closed, claim 10m (p90 10m)" in summary
+
+    month = shown(slash(harness, "stats 30d", "UMANAGER"))
+    assert "Handoffs created in the last 30d: 4;" in month and "*Created* 4 · *claimed* 1" in month
+    quarter = shown(slash(harness, "stats 90d", "UMANAGER"))
+    assert "Handoffs created in the last 90d: 5;" in quarter and "*Created* 5 · *claimed* 1" in quarter
+    wait_outbox_idle(harness)
+    nothing_here(harness)
+
+
+# --- bad input ----------------------------------------------------------------------------------------
+
+
+def test_bad_input_says_what_is_wrong_with_the_usage_and_changes_nothing(harness: SlackHarness) -> None:
+    task = seed(harness, owner="UANNA")
+    hot = seed(harness, body=lead(urgency="high", owner="UANNA"))
+    wait_outbox_idle(harness)
+    before = state(harness)
+    writes = len(slack_writes(harness))
+
+    cases = [
+        ("frobnicate H-1", "`frobnicate` is not a /handoff command"),
+        ("claim", "`claim` needs a handoff reference such as H-42"),
+        ("close", "`close` needs a handoff reference such as H-42"),
+        ("assign", "`assign` needs a handoff reference such as H-42"),
+        ("show H-999", "H-999 does not exist"),
+        ("claim H-999", "H-999 does not exist"),
+        ("close H-999 done", "H-999 does not exist"),
+        ("close H-999", "H-999 does not exist"),
+        ("reopen H-999", "H-999 does not exist"),
+        ("assign H-999 <@UBEN>", "H-999 does not exist"),
+        ("show H-abc", "`H-abc` is not a handoff reference"),
+        ("claim H-abc", "`H-abc` is not a handoff reference"),
+        (f"close H-{task} won", f"'won' is not an outcome of 'task': use one of done, no_action, duplicate"),
+        (f"close H-{hot} done great", "'done' is not an outcome of 'lead': use one of won, lost, nurture"),
+        (f"assign H-{task}", "`assign` needs the person"),
+        (f"assign H-{task} @bob", "`@bob` is not a user"),
+        (f"assign H-{task} bob", "`bob` is not a user"),
+        (f"assign H-{task} <#C1>", "`<#C1>` is not a user"),
+        (f"assign H-{task} <#CSALES|sales>", "`<#CSALES|sales>` is not a user"),
+        ("stalled @bob", "`@bob` is not a user"),
+        ("stalled <#C1>", "`<#C1>` is not a channel"),
+        ("stalled gadget", "`gadget` is neither a @user, a #channel nor a kind"),
+        ("stats 8d", "`8d` is not a period"),
+        ("stats week", "`week` is not a period"),
+        ("mine all", "unexpected `all`"),
+    ]
+    for text, problem in cases:
+        answer = slash(harness, text, "UANNA", trigger_id=f"bad-{text}")
+        assert problem in answer["text"], (text, answer["text"])
+        assert USAGE in answer["text"], (text, answer["text"])
+        assert not answer.get("blocks"), text
+
+    barrier(harness, "UANNA")
+    wait_outbox_idle(harness)
+    assert state(harness) == before
+    assert refused(harness, task) == ["bad_outcome"] and refused(harness, hot) == ["bad_outcome"]
+    assert [c.method for c in slack_writes(harness)[writes:]] == ["views.open"]  # the barrier's form only
+    assert status(harness, task)[:3] == ("claimed", "UANNA", None)
+
+
+def test_every_answer_is_plain_http_200_even_for_garbage(harness: SlackHarness) -> None:
+    for text in ("<!channel>", "show <@UANNA>", "close H-1 " + "x" * 3000, "stats 7d\n30d", "\u200b"):
+        answer = slash(harness, text, "UANNA")
+        assert USAGE in answer["text"]
+    response = httpx.get(f"{harness.server.url}/healthz", timeout=5)
+    assert response.status_code == 200
+    nothing_here(harness)

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from handoffs.effects import UPDATE_CARD
 from handoffs.intake import IntakePlan
 from handoffs.lifecycle import Actor, Change, Refused
 from handoffs.model import TERMINAL, Event, Handoff, Status, Urgency
@@ -155,6 +156,8 @@ class Repository:
             from_status=row.status, to_status=row.status,
             data={"count": row.seen_count, **key, "payload_hash": plan.payload_hash},
         ))
+        if row.channel:  # the card shows "seen again ×N"
+            self._add_effects(session, row.id, [Effect(UPDATE_CARD, row.channel)], plan.created_at)
         return to_domain(row)
 
     def _next_round_robin(self, session: Session, route: str, pool: list[str]) -> str:

@@ -188,7 +188,7 @@ def test_slash_command_is_the_one_the_code_answers(manifest: dict[str, Any]) -> 
     commands = manifest["features"]["slash_commands"]
     assert [command["command"] for command in commands] == [ids.SLASH_COMMAND]
     [command] = commands
-    assert command["should_escape"] is False
+    assert command["should_escape"] is True  # the grammar needs <@U…> and <#C…>, which only escaping sends
     assert command["description"]
     for subcommand in ("help", "new", "mine", "stalled", "show", "claim", "assign", "close", "reopen", "stats"):
         assert subcommand in command["usage_hint"]
@@ -204,13 +204,16 @@ def test_shortcuts_match_the_callback_ids_in_the_code(manifest: dict[str, Any]) 
     assert all(shortcut.get("description") for shortcut in shortcuts.values())
 
 
-def test_registered_commands_and_shortcuts_are_in_the_manifest(manifest: dict[str, Any]) -> None:
+def test_registered_commands_and_shortcuts_match_the_manifest(manifest: dict[str, Any]) -> None:
     commands = {command["command"] for command in manifest["features"]["slash_commands"]}
-    shortcuts = {shortcut["callback_id"] for shortcut in manifest["features"]["shortcuts"]}
-    for use in registered_ids("command"):
-        assert use.name in commands, f"{use.where}: {use.name} is not a slash command in manifest.yml"
-    for use in registered_ids("shortcut"):
-        assert use.name in shortcuts, f"{use.where}: {use.name} is not a shortcut callback_id in manifest.yml"
+    assert {use.name for use in registered_ids("command")} == commands, "slash commands: code != manifest.yml"
+    shortcut_types = {shortcut["callback_id"]: shortcut["type"] for shortcut in manifest["features"]["shortcuts"]}
+    registered: dict[str, str] = {}
+    for registration, kind in (("global_shortcut", "global"), ("message_shortcut", "message"), ("shortcut", None)):
+        for use in registered_ids(registration):
+            assert use.name in shortcut_types, f"{use.where}: {use.name} is not a shortcut in manifest.yml"
+            registered[use.name] = kind or shortcut_types[use.name]
+    assert registered == shortcut_types, f"shortcuts the code registers {registered} != manifest.yml {shortcut_types}"
 
 
 def test_the_source_scan_finds_the_calls_the_code_is_known_to_make() -> None:

@@ -81,7 +81,9 @@ def test_simultaneous_duplicates_make_one_card_seen_many_times(runtime: Runtime)
     assert Counter(r.result for r in results) == {Created.created: 1, Created.duplicate: 11}
     [handoff] = runtime.repo.page().items
     assert handoff.seen_count == 12
-    assert len(runtime.repo.outbox_for(handoff.id)) == 1  # one card
+    kinds = [row.kind for row in runtime.repo.outbox_for(handoff.id)]
+    assert kinds.count("slack.post_card") == 1  # one card
+    assert kinds.count("slack.update_card") == 11  # each sighting refreshes its "seen again ×N"
 
 
 def test_simultaneous_hot_leads_are_shared_evenly(runtime: Runtime) -> None:

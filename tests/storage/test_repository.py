@@ -135,7 +135,9 @@ def test_a_duplicate_within_the_window_is_counted_on_the_original(
     assert again.result is Created.duplicate
     assert again.handoff.id == original.id and again.handoff.seen_count == 2
     after = counts(runtime)
-    assert after["handoffs"] == before["handoffs"] and after["outbox"] == before["outbox"]
+    assert after["handoffs"] == before["handoffs"]
+    assert after["outbox"] == before["outbox"] + 1  # a card update showing "seen again ×1", not a new card
+    assert runtime.repo.outbox_for(original.id)[-1].kind == "slack.update_card"
     assert after["events"] == before["events"] + 1
     assert runtime.repo.get(original.id).seen_count == 2  # type: ignore[union-attr]
     seen = runtime.repo.events(original.id)[-1]

@@ -57,23 +57,9 @@ def block_types(call: Call) -> list[str]:
     return [block["type"] for block in call.params.get("blocks") or []]
 
 
-def action_ids(call: Call) -> set[str]:
-    """Every interactive element's action id on a posted or updated card."""
-    return {
-        element["action_id"]
-        for block in call.params.get("blocks") or []
-        if block["type"] == "actions"
-        for element in block["elements"]
-    }
-
-
 def card_text(call: Call) -> str:
     """Everything a card shows, serialised (text and blocks), for substring checks."""
     return json.dumps({"text": call.params.get("text"), "blocks": call.params.get("blocks")}, ensure_ascii=False)
-
-
-def updates_of(harness: SlackHarness, ts: str) -> list[Call]:
-    return harness.slack.updates(ts)
 
 
 def wait_update(harness: SlackHarness, ts: str, predicate: Callable[[Call], bool], what: str) -> Call:

@@ -10,6 +10,7 @@ import httpx
 from bot import ids
 from tests.bot.slack.conftest import SIGNING_SECRET, SlackHarness
 from tests.bot.slack.e2e import (
+    block_types,
     create,
     input_values,
     opened_view,
@@ -145,7 +146,7 @@ def test_a_second_reject_is_refused_and_changes_nothing(harness: SlackHarness) -
     assert ok.status_code == 200 and not ok.content
     before = snapshot(harness, hid)
     assert before[0] == "rejected"
-    wait_until(lambda: [c for c in harness.slack.updates() if "actions" not in str(c.params["blocks"])],
+    wait_until(lambda: [c for c in harness.slack.updates() if "actions" not in block_types(c)],
                what="the rejected card")
 
     # the late form: inline refusal, nothing changed, logged

@@ -9,7 +9,16 @@ from typing import Any
 from bot import ids
 from bot.text import WORD_JOINER
 from tests.bot.slack.conftest import SlackHarness
-from tests.bot.slack.e2e import card_text, create, fast_pacing, input_values, opened_view, submit_view, wait_update
+from tests.bot.slack.e2e import (
+    block_types,
+    card_text,
+    create,
+    fast_pacing,
+    input_values,
+    opened_view,
+    submit_view,
+    wait_update,
+)
 from tests.fakes.slack_api import Call
 from tests.fakes.slack_signing import text_value
 
@@ -117,7 +126,7 @@ def test_thread_replies_and_updates_about_hostile_text_are_inert(harness: SlackH
     response = submit_view(harness, modal, input_values(**{ids.REJECT_REASON: text_value(f"No: {HOSTILE}")}),
                            "UALICE")
     assert response.status_code == 200 and not response.content, response.text
-    final = wait_update(harness, ts, lambda c: "Rejected" in card_text(c) and "actions" not in card_text(c),
+    final = wait_update(harness, ts, lambda c: "Rejected" in card_text(c) and "actions" not in block_types(c),
                         "the rejected card")
     replies = harness.slack.wait_for(lambda c: c.method == "chat.postMessage" and c.params.get("thread_ts") == ts,
                                      count=2, ok=True)

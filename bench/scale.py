@@ -427,7 +427,6 @@ def load_sqlite(path: Path, rows: int, now: float, seed: int, workers: int) -> L
     connection.close()
     report.index_seconds = time.perf_counter() - index_started
     report.seconds = time.perf_counter() - started
-    report.size_mb = path.stat().st_size / 2**20
     return report
 
 
@@ -482,8 +481,6 @@ def load_postgres(url: str, rows: int, now: float, seed: int, workers: int) -> L
         connection.execute("VACUUM ANALYZE handoffs")
         connection.execute("VACUUM ANALYZE events")
         report.index_seconds = time.perf_counter() - index_started
-        size = connection.execute("SELECT pg_database_size(current_database())").fetchone()
-        report.size_mb = (size[0] if size else 0) / 2**20
     report.seconds = time.perf_counter() - started
     return report
 
@@ -631,10 +628,21 @@ class BackendResult:
         return all(t.passed for t in self.timings) and self.rss_ok
 
 
+def database_size_mb(db: Database) -> float:
+    from sqlalchemy import text
+
+    if db.is_sqlite:
+        path = Path(db.writer.url.database or "")
+        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists()) / 2**20
+    with db.reader.connect() as connection:
+        return float(connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one()) / 2**20
+
+
 def measure(backend: str, url: str, load: LoadReport, repeat: int) -> BackendResult:
     db = Database(url)
     try:
         facts = gather_facts(db, load.rows)
+        load.size_mb = database_size_mb(db)
     finally:
         db.dispose()
     with Server(url) as server:
@@ -679,7 +687,7 @@ def _run_sqlite(args: argparse.Namespace, now: float) -> BackendResult:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"scale-{args.rows}.db"
         if path.exists():
-            load = LoadReport(args.rows, reused=True, size_mb=path.stat().st_size / 2**20)
+            load = LoadReport(args.rows, reused=True)
             return measure("sqlite", f"sqlite:///{path}", load, args.repeat)
         partial = directory / f"scale-{args.rows}.db.partial"
         partial.unlink(missing_ok=True)

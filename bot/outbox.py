@@ -100,6 +100,14 @@ class ChannelPacer:
             self._tokens[lane] = 1.0  # counted from `until`: the refill before then is negative, the pause rules
             self._stamp[lane] = until
 
+    def blocked(self, now: float) -> set[str]:
+        """Lanes that may not write right now (paused, or out of tokens)."""
+        with self._lock:
+            return {
+                lane for lane in list(self._tokens)
+                if self._paused_until.get(lane, 0.0) > now or self._refill(lane, now) < 1.0
+            }
+
     def wait_hint(self, lane: str, now: float) -> float:
         with self._lock:
             paused = self._paused_until.get(lane, 0.0) - now
@@ -174,7 +182,9 @@ class OutboxSender:
     def _busy_lanes(self, now_mono: float) -> set[str]:
         with self._in_flight_lock:
             busy = set(self._in_flight)
-        return busy | {lane for lane in list(self.pacer._paused_until) if not self.pacer.ready(lane, now_mono)}
+        # Rows of lanes that cannot write now stay in the database, so one channel's backlog never
+        # hides other channels' rows from the query below.
+        return busy | self.pacer.blocked(now_mono)
 
     def dispatch_due(self) -> float:
         """Lease and hand out what is due now; return how long the dispatcher may sleep."""

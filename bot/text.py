@@ -63,7 +63,7 @@ def plain(text: str | None, limit: int) -> str:
     if not text:
         return ""
     # plain_text is never parsed, but "<!channel>" should not even look like markup
-    defused = _defuse(text).replace("<", "<" + WORD_JOINER)
+    defused = _defuse(text).replace("<", "<" + WORD_JOINER).replace(">", WORD_JOINER + ">")
     return truncate(defused, limit)
 
 

@@ -14,7 +14,7 @@ capped (`COUNT_CAP`), so building a board costs the same with 1,000 handoffs or 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,7 +78,6 @@ class Board:
     unclaimed: BoardList
     stalled: BoardList | None  # None: only managers see the stalled list
     figures: Figures
-    groups: frozenset[str] = field(default_factory=frozenset)
 
 
 def configured_usergroups(config: HandoffConfig) -> frozenset[str]:
@@ -144,7 +143,7 @@ def build_board(
             _EVENTS.c.actor == user, _EVENTS.c.at >= now - CLOSED_WINDOW, _EVENTS.c.to_status == Status.closed.value
         ))
     figures = Figures(assigned.total, awaiting.total, stalled_mine, closed)
-    return Board(user, manager, queues, assigned, awaiting, unclaimed, stalled, figures, frozenset(groups))
+    return Board(user, manager, queues, assigned, awaiting, unclaimed, stalled, figures)
 
 
 def awaiting_approval_of(repo_or_db: Repository | Database, user: str, *, limit: int = 100) -> list[Handoff]:

@@ -143,7 +143,8 @@ def parse_command(text: str, *, known_kinds: frozenset[str]) -> Command:
     if verb in ("show", "claim", "reopen"):
         handoff_id = _ref(words, 1, verb)
         _no_more(words, 2, verb)
-        return {"show": Show, "claim": Claim, "reopen": Reopen}[verb](handoff_id)
+        by_ref: dict[str, type[Show] | type[Claim] | type[Reopen]] = {"show": Show, "claim": Claim, "reopen": Reopen}
+        return by_ref[verb](handoff_id)
     if verb == "assign":
         handoff_id = _ref(words, 1, verb)
         if len(words) < 3:

@@ -38,6 +38,7 @@ from bot.slack.command_parser import (
     Stats,
     parse_command,
 )
+from bot.slack.listeners.shortcuts import message_plain_text
 from bot.text import mrkdwn_safe
 from handoffs.effects import private_notice
 from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed, is_manager
@@ -201,7 +202,8 @@ def _request_for(command: Command) -> tuple[int, Request] | None:
     if isinstance(command, Reopen):
         return command.handoff_id, Request(Action.reopen)
     if isinstance(command, Close) and command.outcome:
-        return command.handoff_id, Request(Action.close, outcome=command.outcome, note=command.note)
+        note = message_plain_text(command.note) if command.note else None  # Slack's escaped text, as typed
+        return command.handoff_id, Request(Action.close, outcome=command.outcome, note=note)
     return None
 
 
@@ -258,7 +260,8 @@ def open_modal_for(runtime: Runtime, client: WebClient, command: Command, caller
 
 def _modal_view(runtime: Runtime, command: Command, caller: Caller) -> dict[str, Any] | None:
     if isinstance(command, New):
-        return new_handoff_modal(runtime.config, title=command.title)
+        title = message_plain_text(command.title) if command.title else None  # as typed, not Slack's markup
+        return new_handoff_modal(runtime.config, title=title or None)
     if isinstance(command, Close) and not command.outcome:
         handoff = runtime.repo.get(command.handoff_id)
         if handoff is None or not _may(runtime, handoff, Action.close, caller):

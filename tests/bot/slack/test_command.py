@@ -26,13 +26,13 @@ from bot.slack.command_parser import USAGE
 from handoffs.config import HandoffConfig
 from handoffs.lifecycle import Action, Actor, Request
 from handoffs.model import HandoffIn, Status
+from storage.tables import EventRow, HandoffRow, OutboxRow
 from tests.bot.slack.conftest import SIGNING_SECRET, SlackHarness
 from tests.bot.slack.e2e import fast_pacing, wait_outbox_idle, wait_until
 from tests.conftest import LiveServer, make_settings
 from tests.factories import lead, payload
 from tests.fakes.slack_api import Call, FakeSlack
 from tests.fakes.slack_signing import FORM, block_action_body, post_signed, slash_command_body
-from storage.tables import EventRow, HandoffRow, OutboxRow
 
 HERE = "CGENERAL"  # where the commands are typed: nothing may ever be posted there
 WAIT = 10.0
@@ -175,7 +175,7 @@ def lists(blocks: list[dict[str, Any]]) -> dict[str, list[int]]:
 
 
 def stalled_ids(blocks: list[dict[str, Any]]) -> list[int]:
-    [(heading, found)] = [(k, v) for k, v in lists(blocks).items() if k.startswith("Stalled handoffs")]
+    [(_, found)] = [(k, v) for k, v in lists(blocks).items() if k.startswith("Stalled handoffs")]
     return found
 
 
@@ -225,15 +225,23 @@ def test_help_and_empty_text_answer_privately_with_the_usage(harness: SlackHarne
 
 
 def test_new_answers_privately_and_opens_the_new_handoff_form(harness: SlackHarness) -> None:
-    answer = slash(harness, "new Call ACME back", "UANNA", trigger_id="trigger-new")
+    # as Slack sends what was typed (escaping on): entities for & < >, mentions and links as markup
+    typed = "new Call R&amp;D &lt;ACME&gt; with <@UBEN|ben>, see <https://acme.test/t/1|the ticket>"
+    answer = slash(harness, typed, "UANNA", trigger_id="trigger-new")
     assert "Opening the new handoff form" in answer["text"]
 
     [opened] = harness.slack.wait_for("views.open", timeout=WAIT, trigger_id="trigger-new")
     view = opened.params["view"]
     assert view["callback_id"] == ids.NEW_MODAL
-    assert "Call ACME back" in json.dumps(view)  # the title typed after `new` is prefilled
+    [title] = [b["element"].get("initial_value") for b in view["blocks"] if b.get("block_id") == ids.NEW_TITLE]
+    assert title == "Call R&D <ACME> with @ben, see the ticket (https://acme.test/t/1)"  # as the person typed it
+
+    slash(harness, "new", "UANNA", trigger_id="trigger-blank")  # no title: an empty form
+    [blank] = harness.slack.wait_for("views.open", timeout=WAIT, trigger_id="trigger-blank")
+    assert [b["element"].get("initial_value") for b in blank.params["view"]["blocks"]
+            if b.get("block_id") == ids.NEW_TITLE] == [None]
     wait_outbox_idle(harness)
-    assert [c.method for c in slack_writes(harness)] == ["views.open"]
+    assert [c.method for c in slack_writes(harness)] == ["views.open", "views.open"]
     assert state(harness)["handoffs"] == []
 
 
@@ -251,6 +259,7 @@ def test_mine_lists_what_the_caller_owns_and_what_awaits_their_approval(harness:
     seed(harness, owner="UBEN", approvers=["UANNA"])  # an approver, but no approval is required
     seed(harness, owner="UBEN")
     seed(harness)  # open in the queue
+    review = seed(harness, confidence=0.3)  # low confidence: the review route, its approvers (ULEAD)
 
     answer = slash(harness, "mine", "UANNA")
 
@@ -259,6 +268,9 @@ def test_mine_lists_what_the_caller_owns_and_what_awaits_their_approval(harness:
         "Yours": [owned_in_review, owned],
         "Waiting for your approval": [to_approve],
     }
+    lead_view = slash(harness, "mine", "ULEAD")
+    assert lists(lead_view["blocks"]) == {"Yours": [], "Waiting for your approval": [review, to_approve,
+                                                                                    owned_in_review]}
     empty = slash(harness, "mine", "UNOBODY")
     assert lists(empty["blocks"]) == {"Yours": [], "Waiting for your approval": []}
     assert "You own nothing open." in shown(empty) and "Nothing waits for your approval." in shown(empty)
@@ -270,15 +282,17 @@ def test_mine_lists_what_the_caller_owns_and_what_awaits_their_approval(harness:
 
 
 def seed_stalled_and_healthy(h: SlackHarness, clock: Clock) -> dict[str, int]:
-    """A mix of stalled and healthy handoffs; then five hours pass. Comments give the deadline at the end."""
+    """A mix of stalled and healthy handoffs; then 5h10m pass. Comments give how late each is at the end."""
     t: dict[str, int] = {}
     # stalled
-    t["open_urgent"] = seed(h, urgency="urgent")  # open, claim by +15m: 4h45m late
+    t["open_urgent"] = seed(h, urgency="urgent")  # open, claim by +15m: 4h55m late
     t["awaiting"] = seed(h, urgency="high", owner="UCARL", requires_approval=True,  # claimed, not approved,
-                         approvers=["ULEAD"])  # claim by +1h: 4h late
-    t["lead"] = seed(h, body=lead(urgency="high", owner="UANNA", due_at=in_(h, timedelta(hours=2))))  # 3h late
-    t["open_normal"] = seed(h)  # open, claim by +4h: 1h late
-    t["claimed_ben"] = seed(h, owner="UBEN", due_at=in_(h, timedelta(hours=4, minutes=30)))  # 30m late
+                         approvers=["ULEAD"])  # claim by +1h: 4h10m late
+    t["lead"] = seed(h, body=lead(urgency="high", owner="UANNA", due_at=in_(h, timedelta(hours=2))))  # 3h10m
+    t["open_normal"] = seed(h)  # open, claim by +4h: 1h10m late
+    t["claimed_ben"] = seed(h, owner="UBEN", due_at=in_(h, timedelta(hours=4, minutes=30)))  # 40m late
+    clock.advance(timedelta(minutes=10))
+    t["review"] = seed(h, urgency="high", confidence=0.3)  # open in review, claim by +1h10m: 4h late
     # healthy
     seed(h, owner="UANNA", due_at=in_(h, timedelta(hours=10)))  # claimed, due in 5h
     seed(h, urgency="low")  # open, claim by +1d
@@ -299,14 +313,14 @@ def seed_stalled_and_healthy(h: SlackHarness, clock: Clock) -> dict[str, int]:
 
 def test_stalled_lists_exactly_the_stalled_handoffs_most_overdue_first(harness: SlackHarness, clock: Clock) -> None:
     t = seed_stalled_and_healthy(harness, clock)
-    expected = [t["open_urgent"], t["awaiting"], t["lead"], t["open_normal"], t["claimed_ben"]]
+    expected = [t["open_urgent"], t["awaiting"], t["review"], t["lead"], t["open_normal"], t["claimed_ben"]]
 
     answer = slash(harness, "stalled", "UMANAGER")
 
-    assert answer["text"] == "5 stalled handoff(s) shown."
+    assert answer["text"] == "6 stalled handoff(s) shown."
     assert stalled_ids(answer["blocks"]) == expected
     text = shown(answer)
-    assert f"H-{t['open_urgent']}" in text and "4h 45m late" in text and "30m late" in text
+    assert "4h 55m late" in text and "4h 10m late" in text and "40m late" in text
     assert more_button(answer["blocks"]) is None
 
     # each line of a manager's list has a Nudge button; nobody else's does
@@ -332,8 +346,9 @@ def test_stalled_filters_by_person_channel_and_kind(harness: SlackHarness, clock
     assert found("stalled <@UCARL|carl>") == [t["awaiting"]]
     assert found("stalled <#CSALES|sales>") == [t["lead"]]
     assert found("stalled <#CHANDOFFS>") == in_handoffs
+    assert found("stalled <#CREVIEW>") == [t["review"]]
     assert found("stalled lead") == [t["lead"]]
-    assert found("stalled task") == in_handoffs
+    assert found("stalled task") == [t["open_urgent"], t["awaiting"], t["review"], t["open_normal"], t["claimed_ben"]]
     assert found("stalled task <@UBEN|ben> <#CHANDOFFS>") == [t["claimed_ben"]]
     assert found("stalled lead <#CHANDOFFS>") == []
     nobody = slash(harness, "stalled <@UZED>", "UMANAGER")
@@ -392,6 +407,15 @@ def test_show_answers_with_the_card_and_its_latest_events(harness: SlackHarness)
         "created by producer", "claimed by <@UANNA>", "reassigned by <@UANNA>",
     ]
     assert slash(harness, f"show {handoff_id}", "UCARL")["text"] == answer["text"]
+
+    for _ in range(5):  # 13 events in all: the answer keeps the latest 10, oldest first
+        act(harness, handoff_id, "UMANAGER", Action.reassign, new_owner="UANNA")
+        act(harness, handoff_id, "UMANAGER", Action.reassign, new_owner="UBEN")
+    later = slash(harness, f"show H-{handoff_id}", "UCARL")
+    [events] = [b for b in later["blocks"] if b["type"] == "context" and "reassigned by" in json.dumps(b)]
+    lines = events["elements"][0]["text"].splitlines()
+    assert [line.split(" · ")[-1] for line in lines] == ["reassigned by <@UMANAGER>"] * 10
+    assert "created by" not in shown(later)
     wait_outbox_idle(harness)
     nothing_here(harness)
 
@@ -413,12 +437,12 @@ def test_claim_assign_and_close_act_and_answer_privately(harness: SlackHarness) 
     assert slash(harness, f"assign {ref} <@UBEN|ben>", "UCARL")["text"] == f"🔀 {ref} now belongs to <@UBEN>."
     assert status(harness, handoff_id)[:2] == ("claimed", "UBEN")
 
-    closed = slash(harness, f"close {ref} done Sent the quote, Jane confirmed", "UBEN")
+    closed = slash(harness, f"close {ref} done Sent the R&amp;D quote, see <https://acme.test/q>", "UBEN")
     assert closed["text"] == f"🏁 {ref} is closed as *done*."
     handoff = harness.runtime.repo.get(handoff_id)
     assert handoff is not None
     assert (handoff.status, handoff.outcome, handoff.outcome_note) == (
-        Status.closed, "done", "Sent the quote, Jane confirmed")
+        Status.closed, "done", "Sent the R&D quote, see https://acme.test/q")  # kept as typed
     assert harness.events(handoff_id) == ["created", "claimed", "refused", "reassigned", "closed"]
 
     # the card in its own channel follows (updated, thread replies); the command's channel gets nothing
@@ -475,11 +499,13 @@ def test_only_the_owner_an_approver_or_a_manager_may_close(harness: SlackHarness
         assert answer["text"] == f"Only the owner, an approver or a manager can close H-{by_owner}."
     form = slash(harness, f"close H-{by_owner}", "UZED", trigger_id="trigger-stranger")
     assert form["text"] == f"Only the owner, an approver or a manager can close H-{by_owner}."
+    taken = slash(harness, f"assign H-{by_owner} <@UZED|zed>", "UZED")  # nor hand it to themselves
+    assert taken["text"] == f"Only the owner, an approver or a manager can reassign H-{by_owner}."
     barrier(harness, "UZED")
     wait_outbox_idle(harness)
 
     assert state(harness) == before
-    assert refused(harness, by_owner) == ["not_allowed"] * 3
+    assert refused(harness, by_owner) == ["not_allowed"] * 4
     assert modals_opened(harness, "trigger-stranger") == []
     assert [c.method for c in slack_writes(harness)[writes:]] == ["views.open"]  # the barrier's form only
 
@@ -546,7 +572,7 @@ def test_bad_input_says_what_is_wrong_with_the_usage_and_changes_nothing(harness
         ("assign H-999 <@UBEN>", "H-999 does not exist"),
         ("show H-abc", "`H-abc` is not a handoff reference"),
         ("claim H-abc", "`H-abc` is not a handoff reference"),
-        (f"close H-{task} won", f"'won' is not an outcome of 'task': use one of done, no_action, duplicate"),
+        (f"close H-{task} won", "'won' is not an outcome of 'task': use one of done, no_action, duplicate"),
         (f"close H-{hot} done great", "'done' is not an outcome of 'lead': use one of won, lost, nurture"),
         (f"assign H-{task}", "`assign` needs the person"),
         (f"assign H-{task} @bob", "`@bob` is not a user"),

@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+import pytest
+
 from bot import ids
 from bot.text import WORD_JOINER
 from tests.bot.slack.conftest import SlackHarness
@@ -133,3 +135,10 @@ def test_thread_replies_and_updates_about_hostile_text_are_inert(harness: SlackH
     assert any("Rejected by" in r.params["text"] and "&lt;!channel&gt;" in r.params["text"] for r in replies)
     for call in [final, *replies, *harness.slack.updates(), *harness.slack.calls("chat.postMessage")]:
         assert_inert(call)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # rendering does not depend on the database
+def test_the_literal_check_holds_in_plain_text_too(harness: SlackHarness) -> None:
+    card = harness.card_of(create(harness, **hostile_payload())["id"])
+    shown = sent(card)
+    assert [needle for needle in FORBIDDEN if needle in shown] == []

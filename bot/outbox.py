@@ -46,9 +46,9 @@ from storage.tables import OutboxRow
 log = logging.getLogger("handoff_bot.outbox")
 
 LEASE_SECONDS = 30.0  # > the Slack client's timeout, so that no other process takes a row still being sent
-LEASE_ENV = "HANDOFF_OUTBOX_LEASE_SECONDS"
 GIVE_UP_AFTER = timedelta(days=1)
 MAX_BACKOFF_SECONDS = 300.0
+WAKE_COALESCE_SECONDS = 0.02
 PERMANENT_ERRORS = frozenset({
     "channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "not_authed", "account_inactive",
     "token_revoked", "token_expired", "no_permission", "missing_scope", "invalid_blocks", "msg_too_long",
@@ -73,7 +73,7 @@ class ChannelPacer:
     """A token bucket per lane (channel): `rate` writes a second, up to `burst` at once."""
 
     rate: float = 1.0
-    burst: float = 3.0
+    burst: float = 1.0  # Slack allows "short bursts" without saying how long: sending evenly never hits a 429
     _tokens: dict[str, float] = field(default_factory=dict)
     _stamp: dict[str, float] = field(default_factory=dict)
     _paused_until: dict[str, float] = field(default_factory=dict)
@@ -100,19 +100,20 @@ class ChannelPacer:
             self._tokens[lane] = 1.0  # counted from `until`: the refill before then is negative, the pause rules
             self._stamp[lane] = until
 
-    def blocked(self, now: float) -> set[str]:
-        """Lanes that may not write right now (paused, or out of tokens)."""
+    def blocked(self, now: float) -> dict[str, float]:
+        """Lanes that may not write right now (paused, or out of tokens), with the seconds until they may."""
         with self._lock:
-            return {
-                lane for lane in list(self._tokens)
-                if self._paused_until.get(lane, 0.0) > now or self._refill(lane, now) < 1.0
-            }
+            waits = {lane: self._wait(lane, now) for lane in list(self._tokens)}
+        return {lane: wait for lane, wait in waits.items() if wait > 0}
+
+    def _wait(self, lane: str, now: float) -> float:
+        paused = self._paused_until.get(lane, 0.0) - now
+        missing = (1.0 - self._refill(lane, now)) / self.rate
+        return max(paused, missing, 0.0)
 
     def wait_hint(self, lane: str, now: float) -> float:
         with self._lock:
-            paused = self._paused_until.get(lane, 0.0) - now
-            missing = (1.0 - self._refill(lane, now)) / self.rate
-            return max(paused, missing, 0.0)
+            return self._wait(lane, now)
 
 
 def is_paced(row: OutboxRow) -> bool:
@@ -174,25 +175,26 @@ class OutboxSender:
             except Exception:  # the dispatcher must outlive a database hiccup
                 log.exception("outbox dispatch failed; retrying shortly")
                 wait = self.poll_seconds
-            self._wake.wait(wait)
+            if self._wake.wait(wait):
+                time.sleep(WAKE_COALESCE_SECONDS)  # let a burst of writes wake the dispatcher once, not each time
             self._wake.clear()
 
     # --- dispatch -------------------------------------------------------------------------------
 
-    def _busy_lanes(self, now_mono: float) -> set[str]:
+    def _in_flight_lanes(self) -> set[str]:
         with self._in_flight_lock:
-            busy = set(self._in_flight)
-        # Rows of lanes that cannot write now stay in the database, so one channel's backlog never
-        # hides other channels' rows from the query below.
-        return busy | self.pacer.blocked(now_mono)
+            return set(self._in_flight)
 
     def dispatch_due(self) -> float:
         """Lease and hand out what is due now; return how long the dispatcher may sleep."""
         now = self.clock()
         now_mono = time.monotonic()
-        busy = self._busy_lanes(now_mono)
+        # Rows of lanes that cannot write now stay in the database, so one channel's backlog never hides
+        # other channels' rows from the query; the dispatcher wakes when the first of those lanes may write.
+        blocked = self.pacer.blocked(now_mono)
+        busy = self._in_flight_lanes() | set(blocked)
         rows = self.store.due(now, limit=200, skip_targets=frozenset(busy))
-        sleep = self.poll_seconds
+        sleep = min([self.poll_seconds, *blocked.values()])
         for row in rows:
             lane = self._lane(row)
             if lane in busy:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import uvicorn
@@ -11,9 +10,9 @@ from slack_bolt import App
 from starlette.types import ASGIApp
 
 from bot.api import create_api, with_body_limit
-from bot.outbox import LEASE_ENV, LEASE_SECONDS, OutboxSender
+from bot.outbox import OutboxSender
 from bot.runtime import Runtime, build_runtime
-from bot.settings import Settings, SettingsError, read_environment
+from bot.settings import Settings
 from bot.slack.app import create_bolt_app, create_slack_client
 from bot.slack.http import mount_slack
 from storage.outbox import OutboxStore
@@ -37,10 +36,10 @@ class Bot:
         self.sender.stop()
 
 
-def build_bot(runtime: Runtime, *, socket_mode: bool = False, outbox_lease_seconds: float = LEASE_SECONDS) -> Bot:
+def build_bot(runtime: Runtime, *, socket_mode: bool = False) -> Bot:
     client = create_slack_client(runtime.settings)
     sender = OutboxSender(OutboxStore(runtime.db), runtime.repo, client, runtime.config, runtime.clock,
-                          lease_seconds=outbox_lease_seconds)
+                          lease_seconds=runtime.settings.outbox_lease_seconds)
     runtime.notify = sender.wake
     bolt = create_bolt_app(runtime, client, socket_mode=socket_mode)
     api = create_api(runtime, outbox=OutboxStore(runtime.db))
@@ -54,29 +53,10 @@ def create_asgi_app(runtime: Runtime) -> ASGIApp:
     return with_body_limit(create_api(runtime, outbox=OutboxStore(runtime.db)))
 
 
-def outbox_lease_seconds(env: Mapping[str, str]) -> float:
-    """How long a Slack write stays taken by a process that may have died while sending it.
-
-    An operator's knob (`HANDOFF_OUTBOX_LEASE_SECONDS`, default 30): shorter means faster recovery after a
-    crash; with several processes on one database keep it above the Slack timeout (10 s).
-    """
-    raw = env.get(LEASE_ENV, "").strip()
-    if not raw:
-        return LEASE_SECONDS
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = 0.0
-    if not 1.0 <= seconds <= 3600.0:
-        raise SettingsError(f"{LEASE_ENV} must be a number of seconds from 1 to 3600, not {raw!r}")
-    return seconds
-
-
 def run(settings: Settings, *, socket_mode: bool = False) -> None:
     settings.require_slack(socket_mode=socket_mode)
-    lease_seconds = outbox_lease_seconds(read_environment())
     runtime = build_runtime(settings)
-    bot = build_bot(runtime, socket_mode=socket_mode, outbox_lease_seconds=lease_seconds)
+    bot = build_bot(runtime, socket_mode=socket_mode)
     bot.start()
     socket_handler = None
     if socket_mode:

@@ -15,6 +15,9 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite:///./handoffs.db"
 DEFAULT_CONFIG_PATH = "./handoffs.yml"
 MIN_TOKEN_LENGTH = 8
+# How long a Slack write stays taken by a process that may have died while sending it: above the Slack
+# client's timeout (10 s), so no other process takes a row still being sent.
+DEFAULT_OUTBOX_LEASE_SECONDS = 30.0
 
 
 class SettingsError(Exception):
@@ -34,6 +37,7 @@ class Settings:
     api_tokens: Mapping[str, str] = field(default_factory=dict)  # token -> name
     host: str = "127.0.0.1"
     port: int = 3000
+    outbox_lease_seconds: float = DEFAULT_OUTBOX_LEASE_SECONDS
 
     def load_handoff_config(self) -> HandoffConfig:
         """The routing configuration: the file when it exists, else the default channel's single route."""
@@ -119,6 +123,19 @@ def _default_channel(env: Mapping[str, str]) -> str | None:
     return channel or None
 
 
+def _outbox_lease(env: Mapping[str, str]) -> float:
+    raw = env.get("HANDOFF_OUTBOX_LEASE_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_OUTBOX_LEASE_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 1.0 <= seconds <= 3600.0:
+        raise SettingsError(f"HANDOFF_OUTBOX_LEASE_SECONDS must be a number of seconds from 1 to 3600, not {raw!r}")
+    return seconds
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = read_environment() if env is None else env
     config_path = env.get("HANDOFF_CONFIG", "").strip()
@@ -134,6 +151,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_tokens=_api_tokens(env),
         host=env.get("HOST", "").strip() or "127.0.0.1",
         port=_port(env),
+        outbox_lease_seconds=_outbox_lease(env),
     )
 
 

@@ -164,5 +164,5 @@ def test_a_second_reject_is_refused_and_changes_nothing(harness: SlackHarness) -
     assert len(harness.slack.calls("views.open")) == opened_before
     assert harness.events(hid).count("rejected") == 1
     assert harness.runtime.repo.get(hid).outcome_note == "Wrong customer"  # type: ignore[union-attr]
-    replies = harness.slack.thread_replies()
+    replies = wait_until(harness.slack.thread_replies, what="the reject's thread reply")
     assert len(replies) == 1 and "Wrong customer" in replies[0].params["text"]

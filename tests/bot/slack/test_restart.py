@@ -141,12 +141,10 @@ def test_cards_pending_when_the_bot_is_killed_arrive_exactly_once_after_restart(
 
 
 def test_the_outbox_lease_is_an_operator_setting_with_a_clear_error() -> None:
-    from bot.outbox import LEASE_SECONDS
-    from bot.server import outbox_lease_seconds
-    from bot.settings import SettingsError
+    from bot.settings import DEFAULT_OUTBOX_LEASE_SECONDS, SettingsError, load_settings
 
-    assert outbox_lease_seconds({}) == LEASE_SECONDS == 30
-    assert outbox_lease_seconds({"HANDOFF_OUTBOX_LEASE_SECONDS": " 12.5 "}) == 12.5
+    assert load_settings({}).outbox_lease_seconds == DEFAULT_OUTBOX_LEASE_SECONDS == 30
+    assert load_settings({"HANDOFF_OUTBOX_LEASE_SECONDS": " 12.5 "}).outbox_lease_seconds == 12.5
     for bad in ("0", "-3", "soon", "99999"):
         with pytest.raises(SettingsError, match="HANDOFF_OUTBOX_LEASE_SECONDS"):
-            outbox_lease_seconds({"HANDOFF_OUTBOX_LEASE_SECONDS": bad})
+            load_settings({"HANDOFF_OUTBOX_LEASE_SECONDS": bad})

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, func, insert, or_, text, update
+from sqlalchemy import Row, Table, bindparam, func, insert, or_, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -48,6 +48,7 @@ _OPEN_DUPLICATE = (
 )
 _INSERT_HANDOFF = insert(_HANDOFFS).returning(*_HANDOFFS.c)
 _INSERT_EVENT = insert(_EVENTS)
+_BY_ID = _HANDOFFS.select().where(_HANDOFFS.c.id == bindparam("id"))
 _INSERT_OUTBOX = insert(_OUTBOX)
 _ADVISORY_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
@@ -208,17 +209,17 @@ class Repository:
             values["urgency"] = after.urgency.value
         with self.db.write() as session:
             result = session.execute(
-                update(HandoffRow)
+                _HANDOFFS.update()
                 .where(
-                    col(HandoffRow.id) == handoff.id,
-                    col(HandoffRow.version) == handoff.version,
-                    col(HandoffRow.status) == handoff.status.value,
+                    _HANDOFFS.c.id == handoff.id,
+                    _HANDOFFS.c.version == handoff.version,
+                    _HANDOFFS.c.status == handoff.status.value,
                 )
                 .values(**values)
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return None
-            session.add(EventRow(
+            session.execute(_INSERT_EVENT, dict(
                 handoff_id=handoff.id, action=change.event, actor=actor.id, at=now,
                 from_status=handoff.status.value, to_status=after.status.value, data=change.data,
             ))
@@ -233,7 +234,7 @@ class Repository:
         effects: list[Effect] | None = None,
     ) -> None:
         with self.db.write() as session:
-            session.add(EventRow(
+            session.execute(_INSERT_EVENT, dict(
                 handoff_id=handoff.id, action="refused", actor=actor.id, at=now,
                 from_status=handoff.status.value, to_status=handoff.status.value,
                 data={"attempted": action, "code": refused.code, "reason": refused.reason},
@@ -286,7 +287,7 @@ class Repository:
 
     def get(self, handoff_id: int) -> Handoff | None:
         with self.db.read() as session:
-            row = session.get(HandoffRow, handoff_id)
+            row = session.execute(_BY_ID, {"id": handoff_id}).first()
             return to_domain(row) if row else None
 
     def events(self, handoff_id: int, *, limit: int | None = None) -> list[Event]:

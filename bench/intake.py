@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import BENCH_TOKEN, Server, machine_line, percentile, pg_base_url, postgres_database, verdict
+from harness import BENCH_TOKEN, Client, Server, machine_line, percentile, pg_base_url, postgres_database, verdict
 
 TARGET_CREATED_PER_S = 400.0
 TARGET_P99_MS = 60.0
@@ -202,6 +202,8 @@ class Result:
     client_cpu: float
     statuses: dict[int, int]
     sample_errors: list[str]
+    stored: int = 0
+    answered_201: int = 0
 
     @property
     def created_per_s(self) -> float:
@@ -236,6 +238,10 @@ def bench_backend(backend: str, database_url: str, args: argparse.Namespace) -> 
         timer.join()
         server_cpu = server.cpu_seconds() - cpu_server[0]
         client_cpu = _cpu_self() - cpu_client[0]
+        client = Client(server.port)  # sanity: every 201 (warm-up included) is a stored handoff
+        _, newest, _ = client.get("/api/handoffs?limit=1")
+        client.close()
+        stored = newest["items"][0]["id"] if newest and newest.get("items") else 0
     measured = [r for r in samples.records if r[0] >= window_start]
     elapsed = max((end for _, end, _ in measured), default=window_end) - window_start
     statuses: dict[int, int] = {}
@@ -248,6 +254,7 @@ def bench_backend(backend: str, database_url: str, args: argparse.Namespace) -> 
         seconds=elapsed, p50_ms=percentile(latencies, 0.50), p99_ms=percentile(latencies, 0.99),
         max_ms=max(latencies, default=float("nan")), server_cpu=server_cpu / elapsed,
         client_cpu=client_cpu / elapsed, statuses=statuses, sample_errors=samples.transport_errors[:3],
+        stored=stored, answered_201=sum(1 for _, _, status in samples.records if status == 201),
     )
 
 
@@ -258,6 +265,8 @@ def print_result(result: Result) -> None:
     print(f"  errors        {result.errors}" + (f"   (statuses {result.statuses})" if result.errors else ""))
     for error in result.sample_errors:
         print(f"    e.g. {error}")
+    check = "as answered" if result.stored == result.answered_201 else f"but {result.answered_201} answered 201"
+    print(f"  stored        {result.stored} handoffs in the database (warm-up included), {check}")
     per_request = result.server_cpu * result.seconds / max(result.requests, 1) * 1000
     print(f"  cpu           server {result.server_cpu * 100:.0f}% of a core ({per_request:.2f} ms a request), "
           f"client {result.client_cpu * 100:.0f}% of a core")

@@ -22,6 +22,7 @@ Hooks: add a timing by appending an HttpProbe to HTTP_PROBES or a RepoProbe to R
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import itertools
 import json
@@ -38,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness import (
     Client,
@@ -55,6 +56,7 @@ from handoffs.config import DEFAULT_SLA
 from handoffs.intake import fingerprint, payload_hash
 from handoffs.model import Handoff, HandoffIn, Status, Urgency
 from storage import migrate
+from storage.approvers import approval_pending
 from storage.db import Database
 from storage.repository import Repository
 
@@ -104,6 +106,10 @@ HANDOFF_COLUMNS = [
     "updated_at", "claimed_at", "approved_at", "decided_at", "closed_at",
 ]
 EVENT_COLUMNS = ["id", "handoff_id", "action", "actor", "at", "from_status", "to_status", "data"]
+APPROVER_COLUMNS = ["handoff_id", "user_id", "pending"]
+# table -> (columns, the Chunk field with its rows); a table the schema does not have (yet) is skipped
+TABLES = {"handoffs": (HANDOFF_COLUMNS, "handoffs"), "events": (EVENT_COLUMNS, "events"),
+          "handoff_approvers": (APPROVER_COLUMNS, "approvers")}
 DATETIME_COLUMNS = {"claim_by", "due_at", "stall_at", "snoozed_until", "escalated_at", "created_at", "updated_at",
                     "claimed_at", "approved_at", "decided_at", "closed_at"}
 
@@ -111,9 +117,10 @@ _PAYLOAD_DEFAULTS = HandoffIn(title="x", next_action="x").model_dump(mode="json"
 
 
 class _StallShim:
-    """Just enough of a Handoff for the real Handoff.stall_deadline (building 1M dataclasses is slow)."""
+    """Just enough of a Handoff for the real Handoff.stall_deadline and approval_pending (building 1M
+    dataclasses is slow)."""
 
-    __slots__ = ("claim_by", "due_at", "requires_approval", "status")
+    __slots__ = ("approved_at", "claim_by", "due_at", "requires_approval", "status")
     awaiting_approval = Handoff.awaiting_approval
     stall_deadline = Handoff.stall_deadline
 
@@ -186,9 +193,14 @@ def _iso(epoch: float | None, suffix: str) -> str | None:
     return (_EPOCH + timedelta(seconds=epoch)).isoformat(" ", "microseconds") + suffix
 
 
-def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) -> tuple[list[tuple[Any, ...]],
-                                                                                  list[tuple[Any, ...]]]:
-    """Rows (HANDOFF_COLUMNS order) and events (EVENT_COLUMNS order) for ids first_id.. of one chunk.
+class Chunk(NamedTuple):
+    handoffs: list[tuple[Any, ...]]  # HANDOFF_COLUMNS order
+    events: list[tuple[Any, ...]]  # EVENT_COLUMNS order
+    approvers: list[tuple[Any, ...]]  # APPROVER_COLUMNS order: the repository's handoff_approvers side table
+
+
+def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) -> Chunk:
+    """The rows of handoffs first_id.. of one chunk, their events and their approver rows.
 
     Datetimes are text: naive UTC for SQLite (as SQLAlchemy stores them there), with +00 for PostgreSQL.
     """
@@ -198,6 +210,7 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
     facts_pool = [(text, json.loads(text)) for text in pools["lead_facts"] + pools["facts"]]
     handoffs: list[tuple[Any, ...]] = []
     events: list[tuple[Any, ...]] = []
+    approver_rows: list[tuple[Any, ...]] = []
     shim = _StallShim()
     event_id = 2 * first_id - 1
     for offset, (created, code) in enumerate(zip(stamps, status_codes, strict=True)):
@@ -274,8 +287,11 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
 
         created_at = _iso(created, tz_suffix)
         shim.status, shim.requires_approval = status, requires_approval
-        shim.claim_by, shim.due_at = claim_by, due_at
+        shim.claim_by, shim.due_at, shim.approved_at = claim_by, due_at, approved_at
         stall_at = shim.stall_deadline()
+        if approvers:
+            pending = approval_pending(shim)  # type: ignore[arg-type]
+            approver_rows.extend((hid, user, pending) for user in approvers)
 
         payload = dict(_PAYLOAD_DEFAULTS)
         payload.update(title=title, next_action=next_action, kind=kind, summary=summary, draft=draft,
@@ -311,13 +327,13 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
                            "claimed" if last[0] != "claimed" else "open", status.value,
                            f'{{"outcome":"{outcome}"}}' if outcome else "{}"))
         event_id += 2
-    return handoffs, events
+    return Chunk(handoffs, events, approver_rows)
 
 
 def check_derived_columns(now: float, seed: int) -> None:
     """The fast payload_hash / stall_at above must equal what the real intake computes: compare a sample."""
     stamps, codes = plan_rows(200, now, seed)
-    rows, _ = generate_chunk((1, stamps, codes, now, seed, "+00:00"))
+    rows = generate_chunk((1, stamps, codes, now, seed, "+00:00")).handoffs
     index = {name: i for i, name in enumerate(HANDOFF_COLUMNS)}
     for row in rows:
         source = {"system": row[index["source_system"]], "url": row[index["source_url"]],
@@ -348,9 +364,8 @@ def chunks(rows: int, now: float, seed: int, tz_suffix: str) -> Iterator[tuple[i
         yield start + 1, stamps[start:start + CHUNK], codes[start:start + CHUNK], now, seed, tz_suffix
 
 
-def generated(rows: int, now: float, seed: int, tz_suffix: str, workers: int) -> Iterator[tuple[list[Any],
-                                                                                               list[Any]]]:
-    """Chunks of (handoffs, events), generated by `workers` processes, in id order."""
+def generated(rows: int, now: float, seed: int, tz_suffix: str, workers: int) -> Iterator[Chunk]:
+    """The chunks, generated by `workers` processes, in id order."""
     context = multiprocessing.get_context("fork")
     with context.Pool(workers) as pool:
         yield from pool.imap(generate_chunk, chunks(rows, now, seed, tz_suffix))
@@ -395,9 +410,11 @@ def load_sqlite(path: Path, rows: int, now: float, seed: int, workers: int) -> L
     connection = sqlite3.connect(path, isolation_level=None)
     columns = {r[1]: (not r[3]) or r[4] is not None for r in connection.execute("PRAGMA table_info(handoffs)")}
     _check_columns(columns)
-    indexes = connection.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('handoffs', 'events') "
-        "AND sql IS NOT NULL"
+    existing = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = {name: spec for name, spec in TABLES.items() if name in existing}
+    indexes = connection.execute(  # named indexes only: those of PRIMARY KEY / UNIQUE constraints stay
+        f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+        f"AND tbl_name IN ({', '.join('?' * len(tables))})", list(tables)
     ).fetchall()
     for name, _ in indexes:
         connection.execute(f'DROP INDEX "{name}"')
@@ -405,15 +422,14 @@ def load_sqlite(path: Path, rows: int, now: float, seed: int, workers: int) -> L
     connection.execute("PRAGMA synchronous=OFF")
     connection.execute("PRAGMA cache_size=-262144")
     connection.execute("PRAGMA threads=2")  # index builds sort with a helper thread
-    insert_handoff = (f"INSERT INTO handoffs ({', '.join(HANDOFF_COLUMNS)}) "
-                      f"VALUES ({', '.join('?' * len(HANDOFF_COLUMNS))})")
-    insert_event = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+    inserts = [(f"INSERT INTO {name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", attr)
+               for name, (cols, attr) in tables.items()]
     done = 0
     connection.execute("BEGIN")
-    for handoffs, events in generated(rows, now, seed, "", workers):
-        connection.executemany(insert_handoff, handoffs)
-        connection.executemany(insert_event, events)
-        done += len(handoffs)
+    for chunk in generated(rows, now, seed, "", workers):
+        for sql, attr in inserts:
+            connection.executemany(sql, getattr(chunk, attr))
+        done += len(chunk.handoffs)
         if done % 200_000 == 0:
             connection.execute("COMMIT")
             connection.execute("BEGIN")
@@ -442,32 +458,42 @@ def load_postgres(url: str, rows: int, now: float, seed: int, workers: int) -> L
             "WHERE table_name = 'handoffs' AND table_schema = current_schema()"
         )}
         _check_columns(columns)
-        indexes = connection.execute(
+        existing = {r[0] for r in connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )}
+        tables = {name: spec for name, spec in TABLES.items() if name in existing}
+        indexes = connection.execute(  # those of PRIMARY KEY / UNIQUE constraints stay
             "SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
-            "JOIN pg_class i ON i.oid = x.indexrelid "
-            "WHERE x.indrelid IN ('handoffs'::regclass, 'events'::regclass) "
-            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"
+            "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+            "WHERE t.relname = ANY(%s) AND t.relnamespace = current_schema()::regnamespace "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)",
+            (list(tables),),
         ).fetchall()
         for name, _ in indexes:
             connection.execute(f'DROP INDEX "{name}"')
-        # Two connections, two COPY streams side by side (one connection can run only one COPY at a time).
-        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as second:
-            for each in (connection, second):
-                each.execute("SET session_replication_role = replica")  # no FK trigger per event row
+        # One connection and one COPY stream per table, side by side (a connection runs one COPY at a time).
+        libpq = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        # `copies` closes first, so every COPY ends before its connection commits (on leaving without an error).
+        with contextlib.ExitStack() as stack, contextlib.ExitStack() as copies:
+            streams = []
+            for name, (cols, attr) in tables.items():
+                each = stack.enter_context(psycopg.connect(libpq))
+                each.execute("SET session_replication_role = replica")  # no FK trigger per row
                 each.execute("SET synchronous_commit = off")
+                cursor = stack.enter_context(each.cursor())
+                copy = copies.enter_context(cursor.copy(f"COPY {name} ({', '.join(cols)}) FROM STDIN"))
+                streams.append((copy, attr))
             done = 0
-            with connection.transaction(), connection.cursor() as cursor, second.cursor() as event_cursor, \
-                    cursor.copy(f"COPY handoffs ({', '.join(HANDOFF_COLUMNS)}) FROM STDIN") as handoff_copy, \
-                    event_cursor.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as event_copy:
-                for handoffs, events in generated(rows, now, seed, "+00", workers):
-                    for row in handoffs:
-                        handoff_copy.write_row(row)
-                    for event in events:
-                        event_copy.write_row(event)
-                    done += len(handoffs)
-                    _progress(done, rows, started)
-            second.commit()
+            for chunk in generated(rows, now, seed, "+00", workers):
+                for copy, attr in streams:
+                    write = copy.write_row
+                    for row in getattr(chunk, attr):
+                        write(row)
+                done += len(chunk.handoffs)
+                _progress(done, rows, started)
         for table in ("handoffs", "events"):  # ids were given explicitly: move the sequences past them
+            if table not in tables:
+                continue
             connection.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
             )
@@ -478,8 +504,8 @@ def load_postgres(url: str, rows: int, now: float, seed: int, workers: int) -> L
         for _, sql in indexes:
             connection.execute(sql)
         # What autovacuum does on its own shortly after a bulk insert: statistics and the visibility map.
-        connection.execute("VACUUM ANALYZE handoffs")
-        connection.execute("VACUUM ANALYZE events")
+        for table in tables:
+            connection.execute(f"VACUUM ANALYZE {table}")
         report.index_seconds = time.perf_counter() - index_started
     report.seconds = time.perf_counter() - started
     return report

@@ -203,11 +203,16 @@ class Handoff:
         return self.requires_approval and self.status in (Status.open, Status.claimed)
 
     def stall_deadline(self) -> datetime | None:
-        """When this handoff counts as stalled in its current state (SPEC §5); None once terminal."""
-        if self.status is Status.open or self.awaiting_approval:
+        """When this handoff counts as stalled in its current state (SPEC §5); None once terminal.
+
+        Open: past `claim_by`. Claimed or approved: past `due_at`. A claimed one still waiting for
+        approval is stalled at whichever comes first, the claim deadline or its due time.
+        """
+        if self.status is Status.open:
             return self.claim_by
         if self.status in (Status.claimed, Status.approved):
-            return self.due_at
+            deadlines = [d for d in (self.due_at, self.claim_by if self.awaiting_approval else None) if d]
+            return min(deadlines) if deadlines else None
         return None
 
 

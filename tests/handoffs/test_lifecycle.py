@@ -314,3 +314,21 @@ def test_notes_are_bounded(config: HandoffConfig) -> None:
     with pytest.raises(Refused) as caught:
         decide(handoff_in_status(Status.claimed), request_for(Action.close, note="x" * 2001), OWNER, config, NOW)
     assert caught.value.code == "bad_argument"
+
+
+def test_a_claimed_handoff_awaiting_approval_stalls_at_its_earlier_deadline() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from handoffs.model import Status
+    from tests.factories import make_handoff
+
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    due_first = make_handoff(status=Status.claimed, owner="UANNA", requires_approval=True,
+                             claim_by=now + timedelta(days=1), due_at=now + timedelta(hours=2))
+    assert due_first.stall_deadline() == now + timedelta(hours=2)
+    claim_first = make_handoff(status=Status.claimed, owner="UANNA", requires_approval=True,
+                               claim_by=now + timedelta(hours=1), due_at=now + timedelta(days=3))
+    assert claim_first.stall_deadline() == now + timedelta(hours=1)
+    approved = make_handoff(status=Status.approved, owner="UANNA", requires_approval=True,
+                            claim_by=now + timedelta(hours=1), due_at=now + timedelta(days=3))
+    assert approved.stall_deadline() == now + timedelta(days=3)

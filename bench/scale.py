@@ -249,11 +249,12 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
         in_flight = status in (Status.open, Status.claimed, Status.approved)
         stalled = in_flight and rng.random() < STALLED_SHARE
         waits_on_claim = status is Status.open or (requires_approval and status is Status.claimed)
-        if in_flight and not stalled:  # fresh, or the deadline was snoozed / extended
-            if waits_on_claim and claim_by <= now:
+        if in_flight and not stalled:  # fresh, or the deadlines were snoozed / extended
+            if claim_by <= now:
                 claim_by = now + rng.uniform(3600, 7 * 86400)
-            if not waits_on_claim and due_at <= now:
+            if due_at <= now:
                 due_at = now + rng.uniform(3600, 14 * 86400)
+            due_at = max(due_at, claim_by)
         elif stalled:  # past its deadline; one that is too fresh for that is simply not stalled yet
             if waits_on_claim:
                 claim_by = min(claim_by, now - rng.uniform(60, 3 * 86400))

@@ -147,6 +147,7 @@ class OutboxSender:
         self._in_flight: set[str] = set()
         self._in_flight_lock = threading.Lock()
         self._wake = threading.Event()
+        self._newest_seen = 0  # the newest outbox id any dispatch has looked at
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.usergroups = UsergroupMembers(client)
@@ -169,15 +170,26 @@ class OutboxSender:
         self._wake.set()
 
     def _run(self) -> None:
+        """Full scans on a timer (retries, paced channels coming free); on a wake-up, only the new rows.
+
+        A full scan walks every due row, which under a long paced backlog costs milliseconds; a write
+        wakes the dispatcher many times a second, so those wake-ups look only at rows written since.
+        """
+        next_full = 0.0
         while not self._stop.is_set():
-            try:
-                wait = self.dispatch_due()
-            except Exception:  # the dispatcher must outlive a database hiccup
-                log.exception("outbox dispatch failed; retrying shortly")
-                wait = self.poll_seconds
-            if self._wake.wait(wait):
+            if time.monotonic() >= next_full:
+                next_full = time.monotonic() + self._safely(self.dispatch_due)
+            if self._wake.wait(max(0.0, next_full - time.monotonic())):
                 time.sleep(WAKE_COALESCE_SECONDS)  # let a burst of writes wake the dispatcher once, not each time
-            self._wake.clear()
+                self._wake.clear()
+                next_full = min(next_full, time.monotonic() + self._safely(lambda: self.dispatch_due(only_new=True)))
+
+    def _safely(self, dispatch: Callable[[], float]) -> float:
+        try:
+            return dispatch()
+        except Exception:  # the dispatcher must outlive a database hiccup
+            log.exception("outbox dispatch failed; retrying shortly")
+            return self.poll_seconds
 
     # --- dispatch -------------------------------------------------------------------------------
 
@@ -185,7 +197,7 @@ class OutboxSender:
         with self._in_flight_lock:
             return set(self._in_flight)
 
-    def dispatch_due(self) -> float:
+    def dispatch_due(self, *, only_new: bool = False) -> float:
         """Lease and hand out what is due now; return how long the dispatcher may sleep."""
         now = self.clock()
         now_mono = time.monotonic()
@@ -193,7 +205,12 @@ class OutboxSender:
         # other channels' rows from the query; the dispatcher wakes when the first of those lanes may write.
         blocked = self.pacer.blocked(now_mono)
         busy = self._in_flight_lanes() | set(blocked)
-        rows = self.store.due(now, limit=200, skip_targets=frozenset(busy))
+        newest = self.store.newest_id()
+        if only_new and newest <= self._newest_seen:
+            return self.poll_seconds
+        after = self._newest_seen if only_new else None
+        self._newest_seen = newest
+        rows = self.store.due(now, limit=200, skip_targets=frozenset(busy), after_id=after)
         sleep = min([self.poll_seconds, *blocked.values()])
         for row in rows:
             lane = self._lane(row)

@@ -34,18 +34,30 @@ class OutboxStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def due(self, now: datetime, *, limit: int = 100, skip_targets: frozenset[str] = frozenset()) -> list[OutboxRow]:
-        """Pending rows whose time has come, oldest first (so each handoff's rows keep their order)."""
+    def due(
+        self, now: datetime, *, limit: int = 100, skip_targets: frozenset[str] = frozenset(),
+        after_id: int | None = None,
+    ) -> list[OutboxRow]:
+        """Pending rows whose time has come, oldest first (so each handoff's rows keep their order).
+
+        With `after_id`, only rows written since: a primary-key range, cheap however long the backlog.
+        """
         query = (
             select(OutboxRow)
             .where(OutboxRow.state == PENDING, col(OutboxRow.next_attempt_at) <= now)
             .order_by(col(OutboxRow.id))
             .limit(limit)
         )
+        if after_id is not None:
+            query = query.where(col(OutboxRow.id) > after_id)
         if skip_targets:  # channels paced or busy right now; private notices are never held back
             query = query.where(or_(col(OutboxRow.kind) == EPHEMERAL_KIND, col(OutboxRow.target).not_in(skip_targets)))
         with self.db.read() as session:
             return list(session.exec(query))
+
+    def newest_id(self) -> int:
+        with self.db.read() as session:
+            return int(session.exec(select(func.max(OutboxRow.id))).one() or 0)
 
     def next_due_at(self) -> datetime | None:
         with self.db.read() as session:

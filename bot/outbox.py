@@ -49,6 +49,7 @@ LEASE_SECONDS = 30.0  # > the Slack client's timeout, so that no other process t
 GIVE_UP_AFTER = timedelta(days=1)
 MAX_BACKOFF_SECONDS = 300.0
 WAKE_COALESCE_SECONDS = 0.02
+MIN_FULL_SCAN_GAP = 0.1  # under a stream of writes, full scans at most ten times a second
 PERMANENT_ERRORS = frozenset({
     "channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "not_authed", "account_inactive",
     "token_revoked", "token_expired", "no_permission", "missing_scope", "invalid_blocks", "msg_too_long",
@@ -72,7 +73,7 @@ class GiveUp(Exception):
 class ChannelPacer:
     """A token bucket per lane (channel): `rate` writes a second, up to `burst` at once."""
 
-    rate: float = 1.0
+    rate: float = 0.95  # "about one a second", with room for the jitter between our clock and Slack's
     burst: float = 1.0  # Slack allows "short bursts" without saying how long: sending evenly never hits a 429
     _tokens: dict[str, float] = field(default_factory=dict)
     _stamp: dict[str, float] = field(default_factory=dict)
@@ -175,14 +176,18 @@ class OutboxSender:
         A full scan walks every due row, which under a long paced backlog costs milliseconds; a write
         wakes the dispatcher many times a second, so those wake-ups look only at rows written since.
         """
-        next_full = 0.0
+        next_full = last_full = 0.0
         while not self._stop.is_set():
             if time.monotonic() >= next_full:
-                next_full = time.monotonic() + self._safely(self.dispatch_due)
+                last_full = time.monotonic()
+                next_full = last_full + self._safely(self.dispatch_due)
             if self._wake.wait(max(0.0, next_full - time.monotonic())):
                 time.sleep(WAKE_COALESCE_SECONDS)  # let a burst of writes wake the dispatcher once, not each time
                 self._wake.clear()
-                next_full = min(next_full, time.monotonic() + self._safely(lambda: self.dispatch_due(only_new=True)))
+                if time.monotonic() - last_full >= MIN_FULL_SCAN_GAP:
+                    next_full = 0.0  # a full scan now
+                else:
+                    self._safely(lambda: self.dispatch_due(only_new=True))
 
     def _safely(self, dispatch: Callable[[], float]) -> float:
         try:
@@ -214,7 +219,7 @@ class OutboxSender:
         sleep = min([self.poll_seconds, *blocked.values()])
         for row in rows:
             lane = self._lane(row)
-            if lane in busy:
+            if lane in busy or (only_new and is_paced(row)):  # a channel's rows go in order: full scans only
                 continue
             if is_paced(row) and not self.pacer.ready(lane, now_mono):
                 busy.add(lane)

@@ -52,11 +52,18 @@ from harness import (
     verdict,
 )
 
-from handoffs.config import DEFAULT_SLA
+from bot.blocks.home import home_view
+from bot.runtime import Runtime
+from bot.settings import Settings
+from bot.slack.command_parser import Command, Mine, Stalled
+from bot.slack.listeners.commands import Caller, respond
+from handoffs.config import DEFAULT_SLA, parse_config
 from handoffs.intake import fingerprint, payload_hash
 from handoffs.model import Handoff, HandoffIn, Status, Urgency
+from handoffs.service import HandoffService
 from storage import migrate
 from storage.approvers import approval_pending
+from storage.board_queries import build_board
 from storage.db import Database
 from storage.repository import Repository
 
@@ -562,6 +569,35 @@ REPO_PROBES: list[RepoProbe] = [
     RepoProbe("Repository.page(cursor=<middle>)", lambda r, f: r.page(limit=50, cursor=f.deep_cursor)),
     RepoProbe("Repository.page(stalled_at=now)", lambda r, f: r.page(limit=50, stalled_at=datetime.now(UTC))),
     RepoProbe("Repository.count_stalled (info)", lambda r, f: r.count_stalled(now=datetime.now(UTC)), None),
+]
+
+# Issue 4: what the Slack listeners build server-side (no Slack call), at the same scale.
+SLACK_TARGET_MS = 100.0
+_MANAGER_CONFIG = parse_config({"managers": ["U000000X"], "routes": [{"name": "default", "channel": "C0BENCH01"}]})
+
+
+def _slack_runtime(repo: Repository) -> Runtime:
+    settings = Settings(database_url=repo.db.url, default_channel="C0BENCH01")
+    service = HandoffService(repo, _MANAGER_CONFIG)
+    return Runtime(settings, _MANAGER_CONFIG, repo.db, repo, service, service.clock)
+
+
+def _command(repo: Repository, command: Command, user: str) -> object:
+    return respond(_slack_runtime(repo), command, Caller(user, "C0BENCH01", "example")).blocks
+
+
+def _home(repo: Repository, user: str) -> object:
+    now = datetime.now(UTC)
+    board = build_board(repo, user, now=now, config=_MANAGER_CONFIG)
+    return home_view(board, _MANAGER_CONFIG, now=now, is_manager=user in _MANAGER_CONFIG.managers)["blocks"]
+
+
+REPO_PROBES += [
+    RepoProbe("/handoff stalled (manager's answer)", lambda r, f: _command(r, Stalled(), "U000000X"), SLACK_TARGET_MS),
+    RepoProbe("/handoff mine <top owner>", lambda r, f: _command(r, Mine(), f.top_owner), SLACK_TARGET_MS),
+    RepoProbe("/handoff mine <median owner>", lambda r, f: _command(r, Mine(), f.median_owner), SLACK_TARGET_MS),
+    RepoProbe("App Home build <top owner>", lambda r, f: _home(r, f.top_owner), SLACK_TARGET_MS),
+    RepoProbe("App Home build <median owner>", lambda r, f: _home(r, f.median_owner), SLACK_TARGET_MS),
 ]
 
 

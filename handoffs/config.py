@@ -377,11 +377,11 @@ def reference_problems(data: dict[str, Any]) -> list[str]:
     fallback = data.get("fallback_route")
     if fallback is not None and fallback not in names:
         problems.append(f"fallback_route: no route is named {fallback!r}")
-    declared = data.get("kinds") if isinstance(data.get("kinds"), dict) else {}
-    known = sorted(set(BUILTIN_KINDS) | set(declared))
+    declared = data.get("kinds")
+    known = sorted(set(BUILTIN_KINDS) | (set(declared) if isinstance(declared, dict) else set()))
     for index, route in enumerate(routes):
-        when = route.get("when") if isinstance(route.get("when"), dict) else {}
-        for kind in _as_list(when.get("kind")):
+        when = route.get("when")
+        for kind in _as_list(when.get("kind") if isinstance(when, dict) else None):
             if kind not in known:
                 problems.append(f"routes[{index}].when.kind: unknown kind {kind!r} (known: {', '.join(known)})")
     return problems

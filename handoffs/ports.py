@@ -60,3 +60,8 @@ class HandoffStore(Protocol):
         self, handoff: Handoff, refused: Refused, *, action: str, actor: Actor, now: datetime,
         effects: list[Effect] | None = None,
     ) -> None: ...
+
+    def record(
+        self, handoff: Handoff, action: str, *, actor: Actor, now: datetime, data: dict[str, Any],
+        effects: list[Effect] | None = None,
+    ) -> None: ...

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from handoffs.config import HandoffConfig
 from handoffs.effects import effects_for_change, effects_for_created, private_notice, source_reply
 from handoffs.intake import plan_intake
-from handoffs.lifecycle import Action, Actor, Change, Refused, Request, check_allowed, decide
+from handoffs.lifecycle import Action, Actor, Change, Refused, Request, check_allowed, decide, is_manager
 from handoffs.model import Handoff, HandoffIn, ref_of
 from handoffs.ports import CreateResult, Effect, HandoffStore
 
@@ -99,3 +99,22 @@ class HandoffService:
     ) -> None:
         notices = [private_notice(notify_in, actor.id, refused.reason)] if notify_in and not actor.is_system else []
         self.store.log_refusal(handoff, refused, action=action.value, actor=actor, now=self.clock(), effects=notices)
+
+    def nudge(
+        self, handoff_id: int, actor: Actor, *, message: Callable[[Handoff], list[Effect]],
+        notify_in: str | None = None,
+    ) -> Handoff:
+        """A manager's nudge from `/handoff stalled`: logged as `nudged`, delivered as `message` says."""
+        handoff = self.get(handoff_id)
+        if not is_manager(actor, self.config):
+            refused = Refused("not_allowed", f"Only a manager can nudge about {handoff.ref}.")
+        elif handoff.is_terminal:
+            refused = Refused("terminal", f"{handoff.ref} is already {handoff.status.value}; nobody to nudge.")
+        else:
+            data = {"reason": "manager", "to": handoff.owner or handoff.queue or handoff.channel}
+            self.store.record(handoff, "nudged", actor=actor, now=self.clock(), data=data, effects=message(handoff))
+            return handoff
+        self.store.record(handoff, "refused", actor=actor, now=self.clock(),
+                          data={"attempted": "nudge", "code": refused.code, "reason": refused.reason},
+                          effects=[private_notice(notify_in, actor.id, refused.reason)] if notify_in else [])
+        raise refused

@@ -233,11 +233,18 @@ class Repository:
         self, handoff: Handoff, refused: Refused, *, action: str, actor: Actor, now: datetime,
         effects: list[Effect] | None = None,
     ) -> None:
+        data = {"attempted": action, "code": refused.code, "reason": refused.reason}
+        self.record(handoff, "refused", actor=actor, now=now, data=data, effects=effects)
+
+    def record(
+        self, handoff: Handoff, action: str, *, actor: Actor, now: datetime, data: dict[str, Any],
+        effects: list[Effect] | None = None,
+    ) -> None:
+        """An event that changes no state (a refusal, a nudge), with its side effects, in one transaction."""
         with self.db.write() as session:
             session.execute(_INSERT_EVENT, dict(
-                handoff_id=handoff.id, action="refused", actor=actor.id, at=now,
-                from_status=handoff.status.value, to_status=handoff.status.value,
-                data={"attempted": action, "code": refused.code, "reason": refused.reason},
+                handoff_id=handoff.id, action=action, actor=actor.id, at=now,
+                from_status=handoff.status.value, to_status=handoff.status.value, data=data,
             ))
             self._add_effects(session, handoff.id, effects or [], now)
 

@@ -19,9 +19,11 @@ from bot import ids
 from bot.blocks.modals import ModalContext, close_modal, edit_modal, reject_modal
 from bot.runtime import Runtime
 from bot.slack.payloads import Click, parse_click
-from handoffs.effects import direct_message, private_notice, publish_home
+from bot.text import mrkdwn
+from handoffs.effects import direct_message, message_reply, private_notice, publish_home
 from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed
 from handoffs.model import Handoff
+from handoffs.ports import Effect
 from handoffs.service import NotFound
 
 log = logging.getLogger("handoff_bot.slack.actions")
@@ -41,6 +43,36 @@ def register(app: App, runtime: Runtime) -> None:
     }
     for action_id, (action, builder) in modals.items():
         app.action(action_id)(ack=_checking(runtime, action), lazy=[_modal_opener(runtime, action, builder)])
+    app.action(ids.NUDGE)(_nudging(runtime))
+
+
+def nudge_message(handoff: Handoff, manager: str) -> list[Effect]:
+    """The owner by DM, or the queue in the card's thread while nobody owns it."""
+    title, next_action = mrkdwn(handoff.title, 150), mrkdwn(handoff.next_action, 300)
+    text = f"⏰ <@{manager}> nudged about *{handoff.ref}* {title}: {next_action}"
+    if handoff.owner:
+        return [direct_message(handoff.owner, text)]
+    if handoff.channel and handoff.card_ts:
+        return [message_reply(handoff.channel, handoff.card_ts, text)]
+    return []
+
+
+def _nudging(runtime: Runtime) -> Callable[..., None]:
+    def listener(ack: Ack, body: dict[str, Any]) -> None:
+        click = parse_click(body)
+        try:
+            if click.handoff_id is None:
+                return
+            runtime.service.nudge(click.handoff_id, Actor(click.user_id), notify_in=click.channel_id,
+                                  message=lambda handoff: nudge_message(handoff, click.user_id))
+            _tell(runtime, click, "⏰ Nudge sent.")
+        except (Refused, NotFound):
+            pass  # refusals are logged and told privately by the service
+        finally:
+            ack()
+            runtime.notify()
+
+    return listener
 
 
 def _resolve(runtime: Runtime, click: Click) -> int | None:

@@ -204,21 +204,21 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _state(values: Values, block_id: str) -> Mapping[str, Any]:
+def field_state(values: Values, block_id: str) -> Mapping[str, Any]:
     return values.get(block_id, {}).get(block_id, {})
 
 
-def _text(values: Values, block_id: str) -> str | None:
+def submitted_text(values: Values, block_id: str) -> str | None:
     """A submitted text, stripped, with Windows line ends normalised; None when empty or absent."""
-    value = _state(values, block_id).get("value")
+    value = field_state(values, block_id).get("value")
     if not isinstance(value, str):
         return None
     value = value.replace("\r\n", "\n").strip()
     return value or None
 
 
-def _selected(values: Values, block_id: str) -> str | None:
-    option = _state(values, block_id).get("selected_option")
+def selected_value(values: Values, block_id: str) -> str | None:
+    option = field_state(values, block_id).get("selected_option")
     return option.get("value") if isinstance(option, Mapping) else None
 
 
@@ -236,14 +236,14 @@ def _changed_texts(values: Values, handoff: Handoff) -> dict[str, Any]:
     for name, (block_id, _label, limit, _multiline, _required) in EDIT_TEXT_FIELDS.items():
         if block_id not in values:
             continue
-        submitted = _text(values, block_id)
+        submitted = submitted_text(values, block_id)
         if not _same_text(submitted, getattr(handoff, name), limit):
             changes[name] = submitted
     return changes
 
 
 def _changed_due(values: Values, handoff: Handoff) -> dict[str, Any]:
-    stamp = _state(values, ids.EDIT_DUE_AT).get("selected_date_time")
+    stamp = field_state(values, ids.EDIT_DUE_AT).get("selected_date_time")
     if not isinstance(stamp, int | float) or isinstance(stamp, bool):
         return {}  # cleared or absent: the SLA deadline stays
     current = int(_aware(handoff.due_at).timestamp()) if handoff.due_at else None
@@ -256,7 +256,7 @@ def parse_edit(values: Values, handoff: Handoff) -> HandoffEdit:
     emptied = [name for name, spec in EDIT_TEXT_FIELDS.items() if spec[4] and name in changes and not changes[name]]
     if emptied:
         raise ModalError({EDIT_TEXT_FIELDS[name][0]: "This field is required." for name in emptied})
-    urgency = _selected(values, ids.EDIT_URGENCY)
+    urgency = selected_value(values, ids.EDIT_URGENCY)
     if urgency is not None and urgency != handoff.urgency.value:
         changes["urgency"] = urgency
     changes.update(_changed_due(values, handoff))
@@ -268,7 +268,7 @@ def parse_edit(values: Values, handoff: Handoff) -> HandoffEdit:
 
 def parse_reject(values: Values) -> str:
     """The rejection reason; raises ModalError when it is missing or too short."""
-    reason = _text(values, ids.REJECT_REASON)
+    reason = submitted_text(values, ids.REJECT_REASON)
     if reason is None or len(reason) < REASON_MIN:
         raise ModalError({ids.REJECT_REASON: f"Give a reason of at least {REASON_MIN} characters."})
     if len(reason) > REASON_MAX:
@@ -278,10 +278,10 @@ def parse_reject(values: Values) -> str:
 
 def parse_close(values: Values) -> tuple[str, str | None]:
     """(outcome, note); raises ModalError when no outcome was chosen or the note is too long."""
-    outcome = _selected(values, ids.CLOSE_OUTCOME)
+    outcome = selected_value(values, ids.CLOSE_OUTCOME)
     if not outcome:
         raise ModalError({ids.CLOSE_OUTCOME: "Choose an outcome."})
-    note = _text(values, ids.CLOSE_NOTE)
+    note = submitted_text(values, ids.CLOSE_NOTE)
     if note is not None and len(note) > NOTE_MAX:
         raise ModalError({ids.CLOSE_NOTE: f"Keep it under {NOTE_MAX:,} characters."})
     return outcome, note

@@ -6,7 +6,6 @@ Each input's block_id equals its action_id (`bot.ids.NEW_*`), so a problem is sh
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +33,9 @@ from bot.blocks.modals import (
     ModalError,
     Values,
     field_errors,
+    field_state,
+    selected_value,
+    submitted_text,
 )
 from bot.text import channel_link, mrkdwn, plain, safe_link, truncate
 from handoffs.config import HandoffConfig
@@ -189,25 +191,8 @@ def created_modal(handoff: Handoff, *, duplicate: bool = False) -> dict[str, Any
 # ---------------------------------------------------------------- parsing
 
 
-def _state(values: Values, block_id: str) -> Mapping[str, Any]:
-    return values.get(block_id, {}).get(block_id, {})
-
-
-def _text(values: Values, block_id: str) -> str | None:
-    value = _state(values, block_id).get("value")
-    if not isinstance(value, str):
-        return None
-    value = value.replace("\r\n", "\n").strip()
-    return value or None
-
-
-def _selected(values: Values, block_id: str) -> str | None:
-    option = _state(values, block_id).get("selected_option")
-    return option.get("value") if isinstance(option, Mapping) else None
-
-
 def _due(values: Values) -> datetime | None:
-    stamp = _state(values, ids.NEW_DUE_AT).get("selected_date_time")
+    stamp = field_state(values, ids.NEW_DUE_AT).get("selected_date_time")
     if not isinstance(stamp, int | float) or isinstance(stamp, bool):
         return None
     return datetime.fromtimestamp(int(stamp), UTC)
@@ -215,7 +200,7 @@ def _due(values: Values) -> datetime | None:
 
 def parse_new_handoff(values: Values, source: NewModalSource) -> HandoffIn:
     """The submitted handoff; raises ModalError (ready for `ack(response_action="errors")`) when invalid."""
-    title, next_action = _text(values, ids.NEW_TITLE), _text(values, ids.NEW_NEXT_ACTION)
+    title, next_action = submitted_text(values, ids.NEW_TITLE), submitted_text(values, ids.NEW_NEXT_ACTION)
     missing = {block: "This field is required." for block, value in
                ((ids.NEW_TITLE, title), (ids.NEW_NEXT_ACTION, next_action)) if value is None}
     if missing:
@@ -223,10 +208,10 @@ def parse_new_handoff(values: Values, source: NewModalSource) -> HandoffIn:
     fields: dict[str, Any] = {
         "title": title,
         "next_action": next_action,
-        "kind": _selected(values, ids.NEW_KIND) or DEFAULT_KIND,
-        "urgency": _selected(values, ids.NEW_URGENCY) or Urgency.normal.value,
-        "summary": _text(values, ids.NEW_SUMMARY),
-        "owner": _state(values, ids.NEW_OWNER).get("selected_user") or None,
+        "kind": selected_value(values, ids.NEW_KIND) or DEFAULT_KIND,
+        "urgency": selected_value(values, ids.NEW_URGENCY) or Urgency.normal.value,
+        "summary": submitted_text(values, ids.NEW_SUMMARY),
+        "owner": field_state(values, ids.NEW_OWNER).get("selected_user") or None,
         "due_at": _due(values),
     }
     if source.url:

@@ -99,16 +99,17 @@ def _refresh_home(runtime: Runtime, click: Click) -> None:
         runtime.repo.enqueue([publish_home(click.user_id)])
 
 
-def _acting(runtime: Runtime, to_request: Callable[[Click], Request | None]) -> Callable[..., None]:
+def _on_click(runtime: Runtime, work: Callable[[Click, int], None]) -> Callable[..., None]:
+    """A card click: do `work` on the handoff it points at, then ack; refusals and misses told privately."""
+
     def listener(ack: Ack, body: dict[str, Any]) -> None:
         click = parse_click(body)
         try:
             handoff_id = _resolve(runtime, click)
-            request = to_request(click)
-            if handoff_id is None or request is None:
+            if handoff_id is None:
                 _tell(runtime, click, "That button no longer points at a handoff.")
                 return
-            runtime.service.act(handoff_id, request, Actor(click.user_id), notify_in=click.channel_id)
+            work(click, handoff_id)
         except Refused as refused:  # logged, and a click in a channel was told privately, by the service
             if click.channel_id is None:
                 _tell(runtime, click, refused.reason)
@@ -120,6 +121,17 @@ def _acting(runtime: Runtime, to_request: Callable[[Click], Request | None]) -> 
             runtime.notify()
 
     return listener
+
+
+def _acting(runtime: Runtime, to_request: Callable[[Click], Request | None]) -> Callable[..., None]:
+    def act(click: Click, handoff_id: int) -> None:
+        request = to_request(click)
+        if request is None:
+            _tell(runtime, click, "That button no longer points at a handoff.")
+            return
+        runtime.service.act(handoff_id, request, Actor(click.user_id), notify_in=click.channel_id)
+
+    return _on_click(runtime, act)
 
 
 def _overflow_request(click: Click, runtime: Runtime) -> Request | None:
@@ -144,25 +156,10 @@ def tomorrow_morning(now: datetime, runtime: Runtime) -> datetime:
 def _checking(runtime: Runtime, action: Action) -> Callable[..., None]:
     """Ack a modal button, refusing privately (and logging) when the clicker may not do it."""
 
-    def listener(ack: Ack, body: dict[str, Any]) -> None:
-        click = parse_click(body)
-        try:
-            handoff_id = _resolve(runtime, click)
-            if handoff_id is None:
-                _tell(runtime, click, "That button no longer points at a handoff.")
-                return
-            runtime.service.check(handoff_id, action, Actor(click.user_id), notify_in=click.channel_id)
-        except Refused as refused:
-            if click.channel_id is None:
-                _tell(runtime, click, refused.reason)
-        except NotFound as missing:
-            _tell(runtime, click, f"{missing}.")
-        finally:
-            ack()
-            _refresh_home(runtime, click)
-            runtime.notify()
+    def check(click: Click, handoff_id: int) -> None:
+        runtime.service.check(handoff_id, action, Actor(click.user_id), notify_in=click.channel_id)
 
-    return listener
+    return _on_click(runtime, check)
 
 
 def _modal_opener(runtime: Runtime, action: Action, builder: ModalBuilder) -> Callable[..., None]:

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,17 +26,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from harness import free_port, machine_line, percentile, process_cpu_seconds, verdict  # noqa: E402
+
 from tests.fakes.slack_signing import FORM, sign  # noqa: E402  (needs ROOT on sys.path)
+
+__all__ = ["free_port", "machine_line", "percentile", "process_cpu_seconds", "verdict"]  # re-exported for ack/burst
 
 API_TOKEN = "bench-token-0123456789"
 SIGNING_SECRET = "bench-signing-secret"
 BOT_TOKEN = "xoxb-bench"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ServerProcess:
@@ -111,12 +108,6 @@ class ServerProcess:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-
-
-def process_cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU seconds of a process (default: this one), from /proc."""
-    fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bot_server(slack_api_url: str, *, extra_env: dict[str, str] | None = None) -> ServerProcess:
@@ -265,25 +256,3 @@ def run_load(port: int, requests: Sequence[bytes], *, concurrency: int, warmup_s
     """
     limit = len(requests) if max_requests is None else max_requests
     return asyncio.run(_load(port, requests, concurrency, warmup_s, limit, max_seconds, keep_bodies))
-
-
-# ---------------------------------------------------------------------------- figures
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile (0 < fraction <= 1); nan when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5 - 1e-9)))
-    return ordered[rank - 1]
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def machine_line() -> str:
-    load = os.getloadavg()
-    return (f"python {sys.version.split()[0]} · {os.cpu_count()} cores · "
-            f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

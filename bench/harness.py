@@ -157,9 +157,9 @@ class Server:
         return process_memory_kib(self.pid)
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def process_cpu_seconds(pid: int | None = None) -> float:
+    """user + system CPU time of a process (all its threads; default: this one), from /proc."""
+    fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
 

@@ -31,6 +31,7 @@ from handoffs.effects import (
     EPHEMERAL,
     MESSAGE_REPLY,
     POST_CARD,
+    POST_MESSAGE,
     PUBLISH_HOME,
     REACTION,
     SOURCE_REPLY,
@@ -306,6 +307,7 @@ class OutboxSender:
             REACTION: self._reaction,
             PUBLISH_HOME: self._publish_home,
             DIRECT_MESSAGE: self._direct_message,
+            POST_MESSAGE: self._post_message,
         }
         sender = senders.get(row.kind)
         if sender is None:
@@ -437,6 +439,16 @@ class OutboxSender:
         payload = row.payload or {}
         self.client.chat_postMessage(
             channel=row.target or "", text=str(payload.get("text", "")), unfurl_links=False, unfurl_media=False
+        )
+        self.store.finish(row.id, state=SENT, now=self.clock())
+
+
+    def _post_message(self, row: OutboxRow) -> None:
+        assert row.id is not None
+        payload = row.payload or {}
+        self.client.chat_postMessage(
+            channel=row.target or "", text=str(payload.get("text", "")), blocks=payload.get("blocks") or None,
+            unfurl_links=False, unfurl_media=False,
         )
         self.store.finish(row.id, state=SENT, now=self.clock())
 

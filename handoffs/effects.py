@@ -66,3 +66,15 @@ def publish_home(user: str) -> Effect:
 def direct_message(user: str, text: str) -> Effect:
     """A message to `user` in the app's DM (e.g. a refusal for a click on the home tab, which has no channel)."""
     return Effect(DIRECT_MESSAGE, user, {"text": text})
+
+
+# A message rendered when it is sent (nudges, escalations, digests): `payload` says what to render.
+NUDGE = "slack.nudge"
+ESCALATION = "slack.escalation"
+POST_MESSAGE = "slack.message"
+
+
+def post_message(target: str, text: str, blocks: list[dict[str, Any]] | None = None) -> Effect:
+    """A new message in channel `target` (or in the app's DM when `target` is a user id); `text` and `blocks`
+    are mrkdwn/Block Kit that the caller has made safe."""
+    return Effect(POST_MESSAGE, target, {"text": text, **({"blocks": blocks} if blocks else {})})

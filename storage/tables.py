@@ -33,6 +33,7 @@ class HandoffRow(SQLModel, table=True):
         Index("ix_handoffs_fingerprint", "fingerprint"),
         Index("ix_handoffs_source_message", "source_channel", "source_ts"),
         Index("ix_handoffs_created_at", "created_at"),
+        Index("ix_handoffs_next_nudge_at", "next_nudge_at"),  # the SLA sweep's "what is due" (migration 0007)
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=Id)
@@ -81,6 +82,7 @@ class HandoffRow(SQLModel, table=True):
     snoozed_until: datetime | None = _when()
     nudge_count: int = Field(default=0, nullable=False)
     escalated_at: datetime | None = _when()
+    next_nudge_at: datetime | None = _when()  # the earliest moment the nudge policy may act; NULL: nothing to do
     created_at: datetime = _when(nullable=False)
     updated_at: datetime = _when(nullable=False)
     claimed_at: datetime | None = _when()
@@ -152,6 +154,15 @@ class RouteCursor(SQLModel, table=True):
     position: int = Field(default=0, nullable=False)
 
 
+
+
+class DigestRunRow(SQLModel, table=True):
+    """One row per day a digest went out: the first process of a group to insert it sends that day's."""
+
+    __tablename__ = "digest_runs"
+
+    day: str = Field(primary_key=True, max_length=10)
+    sent_at: datetime = _when(nullable=False)
 
 
 class SlackEventRow(SQLModel, table=True):

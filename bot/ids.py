@@ -51,6 +51,15 @@ LIST_PAGE: Final = "handoff_list_page"  # "More" under a long list; value: JSON 
 NUDGE: Final = "handoff_nudge"  # a manager's per-line nudge in /handoff stalled; value: handoff id
 OPEN_CARD: Final = "handoff_open_card"  # a link button to the card (url button; acked and ignored)
 
+# The SLA sweep's nudge message (value: handoff id)
+NUDGE_SNOOZE_HOUR: Final = "handoff_nudge_snooze_1h"
+NUDGE_SNOOZE_TOMORROW: Final = "handoff_nudge_snooze_tomorrow"
+STALL_BLOCKED: Final = "handoff_stall_blocked"
+STALL_NEED_INFO: Final = "handoff_stall_need_info"
+STALL_WRONG_OWNER: Final = "handoff_stall_wrong_owner"
+NUDGE_ACTIONS_BLOCK: Final = "handoff_nudge_actions"
+STALL_REASONS_BLOCK: Final = "handoff_stall_reasons"
+
 # New-handoff modal (global shortcut, message shortcut, /handoff new)
 NEW_MODAL: Final = "handoff_new_modal"
 NEW_TITLE: Final = "new_title"

@@ -179,6 +179,13 @@ class Nudges(_Strict):
     escalate_to: ChannelId | UserId | None = None
     business_hours_only: bool = False
 
+    @field_validator("check_every", "repeat_every")
+    @classmethod
+    def _at_least_a_second(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
+
 
 class Webhook(_Strict):
     url: str

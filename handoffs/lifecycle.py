@@ -161,8 +161,15 @@ PERMISSIONS: dict[Action, Permission] = {
     Action.reject: (lambda h, a, c: is_approver(a, h) or is_owner(a, h), lambda h: "an approver or the owner"),
     Action.close: (_owner_approver_or_manager, lambda h: "the owner, an approver or a manager"),
     Action.reopen: (lambda h, a, c: is_manager(a, c), lambda h: "a manager"),
-    Action.snooze: (lambda h, a, c: is_owner(a, h) or is_manager(a, c), lambda h: "the owner or a manager"),
+    Action.snooze: (lambda h, a, c: may_answer_nudge(h, a, c), lambda h: "the owner, an approver or a manager"),
 }
+
+
+def may_answer_nudge(handoff: Handoff, actor: Actor, config: HandoffConfig) -> bool:
+    """Who may snooze a reminder or say why it is stuck: whoever it is waiting for (the queue, while open)."""
+    if handoff.status is Status.open and _may_claim(handoff, actor, config):
+        return True
+    return _owner_approver_or_manager(handoff, actor, config)
 
 
 def check_allowed(handoff: Handoff, action: Action, actor: Actor, config: HandoffConfig) -> None:
@@ -184,17 +191,21 @@ def decide(
     return _DECIDERS[request.action](handoff, request, actor, config, now)
 
 
+# A new owner (or none) starts the nudge count again: nudges and escalation are per phase (handoffs/nudges.py).
+_NEW_PHASE = {"nudge_count": 0, "escalated_at": None}
+
+
 def _claim(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
     return Change(
         Action.claim,
         Status.claimed,
-        {"owner": actor.id, "claimed_at": handoff.claimed_at or now, "nudge_count": 0},
+        {"owner": actor.id, "claimed_at": handoff.claimed_at or now, **_NEW_PHASE},
         {"owner": actor.id},
     )
 
 
 def _release(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
-    updates = {"owner": None, "queue": _queue_of(handoff), "nudge_count": 0}
+    updates = {"owner": None, "queue": _queue_of(handoff), **_NEW_PHASE}
     return Change(Action.release, Status.open, updates, {"previous_owner": handoff.owner})
 
 
@@ -203,7 +214,7 @@ def _reassign(handoff: Handoff, request: Request, actor: Actor, config: HandoffC
         raise Refused("missing_argument", "Pick the person to hand it to.")
     if request.new_owner == handoff.owner:
         raise Refused("no_change", f"{handoff.ref} is already owned by {mention(handoff.owner)}.")
-    updates = {"owner": request.new_owner, "claimed_at": handoff.claimed_at or now, "nudge_count": 0}
+    updates = {"owner": request.new_owner, "claimed_at": handoff.claimed_at or now, **_NEW_PHASE}
     to_status = Status.approved if handoff.status is Status.approved else Status.claimed
     return Change(Action.reassign, to_status, updates, {"from": handoff.owner, "to": request.new_owner})
 
@@ -215,7 +226,8 @@ def _approve(handoff: Handoff, request: Request, actor: Actor, config: HandoffCo
         updates = {"approved_at": now, "decided_at": now, "closed_at": now, "outcome": "approved",
                    "outcome_note": note}
         return Change(Action.approve, Status.closed, updates, {"outcome": "approved", "note": note})
-    return Change(Action.approve, Status.approved, {"approved_at": now, "decided_at": now}, {"note": note})
+    return Change(Action.approve, Status.approved, {"approved_at": now, "decided_at": now, **_NEW_PHASE},
+                  {"note": note})
 
 
 def _edit(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
@@ -264,7 +276,7 @@ def _reopen(handoff: Handoff, request: Request, actor: Actor, config: HandoffCon
     route = config.route_named(handoff.route)
     updates = {
         "owner": None, "queue": _queue_of(handoff), "outcome": None, "outcome_note": None, "closed_at": None,
-        "decided_at": None, "approved_at": None, "nudge_count": 0, "escalated_at": None,
+        "decided_at": None, "approved_at": None, **_NEW_PHASE,
         "claim_by": claim_deadline(config, route, handoff.urgency, now),
     }
     return Change(Action.reopen, Status.open, updates, {"previous_outcome": handoff.outcome,

@@ -20,7 +20,7 @@ Per handoff, each stage is read from its events:
 - completed: closed with an outcome that is not non-completing (`no_action`, `duplicate`);
   completion_rate = completed / created, None when nothing was created.
 - edited, nudged, escalated, reopened, refused: the number of such events and of handoffs with one.
-- stall_reasons: `nudged` and `stall_reason` events whose data carries a `reason`, counted by reason.
+- stall_reasons: what people said when a nudge asked them (`stall_reason` events), counted by reason.
 
 Medians and p90s are in seconds, interpolated linearly between the closest ranks (numpy's default,
 `statistics.quantiles(method="inclusive")`), None when there is no sample.
@@ -52,7 +52,7 @@ MAX_PERIOD_DAYS = 365
 _PERIOD = re.compile(r"^\s*(\d+)\s*d\s*$")
 _CLAIMING = frozenset({"created", "claimed", "reassigned"})
 _FINISHING = frozenset({"closed", "approved", "rejected"})
-_STALL_REASON_EVENTS = frozenset({"nudged", "stall_reason"})
+_STALL_REASON_EVENTS = frozenset({"stall_reason"})
 _COUNTED_EVENTS = ("edited", "nudged", "escalated", "reopened", "refused")
 
 

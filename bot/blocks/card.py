@@ -402,7 +402,9 @@ def _reassigned(who: str, data: dict[str, Any], handoff: Handoff) -> str:
 
 
 def _escalated(who: str, data: dict[str, Any], handoff: Handoff) -> str:
-    return "📣 Escalated" + (f" to {_target(data['to'])}" if data.get("to") else "")
+    targets = data.get("to") if isinstance(data.get("to"), list) else [data.get("to")]
+    named = ", ".join(_target(target) for target in targets if target)
+    return "📣 Escalated" + (f" to {named}" if named else "")
 
 
 _REPLIES: dict[str, Reply] = {

@@ -137,7 +137,8 @@ PERMISSIONS = [
     *[(Action.reject, Status.claimed, role, role in ("owner", "approver", "system")) for role in ROLES],
     *[(Action.close, Status.claimed, role, role != "stranger") for role in ROLES],
     *[(Action.reopen, Status.closed, role, role in ("manager", "system")) for role in ROLES],
-    *[(Action.snooze, Status.claimed, role, role in ("owner", "manager", "system")) for role in ROLES],
+    *[(Action.snooze, Status.claimed, role, role != "stranger") for role in ROLES],
+    *[(Action.snooze, Status.open, role, True) for role in ROLES],  # the queue's: anyone who may claim it
 ]
 
 

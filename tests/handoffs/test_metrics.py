@@ -95,7 +95,8 @@ def _log() -> list[Event]:
         ev(7, "claimed", c[7] + h(1), "claimed"),
         ev(7, "closed", c[7] + h(2), "closed", outcome="done"),
         ev(7, "reopened", c[7] + h(3), "open", actor="UMANAGER"),
-        ev(7, "nudged", c[7] + h(4), "open", actor="handoff-bot", reason="blocked"),
+        ev(7, "nudged", c[7] + h(4), "open", actor="sla", reason="unclaimed"),  # why it is late: no stall reason
+        ev(7, "stall_reason", c[7] + h(5), "open", actor="UBEN", reason="blocked"),
         ev(8, "created", NOW - timedelta(days=8), "open", actor="producer"),
         ev(8, "claimed", NOW - timedelta(days=8) + h(1), "claimed"),
         ev(8, "closed", NOW - timedelta(days=1), "closed", outcome="done"),

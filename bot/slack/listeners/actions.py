@@ -17,12 +17,14 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import ids
 from bot.blocks.modals import ModalContext, close_modal, edit_modal, reject_modal
+from bot.blocks.nudges import stall_reason_reply, wrong_owner_text
 from bot.runtime import Runtime
 from bot.slack.payloads import Click, parse_click
 from bot.text import mrkdwn
 from handoffs.effects import direct_message, message_reply, private_notice, publish_home
 from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed
 from handoffs.model import Handoff
+from handoffs.nudges import StallReason, snooze_until_tomorrow
 from handoffs.ports import Effect
 from handoffs.service import NotFound
 
@@ -44,6 +46,42 @@ def register(app: App, runtime: Runtime) -> None:
     for action_id, (action, builder) in modals.items():
         app.action(action_id)(ack=_checking(runtime, action), lazy=[_modal_opener(runtime, action, builder)])
     app.action(ids.NUDGE)(_nudging(runtime))
+    register_reminder_answers(app, runtime)
+
+
+def register_reminder_answers(app: App, runtime: Runtime) -> None:
+    """The buttons of an SLA reminder: snooze it, or say in one click why the handoff is stuck."""
+    app.action(ids.NUDGE_SNOOZE_HOUR)(_acting(
+        runtime, lambda click: Request(Action.snooze, until=runtime.clock() + timedelta(hours=1))))
+    app.action(ids.NUDGE_SNOOZE_TOMORROW)(_acting(
+        runtime, lambda click: Request(Action.snooze, until=snooze_until_tomorrow(
+            runtime.clock(), runtime.config, runtime.zone_of(click.user_id)))))
+    reasons = {ids.STALL_BLOCKED: StallReason.blocked, ids.STALL_NEED_INFO: StallReason.need_info,
+               ids.STALL_WRONG_OWNER: StallReason.wrong_owner}
+    for action_id, reason in reasons.items():
+        app.action(action_id)(_on_click(runtime, _answering(runtime, reason)))
+    app.action(ids.OPEN_CARD)(lambda ack: ack())  # a link button: Slack opens the URL, and still tells us
+
+
+def _answering(runtime: Runtime, reason: StallReason) -> Callable[[Click, int], None]:
+    def answer(click: Click, handoff_id: int) -> None:
+        runtime.service.answer_nudge(handoff_id, reason, Actor(click.user_id), notify_in=click.channel_id,
+                                     told=lambda handoff: _stall_told(runtime, handoff, reason, click.user_id))
+        _tell(runtime, click, f"Thanks: noted as *{reason.value}*.")
+
+    return answer
+
+
+def _stall_told(runtime: Runtime, handoff: Handoff, reason: StallReason, user: str) -> list[Effect]:
+    """A line in the card's thread; for "wrong owner", the route's approvers (else the managers) by DM."""
+    effects = [message_reply(handoff.channel, handoff.card_ts, stall_reason_reply(reason.value, user))] \
+        if handoff.channel and handoff.card_ts else []
+    if reason is StallReason.wrong_owner:
+        route = runtime.config.route_named(handoff.route)
+        people = (route.approvers if route else []) or handoff.approvers or runtime.config.managers
+        text = wrong_owner_text(handoff, user)
+        effects += [direct_message(person, text) for person in people]
+    return effects
 
 
 def nudge_message(handoff: Handoff, manager: str) -> list[Effect]:

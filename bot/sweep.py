@@ -1,0 +1,114 @@
+"""The SLA sweep: every `nudges.check_every`, nudge and escalate what is due (handoffs/nudges.py decides).
+
+Each tick reads only the due handoffs (an index range on `next_nudge_at`), in batches that are each one
+transaction, and writes every nudge and escalation with its event and its outbox rows; the outbox sends
+them. With several processes on one PostgreSQL database, each takes disjoint rows (storage/sweep.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.runtime import Runtime
+from bot.timezones import UserTimezones
+from handoffs.effects import ESCALATION, NUDGE, THREAD_REPLY, UPDATE_CARD
+from handoffs.model import Handoff
+from handoffs.nudges import Decision, Step, decide
+from handoffs.ports import Effect
+from storage.sweep import Settled, SweepStore
+
+log = logging.getLogger("handoff_bot.sweep")
+
+SWEEP_ACTOR = "sla"
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class TickResult:
+    nudged: int = 0
+    escalated: int = 0
+    rescheduled: int = 0
+
+    @property
+    def acted(self) -> int:
+        return self.nudged + self.escalated
+
+
+class Sweeper:
+    def __init__(self, runtime: Runtime, timezones: UserTimezones | None = None, *, batch: int = BATCH) -> None:
+        self.runtime = runtime
+        self.config = runtime.config
+        self.timezones = timezones
+        self.store = SweepStore(runtime.db)
+        self.batch = batch
+
+    def tick(self) -> TickResult:
+        """One sweep at the runtime's clock: act on everything due, batch after batch."""
+        now = self.runtime.clock()
+        if self.timezones is not None and self.config.nudges.business_hours_only:
+            self.timezones.warm(self.store.due_owners(now))
+        settled: list[Settled] = []
+        while True:
+            batch = self.store.sweep(now, lambda handoff: self.settle(handoff, now), limit=self.batch)
+            settled.extend(batch)
+            if len(batch) < self.batch:
+                break
+        result = TickResult(
+            nudged=sum(item.event == "nudged" for item in settled),
+            escalated=sum(item.event == "escalated" for item in settled),
+            rescheduled=sum(not item.acted for item in settled),
+        )
+        if result.acted:
+            log.info("sweep: %d nudged, %d escalated", result.nudged, result.escalated)
+            self.runtime.notify()
+        return result
+
+    def run_safely(self) -> None:
+        """The scheduler's job: a failed tick (database away) is logged, and the next one tries again."""
+        try:
+            self.tick()
+        except Exception:
+            log.exception("SLA sweep failed; retrying at the next tick")
+
+    def settle(self, handoff: Handoff, now: datetime) -> Settled:
+        zone = self.timezones.zone_of(handoff.owner) if self.timezones and handoff.owner else self.config.zone
+        decision = decide(handoff, self.config, now, zone)
+        if decision.step is Step.nudge:
+            return self._nudge(handoff, decision)
+        if decision.step is Step.escalate:
+            return self._escalate(handoff, decision, now)
+        return Settled(handoff, decision.look_again_at)
+
+    def _nudge(self, handoff: Handoff, decision: Decision) -> Settled:
+        payload = {"reason": _event_data(decision)["reason"], "number": decision.nudge_number,
+                   "of": self.config.nudges.max_nudges}
+        if decision.in_card_thread:
+            targets: list[str] = [handoff.queue or handoff.channel or ""]
+            effects = [Effect(NUDGE, handoff.channel, {**payload, "in_thread": True})] if handoff.channel else []
+        else:
+            targets = list(decision.recipients)
+            effects = [Effect(NUDGE, user, payload) for user in decision.recipients]
+        data = {**_event_data(decision), "to": targets, "number": decision.nudge_number}
+        return Settled(handoff, decision.look_again_at, "nudged", data, effects,
+                       nudge_count=decision.nudge_number)
+
+    def _escalate(self, handoff: Handoff, decision: Decision, now: datetime) -> Settled:
+        data = {**_event_data(decision), "to": list(decision.escalate_to), "nudges": handoff.nudge_count}
+        effects = [Effect(ESCALATION, target, {"reason": data["reason"], "nudges": handoff.nudge_count})
+                   for target in decision.escalate_to]
+        if handoff.channel:
+            reply = {"event": "escalated", "actor": SWEEP_ACTOR, "actor_is_system": True, "data": data}
+            effects += [Effect(UPDATE_CARD, handoff.channel), Effect(THREAD_REPLY, handoff.channel, reply)]
+        effects += self._webhooks(handoff, now)
+        return Settled(handoff, None, "escalated", data, effects, escalated_at=now)
+
+    def _webhooks(self, handoff: Handoff, now: datetime) -> list[Effect]:
+        return []
+
+
+def _event_data(decision: Decision) -> dict[str, Any]:
+    return {"reason": decision.reason.value if decision.reason else None,
+            "late_by_seconds": int(decision.late_by.total_seconds())}

@@ -402,7 +402,8 @@ def _reassigned(who: str, data: dict[str, Any], handoff: Handoff) -> str:
 
 
 def _escalated(who: str, data: dict[str, Any], handoff: Handoff) -> str:
-    targets = data.get("to") if isinstance(data.get("to"), list) else [data.get("to")]
+    to = data.get("to")
+    targets: list[Any] = to if isinstance(to, list) else [to]
     named = ", ".join(_target(target) for target in targets if target)
     return "📣 Escalated" + (f" to {named}" if named else "")
 

@@ -1,0 +1,128 @@
+"""The SLA sweep end to end: the real bot (scheduler, sweep, outbox) nudges, escalates, and hears the answers.
+
+check_every 1s, a claim SLA of 2s, repeat_every 2s, max_nudges 2: an unclaimed handoff is nudged twice in its
+card's thread, then escalated once to `escalate_to`, and nothing more.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bot import ids
+from handoffs.config import HandoffConfig, parse_config
+from handoffs.lifecycle import Action, Actor, Request
+from tests.bot.slack.conftest import SlackHarness
+from tests.bot.slack.e2e import create, fast_pacing, wait_outbox_idle, wait_until
+from tests.conftest import DEFAULT_CONFIG
+from tests.fakes.slack_api import Call
+
+FAST_SLA = {urgency: {"claim": "2s", "resolve": "3s"} for urgency in ("low", "normal", "high", "urgent")}
+FAST_NUDGES = {"check_every": "1s", "repeat_every": "2s", "max_nudges": 2, "escalate_to": "CLEADS"}
+SWEEP_CONFIG: dict[str, Any] = {**DEFAULT_CONFIG, "sla": FAST_SLA, "nudges": FAST_NUDGES}
+
+
+@pytest.fixture
+def handoff_config() -> HandoffConfig:
+    return parse_config(SWEEP_CONFIG)
+
+
+def reminders(harness: SlackHarness, card_ts: str) -> list[Call]:
+    return [c for c in harness.slack.calls("chat.postMessage", ok=True)
+            if c.params.get("thread_ts") == card_ts and str(c.params.get("text", "")).startswith("⏰")]
+
+
+def escalations(harness: SlackHarness, channel: str = "CLEADS") -> list[Call]:
+    return harness.slack.calls("chat.postMessage", ok=True, channel=channel)
+
+
+def actions_of(harness: SlackHarness, handoff_id: int) -> list[str]:
+    return [e.action for e in harness.runtime.repo.events(handoff_id) if e.action in ("nudged", "escalated")]
+
+
+def test_unclaimed_is_nudged_twice_in_its_thread_then_escalated_once(harness: SlackHarness) -> None:
+    fast_pacing(harness)
+    created = create(harness, title="<!here> renew ACME")
+    card_ts = str(harness.card_of(created["id"]).response["ts"])
+    wait_until(lambda: escalations(harness), timeout=20, what="the escalation")
+    time.sleep(4)  # two more repeat intervals: nothing else may come
+    wait_outbox_idle(harness)
+    assert actions_of(harness, created["id"]) == ["nudged", "nudged", "escalated"]
+    sent = reminders(harness, card_ts)
+    assert len(sent) == 2 and len(escalations(harness)) == 1
+    assert "(Reminder 1 of 2)" in str(sent[0].params["blocks"]) and "(Reminder 2 of 2)" in str(sent[1].params["blocks"])
+    assert all("<!here>" not in str(call.params) for call in [*sent, *escalations(harness)])
+    events = [e for e in harness.runtime.repo.events(created["id"]) if e.action in ("nudged", "escalated")]
+    assert [e.data["reason"] for e in events] == ["unclaimed"] * 3
+    assert events[-1].data["to"] == ["CLEADS"]
+    handoff = harness.runtime.repo.get(created["id"])
+    assert handoff is not None and handoff.escalated_at is not None and handoff.nudge_count == 2
+
+
+def test_an_owned_handoff_is_nudged_by_dm_with_its_buttons(harness: SlackHarness) -> None:
+    fast_pacing(harness)
+    created = create(harness, owner="UANNA", due_at=_in(seconds=1))
+    dm = wait_until(lambda: harness.slack.calls("chat.postMessage", ok=True, channel="UANNA"), timeout=15,
+                    what="the reminder DM")[0]
+    action_ids = {element["action_id"] for block in dm.params["blocks"] if block["type"] == "actions"
+                  for element in block["elements"]}
+    assert {ids.OPEN_CARD, ids.NUDGE_SNOOZE_HOUR, ids.NUDGE_SNOOZE_TOMORROW, ids.STALL_BLOCKED,
+            ids.STALL_NEED_INFO, ids.STALL_WRONG_OWNER} <= action_ids
+    assert created["ref"] in dm.params["text"] and "late" in dm.params["text"]
+
+
+def test_closed_before_its_deadline_is_never_nudged(harness: SlackHarness) -> None:
+    fast_pacing(harness)
+    created = create(harness, owner="UANNA")
+    harness.card_of(created["id"])
+    harness.runtime.service.act(created["id"], Request(Action.close, outcome="done"), Actor("UANNA"))
+    time.sleep(4)
+    assert actions_of(harness, created["id"]) == []
+    assert not harness.slack.calls("chat.postMessage", channel="UANNA")
+
+
+def test_snooze_from_a_reminder_holds_the_next_one_back(harness: SlackHarness) -> None:
+    fast_pacing(harness)
+    created = create(harness, owner="UANNA", due_at=_in(seconds=1))
+    wait_until(lambda: harness.slack.calls("chat.postMessage", ok=True, channel="UANNA"), timeout=15, what="a DM")
+    assert harness.click(ids.NUDGE_SNOOZE_HOUR, created["id"], "UANNA").status_code == 200
+    handoff = harness.runtime.repo.get(created["id"])
+    assert handoff is not None and handoff.snoozed_until is not None
+    assert handoff.snoozed_until - harness.runtime.clock() > timedelta(minutes=59)
+    time.sleep(4)
+    assert actions_of(harness, created["id"]) == ["nudged"]
+    assert "snoozed" in harness.events(created["id"])
+
+
+def test_wrong_owner_puts_it_back_in_the_queue_and_tells_the_approvers(harness: SlackHarness) -> None:
+    fast_pacing(harness)
+    created = create(harness, owner="UANNA", approvers=["ULEAD"])
+    harness.card_of(created["id"])
+    assert harness.click(ids.STALL_WRONG_OWNER, created["id"], "UANNA").status_code == 200
+    handoff = harness.runtime.repo.get(created["id"])
+    assert handoff is not None and handoff.owner is None and handoff.status.value == "open"
+    events = harness.runtime.repo.events(created["id"])
+    assert [e.data.get("reason") for e in events if e.action == "stall_reason"] == ["wrong owner"]
+    told = wait_until(lambda: harness.slack.calls("chat.postMessage", ok=True, channel="ULEAD"), what="approver DM")
+    assert created["ref"] in told[0].params["text"] and "back in the queue" in told[0].params["text"]
+
+
+def test_blocked_is_logged_counted_and_said_in_the_thread(harness: SlackHarness) -> None:
+    fast_pacing(harness)
+    created = create(harness, owner="UANNA")
+    card_ts = str(harness.card_of(created["id"]).response["ts"])
+    assert harness.click(ids.STALL_BLOCKED, created["id"], "UANNA").status_code == 200
+    assert harness.click(ids.STALL_NEED_INFO, created["id"], "USTRANGER").status_code == 200  # refused: not theirs
+    reasons = [e.data.get("reason") for e in harness.runtime.repo.events(created["id"]) if e.action == "stall_reason"]
+    assert reasons == ["blocked"]
+    wait_until(lambda: [c for c in harness.slack.calls("chat.postMessage", ok=True)
+                        if c.params.get("thread_ts") == card_ts and "blocked" in str(c.params.get("text"))],
+               what="the thread line")
+    wait_until(lambda: harness.slack.ephemerals("USTRANGER"), what="the refusal")
+
+
+def _in(*, seconds: int) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()

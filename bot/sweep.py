@@ -8,16 +8,18 @@ them. With several processes on one PostgreSQL database, each takes disjoint row
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from bot.runtime import Runtime
 from bot.timezones import UserTimezones
 from handoffs.effects import ESCALATION, NUDGE, THREAD_REPLY, UPDATE_CARD
+from handoffs.lifecycle import Actor
 from handoffs.model import Handoff
 from handoffs.nudges import Decision, Step, decide
 from handoffs.ports import Effect
+from handoffs.webhooks import webhook_effects
 from storage.sweep import Settled, SweepStore
 
 log = logging.getLogger("handoff_bot.sweep")
@@ -102,11 +104,9 @@ class Sweeper:
         if handoff.channel:
             reply = {"event": "escalated", "actor": SWEEP_ACTOR, "actor_is_system": True, "data": data}
             effects += [Effect(UPDATE_CARD, handoff.channel), Effect(THREAD_REPLY, handoff.channel, reply)]
-        effects += self._webhooks(handoff, now)
+        after = replace(handoff, escalated_at=now, version=handoff.version + 1)
+        effects += webhook_effects(after, "escalated", Actor.system(SWEEP_ACTOR), self.config, at=now)
         return Settled(handoff, None, "escalated", data, effects, escalated_at=now)
-
-    def _webhooks(self, handoff: Handoff, now: datetime) -> list[Effect]:
-        return []
 
 
 def _event_data(decision: Decision) -> dict[str, Any]:

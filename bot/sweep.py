@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.runtime import Runtime
@@ -76,6 +76,15 @@ class Sweeper:
             log.exception("SLA sweep failed; retrying at the next tick")
 
     def settle(self, handoff: Handoff, now: datetime) -> Settled:
+        """The decision about one due handoff; a handoff the policy cannot decide waits an hour, logged,
+        rather than stopping every other one behind it."""
+        try:
+            return self._settle(handoff, now)
+        except Exception:
+            log.exception("SLA sweep could not decide about %s; looking again in an hour", handoff.ref)
+            return Settled(handoff, now + timedelta(hours=1))
+
+    def _settle(self, handoff: Handoff, now: datetime) -> Settled:
         zone = self.timezones.zone_of(handoff.owner) if self.timezones and handoff.owner else self.config.zone
         decision = decide(handoff, self.config, now, zone)
         if decision.step is Step.nudge:

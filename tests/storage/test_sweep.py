@@ -1,0 +1,133 @@
+"""The sweep's storage on a real database: only due rows, atomic settling, one nudge per due item under contention."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.runtime import Runtime, build_runtime
+from bot.sweep import Sweeper
+from handoffs.config import HandoffConfig, parse_config
+from handoffs.lifecycle import Action, Actor, Request, decide
+from handoffs.model import Handoff
+from storage.tables import EventRow, HandoffRow
+from tests.conftest import DEFAULT_CONFIG, make_settings
+from tests.factories import handoff_in
+
+CONFIG: dict[str, Any] = {
+    **DEFAULT_CONFIG,
+    "sla": {u: {"claim": "1m", "resolve": "1h"} for u in ("low", "normal", "high", "urgent")},
+    "nudges": {"check_every": "1s", "repeat_every": "1m", "max_nudges": 2, "escalate_to": "CLEADS"},
+}
+
+
+@pytest.fixture
+def handoff_config() -> HandoffConfig:
+    return parse_config(CONFIG)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def submit(runtime: Runtime, count: int) -> list[int]:
+    return [runtime.service.submit(handoff_in(), actor="producer").handoff.id for _ in range(count)]
+
+
+def sweep_events(runtime: Runtime) -> Counter[tuple[int, str]]:
+    with runtime.db.read() as session:
+        rows = session.execute(
+            select(EventRow.handoff_id, EventRow.action).where(EventRow.action.in_(["nudged", "escalated"]))  # type: ignore[attr-defined]
+        ).all()
+    return Counter((handoff_id, action) for handoff_id, action in rows)
+
+
+def test_only_due_handoffs_are_touched_and_each_is_written_with_its_event(runtime: Runtime) -> None:
+    ids = submit(runtime, 3)
+    first = runtime.repo.get(ids[0])
+    assert first is not None and first.claim_by is not None
+    clock = Clock(first.claim_by - timedelta(seconds=1))
+    runtime.clock = clock
+    assert Sweeper(runtime).tick().acted == 0
+    clock.now = first.claim_by + timedelta(seconds=30)
+    result = Sweeper(runtime).tick()
+    assert (result.nudged, result.escalated) == (3, 0)
+    after = runtime.repo.get(ids[0])
+    assert after is not None and after.nudge_count == 1 and after.version == first.version + 1
+    assert sweep_events(runtime) == Counter({(i, "nudged"): 1 for i in ids})
+    assert Sweeper(runtime).tick().acted == 0  # the next one waits for repeat_every
+
+
+def test_a_transition_decided_before_a_nudge_is_decided_again(runtime: Runtime) -> None:
+    [handoff_id] = submit(runtime, 1)
+    before = runtime.repo.get(handoff_id)
+    assert before is not None and before.claim_by is not None
+    runtime.clock = Clock(before.claim_by + timedelta(seconds=1))
+    Sweeper(runtime).tick()
+    stale = runtime.repo.apply(before, _claim_change(runtime, before), actor=Actor("UANNA"), effects=[],
+                               now=runtime.clock())
+    assert stale is None  # the nudge bumped the version: this claim must be decided again
+    acted = runtime.service.act(handoff_id, Request(Action.claim), Actor("UANNA"))
+    assert acted.handoff.nudge_count == 0  # a new phase
+
+
+def test_a_handoff_the_policy_cannot_decide_does_not_block_the_others(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = submit(runtime, 3)
+    deadline = runtime.repo.get(ids[-1]).claim_by  # type: ignore[union-attr]
+    assert deadline is not None
+    runtime.clock = Clock(deadline + timedelta(seconds=1))
+    sweeper = Sweeper(runtime)
+    original = sweeper._settle
+
+    def poisoned(handoff: Handoff, now: datetime) -> Any:
+        if handoff.id == ids[1]:
+            raise ValueError("bad data")
+        return original(handoff, now)
+
+    monkeypatch.setattr(sweeper, "_settle", poisoned)
+    assert sweeper.tick().nudged == 2
+    with runtime.db.read() as session:
+        later = session.execute(select(HandoffRow.next_nudge_at).where(HandoffRow.id == ids[1])).scalar_one()
+    assert later == runtime.clock() + timedelta(hours=1)
+
+
+def test_concurrent_sweeps_nudge_each_due_handoff_once(runtime: Runtime, database_url: str) -> None:
+    """Four sweepers (one runtime each, like four processes) race over 300 due handoffs."""
+    ids = submit(runtime, 300)
+    deadline = max(runtime.repo.get(i).claim_by for i in ids)  # type: ignore[union-attr, type-var]
+    now = deadline + timedelta(seconds=1)
+    others = [build_runtime(make_settings(database_url), config=runtime.config, run_migrations=False,
+                            clock=lambda: now) for _ in range(4)]
+    barrier = threading.Barrier(len(others))
+
+    def sweep(other: Runtime) -> None:
+        barrier.wait()
+        Sweeper(other, batch=40).tick()
+
+    threads = [threading.Thread(target=sweep, args=(other,)) for other in others]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for other in others:
+        other.close()
+    counts = sweep_events(runtime)
+    assert set(counts.values()) == {1} and len(counts) == 300
+    with runtime.db.read() as session:
+        nudged = session.execute(select(func.count()).select_from(HandoffRow).where(HandoffRow.nudge_count == 1))
+        assert nudged.scalar_one() == 300
+
+
+def _claim_change(runtime: Runtime, handoff: Handoff) -> Any:
+    return decide(handoff, Request(Action.claim), Actor("UANNA"), runtime.config, runtime.clock())

@@ -6,11 +6,13 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from bot.settings import SettingsError, load_settings
+from bot.settings import SettingsError, load_settings, parse_workers
+from bot.workers import WorkerStartupError
 from handoffs.config import ConfigError, load_config
 
 log = logging.getLogger("handoff_bot")
@@ -21,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the bot: Slack endpoints, intake API, health")
     serve.add_argument("--socket-mode", action="store_true", help="take Slack traffic over Socket Mode")
+    serve.add_argument("--workers", metavar="N",
+                       help="HTTP server processes, a number or auto (one per CPU); default HANDOFF_WORKERS or 1")
     commands.add_parser("migrate", help="bring the database schema up to date")
     check = commands.add_parser("check-config", help="validate handoffs.yml and list every error")
     check.add_argument("path", nargs="?", help="the file to check (default: HANDOFF_CONFIG or ./handoffs.yml)")
@@ -50,11 +54,19 @@ def migrate() -> int:
     return 0
 
 
-def serve(socket_mode: bool) -> int:
+def serve(socket_mode: bool, workers: str | None) -> int:
     from bot.server import run
 
-    run(load_settings(), socket_mode=socket_mode)
+    settings = load_settings()
+    if workers is not None:
+        settings = replace(settings, workers=parse_workers(workers, "--workers"))
+    run(settings, socket_mode=socket_mode)
     return 0
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _safe_url(url: str) -> str:
@@ -67,15 +79,14 @@ def _safe_url(url: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging()
     try:
         if args.command == "check-config":
             return check_config(args.path)
         if args.command == "migrate":
             return migrate()
-        return serve(args.socket_mode)
-    except SettingsError as error:
+        return serve(args.socket_mode, args.workers)
+    except (SettingsError, WorkerStartupError) as error:
         print(f"handoff-bot: {error}", file=sys.stderr)
     except ConfigError as error:
         print(f"handoff-bot: {error.source}: {error.problems[0]} (run `handoff-bot check-config` for all errors)",

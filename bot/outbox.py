@@ -23,13 +23,17 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.blocks.card import card_message, thread_reply_text
 from bot.blocks.home import home_view
-from bot.blocks.replies import source_reply_text
+from bot.blocks.nudges import escalation_blocks, nudge_blocks
+from bot.blocks.replies import outcome_reply_text, source_reply_text
 from bot.usergroups import UsergroupMembers
 from handoffs.config import HandoffConfig
 from handoffs.effects import (
     DIRECT_MESSAGE,
     EPHEMERAL,
+    ESCALATION,
     MESSAGE_REPLY,
+    NUDGE,
+    OUTCOME_REPLY,
     POST_CARD,
     POST_MESSAGE,
     PUBLISH_HOME,
@@ -38,7 +42,8 @@ from handoffs.effects import (
     THREAD_REPLY,
     UPDATE_CARD,
 )
-from handoffs.model import Handoff
+from handoffs.model import Handoff, ref_of
+from handoffs.webhooks import WEBHOOK
 from storage.board_queries import build_board, configured_usergroups
 from storage.outbox import COALESCED, FAILED, PENDING, SENT, OutboxStore
 from storage.repository import Repository
@@ -216,7 +221,8 @@ class OutboxSender:
             return self.poll_seconds
         after = self._newest_seen if only_new else None
         self._newest_seen = newest
-        rows = self.store.due(now, limit=200, skip_targets=frozenset(busy), after_id=after)
+        rows = self.store.due(now, limit=200, skip_targets=frozenset(busy), after_id=after,
+                              exclude_kinds=frozenset({WEBHOOK}))  # bot/webhooks.py sends those
         sleep = min([self.poll_seconds, *blocked.values()])
         for row in rows:
             lane = self._lane(row)
@@ -304,10 +310,13 @@ class OutboxSender:
             EPHEMERAL: self._ephemeral,
             SOURCE_REPLY: self._source_reply,
             MESSAGE_REPLY: self._message_reply,
+            OUTCOME_REPLY: self._outcome_reply,
             REACTION: self._reaction,
             PUBLISH_HOME: self._publish_home,
             DIRECT_MESSAGE: self._direct_message,
             POST_MESSAGE: self._post_message,
+            NUDGE: self._nudge,
+            ESCALATION: self._escalation,
         }
         sender = senders.get(row.kind)
         if sender is None:
@@ -400,6 +409,28 @@ class OutboxSender:
         )
         self.store.finish(row.id, state=SENT, now=self.clock())
 
+    def _outcome_reply(self, row: OutboxRow) -> None:
+        """In the source message's thread: how the handoff ended and who decided, as the event recorded it.
+
+        After the "created" reply, which waits for the card: the thread then reads in order.
+        """
+        assert row.id is not None
+        if row.handoff_id is None:
+            raise GiveUp("an outcome reply needs its handoff")
+        created_reply = self.store.latest_pending_id(row.handoff_id, SOURCE_REPLY)
+        if created_reply is not None and created_reply < row.id:
+            raise Defer(self.clock() + timedelta(seconds=1))
+        payload: dict[str, Any] = row.payload or {}
+        text = outcome_reply_text(
+            ref_of(row.handoff_id), str(payload.get("event", "")), str(payload.get("actor", "")),
+            dict(payload.get("data") or {}), actor_is_system=bool(payload.get("actor_is_system")),
+        )
+        self.client.chat_postMessage(
+            channel=row.target or "", thread_ts=str(payload.get("thread_ts", "")), text=text,
+            unfurl_links=False, unfurl_media=False,
+        )
+        self.store.finish(row.id, state=SENT, now=self.clock())
+
     def _message_reply(self, row: OutboxRow) -> None:
         assert row.id is not None
         payload = row.payload or {}
@@ -451,6 +482,45 @@ class OutboxSender:
             unfurl_links=False, unfurl_media=False,
         )
         self.store.finish(row.id, state=SENT, now=self.clock())
+
+
+    def _nudge(self, row: OutboxRow) -> None:
+        """A reminder, by DM or in the card's thread; dropped when the handoff was finished since."""
+        assert row.id is not None
+        handoff = self._handoff(row)
+        payload: dict[str, Any] = row.payload or {}
+        if handoff.is_terminal:
+            self.store.finish(row.id, state=COALESCED, now=self.clock(), error="finished before the reminder went")
+            return
+        thread_ts = None
+        if payload.get("in_thread"):
+            if not handoff.card_ts:
+                self._await_card(row, handoff, coalesce=False)
+                return
+            thread_ts = handoff.card_ts
+        message = nudge_blocks(handoff, payload, self.clock(), self._permalink(handoff))
+        self.client.chat_postMessage(channel=row.target or "", thread_ts=thread_ts, unfurl_links=False,
+                                     unfurl_media=False, **message)
+        self.store.finish(row.id, state=SENT, now=self.clock())
+
+    def _escalation(self, row: OutboxRow) -> None:
+        assert row.id is not None
+        handoff = self._handoff(row)
+        if handoff.is_terminal:
+            self.store.finish(row.id, state=COALESCED, now=self.clock(), error="finished before the escalation went")
+            return
+        message = escalation_blocks(handoff, row.payload or {}, self.clock(), self._permalink(handoff))
+        self.client.chat_postMessage(channel=row.target or "", unfurl_links=False, unfurl_media=False, **message)
+        self.store.finish(row.id, state=SENT, now=self.clock())
+
+    def _permalink(self, handoff: Handoff) -> str | None:
+        if not (handoff.card_ts and handoff.channel):
+            return None
+        try:
+            response = self.client.chat_getPermalink(channel=handoff.channel, message_ts=handoff.card_ts)
+        except SlackApiError:
+            return None  # the message goes without its "Open card" button rather than not at all
+        return str(response.get("permalink") or "") or None
 
 
 def _retry_after(headers: Any) -> float:

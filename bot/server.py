@@ -1,21 +1,39 @@
-"""The process: one HTTP server (intake API, health, Slack endpoint), the outbox sender, Socket Mode."""
+"""The process: one HTTP server (intake API, health, Slack endpoint), the outbox sender, Socket Mode.
+
+With `serve --workers N`, N such servers share the port (bot/workers.py: one of them sends).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
+from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.config import STARTUP_FAILURE
 
 from bot.api import create_api, with_body_limit
 from bot.outbox import OutboxSender
 from bot.runtime import Runtime, build_runtime
-from bot.settings import Settings
+from bot.scheduler import build_scheduler
+from bot.settings import Settings, SettingsError, load_settings
 from bot.slack.app import create_bolt_app, create_slack_client
 from bot.slack.http import mount_slack
+from bot.sweep import Sweeper
+from bot.timezones import UserTimezones
+from bot.webhooks import WebhookSender
+from bot.workers import GROUP_DIRECTORY_ENV, WorkerGroup, WorkerStartupError
+from storage import migrate
 from storage.outbox import OutboxStore
 
 log = logging.getLogger("handoff_bot.server")
@@ -29,24 +47,45 @@ class Bot:
     bolt: App
     sender: OutboxSender
     asgi: ASGIApp
+    scheduler: BackgroundScheduler
+    webhooks: WebhookSender
 
     def start(self) -> None:
         self.sender.start()
+        self.webhooks.start()
+        self.scheduler.start()
 
     def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
         self.sender.stop()
+        self.webhooks.stop()
 
 
 def build_bot(runtime: Runtime, *, socket_mode: bool = False) -> Bot:
     client = create_slack_client(runtime.settings)
     sender = OutboxSender(OutboxStore(runtime.db), runtime.repo, client, runtime.config, runtime.clock,
                           lease_seconds=runtime.settings.outbox_lease_seconds)
-    runtime.notify = sender.wake
+    webhooks = build_webhook_sender(runtime)
+
+    def notify() -> None:
+        sender.wake()
+        webhooks.wake()
+
+    runtime.notify = notify
+    runtime.timezones = UserTimezones(client, runtime.config.zone)
+    scheduler = build_scheduler(runtime, Sweeper(runtime, runtime.timezones))
     bolt = create_bolt_app(runtime, client, socket_mode=socket_mode)
     api = create_api(runtime, outbox=OutboxStore(runtime.db))
     if not socket_mode:
         mount_slack(api, bolt)
-    return Bot(runtime, bolt, sender, with_body_limit(api))
+    return Bot(runtime, bolt, sender, with_body_limit(api), scheduler, webhooks)
+
+
+def build_webhook_sender(runtime: Runtime) -> WebhookSender:
+    settings = runtime.settings
+    return WebhookSender(OutboxStore(runtime.db), settings.webhook_secrets(runtime.config), runtime.clock,
+                         timeout=settings.webhook_timeout_seconds, give_up_after=settings.webhook_give_up_after)
 
 
 def create_asgi_app(runtime: Runtime) -> ASGIApp:
@@ -56,7 +95,15 @@ def create_asgi_app(runtime: Runtime) -> ASGIApp:
 
 def run(settings: Settings, *, socket_mode: bool = False) -> None:
     settings.require_slack(socket_mode=socket_mode)
-    runtime = build_runtime(settings)
+    if socket_mode and settings.workers > 1:
+        raise SettingsError(f"--socket-mode runs in one process (one Socket Mode connection), not "
+                            f"{settings.workers} workers: leave out --workers and HANDOFF_WORKERS")
+    config = settings.load_handoff_config()
+    settings.webhook_secrets(config)  # a webhook without its secret stops here, before the database is touched
+    if settings.workers > 1:
+        run_workers(settings)
+        return
+    runtime = build_runtime(settings, config=config)
     bot = build_bot(runtime, socket_mode=socket_mode)
     bot.start()
     socket_handler = None
@@ -79,3 +126,90 @@ def run(settings: Settings, *, socket_mode: bool = False) -> None:
             socket_handler.close()
         bot.stop()
         runtime.close()
+
+
+STARTUP_FAILURE_FILE = "startup-failure"
+
+
+def run_workers(settings: Settings) -> None:
+    """Migrate once, here; then uvicorn's `settings.workers` processes, each with its own runtime and bot,
+    built from the same environment by `create_worker_app`. This process only supervises them."""
+    migrate.upgrade(settings.database_url)
+    group = Path(tempfile.mkdtemp(prefix=f"handoff-bot-{os.getpid()}-"))
+    os.environ[GROUP_DIRECTORY_ENV] = str(group)  # the workers inherit it
+    log.info("serving on http://%s:%s with %d worker processes", settings.host, settings.port, settings.workers)
+    try:
+        uvicorn.run("bot.server:create_worker_app", factory=True, workers=settings.workers, host=settings.host,
+                    port=settings.port, log_level="warning", access_log=False)
+        failure = group / STARTUP_FAILURE_FILE
+        if failure.exists():
+            raise WorkerStartupError(f"a worker process could not start: {failure.read_text().strip()}")
+    finally:
+        shutil.rmtree(group, ignore_errors=True)
+
+
+def create_worker_app() -> ASGIApp:
+    """One worker of `serve --workers N`: uvicorn calls this in each worker process (the parent migrated).
+
+    A worker that cannot start tells the parent why and exits with uvicorn's startup-failure code, which
+    stops the whole group instead of restarting the worker forever.
+    """
+    from bot.cli import configure_logging
+
+    configure_logging()
+    group = Path(os.environ[GROUP_DIRECTORY_ENV])
+    try:
+        app = _build_worker(group)
+    except Exception as error:
+        log.exception("worker %d could not start", os.getpid())
+        (group / STARTUP_FAILURE_FILE).write_text(f"{type(error).__name__}: {error}".splitlines()[0])
+        sys.exit(STARTUP_FAILURE)
+    gc.collect()  # see `run`
+    gc.freeze()
+    return app
+
+
+def _build_worker(group_directory: Path) -> ASGIApp:
+    runtime = build_runtime(load_settings(), run_migrations=False)
+    bot = build_bot(runtime)
+    wake_here = runtime.notify
+    group = WorkerGroup(group_directory, lead=bot.start, wake=wake_here)
+
+    def notify() -> None:
+        wake_here()
+        group.poke()
+
+    def started() -> None:
+        group.start()
+        log.info("worker %d ready", os.getpid())
+
+    def stop() -> None:
+        group.stop()
+        bot.stop()
+        runtime.close()
+
+    runtime.notify = notify
+    return WorkerLifespan(bot.asgi, startup=started, shutdown=stop)
+
+
+class WorkerLifespan:
+    """A worker's ASGI app: requests go to `app`; the lifespan start and stop the worker's own threads."""
+
+    def __init__(self, app: ASGIApp, *, startup: Callable[[], None], shutdown: Callable[[], None]) -> None:
+        self.app = app
+        self.startup = startup
+        self.shutdown = shutdown
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await asyncio.to_thread(self.shutdown)  # joins threads: off the event loop
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from dotenv import dotenv_values
 
 from handoffs.config import ConfigError, HandoffConfig, default_config, load_config
+from handoffs.durations import parse_duration
+from handoffs.webhooks import DEFAULT_SECRET_ENV
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite:///./handoffs.db"
@@ -18,6 +21,11 @@ MIN_TOKEN_LENGTH = 8
 # How long a Slack write stays taken by a process that may have died while sending it: above the Slack
 # client's timeout (10 s), so no other process takes a row still being sent.
 DEFAULT_OUTBOX_LEASE_SECONDS = 30.0
+MAX_WORKERS = 32  # each worker has its own database pool (PostgreSQL: up to 30 connections)
+MIN_WEBHOOK_SECRET_LENGTH = 16
+DEFAULT_WEBHOOK_TIMEOUT_SECONDS = 10.0
+DEFAULT_WEBHOOK_GIVE_UP_AFTER = timedelta(days=1)
+MAX_WEBHOOK_GIVE_UP_AFTER = timedelta(days=30)
 
 
 class SettingsError(Exception):
@@ -38,6 +46,13 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 3000
     outbox_lease_seconds: float = DEFAULT_OUTBOX_LEASE_SECONDS
+    workers: int = 1  # HANDOFF_WORKERS: HTTP server processes
+    # HANDOFF_WEBHOOK_SECRET: signs callbacks and the configured endpoints without a secret_env of their own
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_timeout_seconds: float = DEFAULT_WEBHOOK_TIMEOUT_SECONDS
+    webhook_give_up_after: timedelta = DEFAULT_WEBHOOK_GIVE_UP_AFTER
+    # The environment as read, for the variables that configured webhooks name in `secret_env`.
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def load_handoff_config(self) -> HandoffConfig:
         """The routing configuration: the file when it exists, else the default channel's single route."""
@@ -49,6 +64,17 @@ class Settings:
                 "or set HANDOFF_DEFAULT_CHANNEL to the channel id cards should go to"
             )
         return default_config(self.default_channel)
+
+    def webhook_secrets(self, config: HandoffConfig) -> dict[str, str]:
+        """The signing secrets by variable name: HANDOFF_WEBHOOK_SECRET (when set) and each configured
+        webhook's `secret_env`. A configured webhook whose secret is not set stops the program here."""
+        secrets = {DEFAULT_SECRET_ENV: self.webhook_secret} if self.webhook_secret else {}
+        for index, hook in enumerate(config.webhooks):
+            name = hook.secret_env or DEFAULT_SECRET_ENV
+            if name not in secrets:
+                user = f"webhooks[{index}] ({hook.url}{'' if hook.secret_env else ', which has no secret_env'})"
+                secrets[name] = _webhook_secret(self.environment, name, user)
+        return secrets
 
     def require_slack(self, *, socket_mode: bool) -> None:
         if not self.slack_bot_token:
@@ -136,6 +162,62 @@ def _outbox_lease(env: Mapping[str, str]) -> float:
     return seconds
 
 
+def parse_workers(raw: str, name: str = "HANDOFF_WORKERS") -> int:
+    """A worker count: empty is 1, `auto` is one per CPU this process may use."""
+    value = raw.strip().lower()
+    if value == "auto":
+        return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+    if not value:
+        return 1
+    if not value.isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+        raise SettingsError(f"{name} must be a number of processes from 1 to {MAX_WORKERS} or auto, not {raw!r}")
+    return int(value)
+
+
+def _webhook_secret(env: Mapping[str, str], name: str, user: str) -> str:
+    """The secret in variable `name`, which `user` is signed with; SettingsError when unset or short."""
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name} is not set: {user} is signed with it; set it to a long random string "
+                            "(e.g. `openssl rand -hex 32`)")
+    if len(value) < MIN_WEBHOOK_SECRET_LENGTH:
+        raise SettingsError(f"{name} must be at least {MIN_WEBHOOK_SECRET_LENGTH} characters (a long random string)")
+    return value
+
+
+def _optional_webhook_secret(env: Mapping[str, str]) -> str | None:
+    if not env.get(DEFAULT_SECRET_ENV, "").strip():
+        return None
+    return _webhook_secret(env, DEFAULT_SECRET_ENV, "the webhooks to callback URLs")
+
+
+def _webhook_timeout(env: Mapping[str, str]) -> float:
+    raw = env.get("HANDOFF_WEBHOOK_TIMEOUT_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_WEBHOOK_TIMEOUT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0.1 <= seconds <= 120.0:
+        raise SettingsError(f"HANDOFF_WEBHOOK_TIMEOUT_SECONDS must be a number of seconds from 0.1 to 120, not {raw!r}")
+    return seconds
+
+
+def _webhook_give_up_after(env: Mapping[str, str]) -> timedelta:
+    raw = env.get("HANDOFF_WEBHOOK_GIVE_UP_AFTER", "").strip()
+    if not raw:
+        return DEFAULT_WEBHOOK_GIVE_UP_AFTER
+    try:
+        after = parse_duration(raw)
+    except ValueError:
+        after = timedelta(0)
+    if after > MAX_WEBHOOK_GIVE_UP_AFTER or after <= timedelta(0):
+        raise SettingsError(f"HANDOFF_WEBHOOK_GIVE_UP_AFTER must be a duration from 1s to 30d such as 1d or 12h, "
+                            f"not {raw!r}")
+    return after
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = read_environment() if env is None else env
     config_path = env.get("HANDOFF_CONFIG", "").strip()
@@ -152,7 +234,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         host=env.get("HOST", "").strip() or "127.0.0.1",
         port=_port(env),
         outbox_lease_seconds=_outbox_lease(env),
+        workers=parse_workers(env.get("HANDOFF_WORKERS", "")),
+        webhook_secret=_optional_webhook_secret(env),
+        webhook_timeout_seconds=_webhook_timeout(env),
+        webhook_give_up_after=_webhook_give_up_after(env),
+        environment=dict(env),
     )
 
 
-__all__ = ["ConfigError", "Settings", "SettingsError", "load_settings", "read_environment"]
+__all__ = ["ConfigError", "Settings", "SettingsError", "load_settings", "parse_workers", "read_environment"]

@@ -35,9 +35,13 @@ def mount_stats(api: FastAPI, runtime: Runtime) -> None:
 
     @api.get("/api/stats")
     async def stats(actor: ApiActor, period: Period = DEFAULT_PERIOD) -> dict[str, Any]:
-        """Figures for the handoffs created in the last `period`, from their event logs up to now."""
+        """Figures for the handoffs created in the last `period`, from their event logs up to now; `webhooks`
+        counts the webhook deliveries enqueued in that period by state (sent, failed, pending)."""
 
         def load() -> dict[str, Any]:
-            return collect_stats(queries, period=parse_period(period), now=runtime.clock()).as_dict()
+            now, span = runtime.clock(), parse_period(period)
+            body = collect_stats(queries, period=span, now=now).as_dict()
+            body["webhooks"] = queries.webhook_deliveries(since=now - span, until=now).as_dict()
+            return body
 
         return await to_thread.run_sync(load)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from handoffs.lifecycle import Actor, Change
+from handoffs.model import TERMINAL, Handoff
 from handoffs.ports import Effect
 
 POST_CARD = "slack.post_card"
@@ -17,11 +18,16 @@ def effects_for_created(channel: str) -> list[Effect]:
     return [Effect(POST_CARD, channel)]
 
 
-def effects_for_change(channel: str | None, change: Change, actor: Actor) -> list[Effect]:
-    if channel is None:
-        return []
+def effects_for_change(handoff: Handoff, change: Change, actor: Actor) -> list[Effect]:
+    """The card's update and its thread reply; when the change ends a handoff that came from a Slack
+    message, also the outcome in that message's thread (closing the loop)."""
+    effects: list[Effect] = []
     note = {"event": change.event, "actor": actor.id, "actor_is_system": actor.is_system, "data": change.data}
-    return [Effect(UPDATE_CARD, channel), Effect(THREAD_REPLY, channel, note)]
+    if handoff.channel is not None:
+        effects += [Effect(UPDATE_CARD, handoff.channel), Effect(THREAD_REPLY, handoff.channel, note)]
+    if change.to_status in TERMINAL and handoff.source_channel and handoff.source_ts:
+        effects.append(Effect(OUTCOME_REPLY, handoff.source_channel, {"thread_ts": handoff.source_ts, **note}))
+    return effects
 
 
 def private_notice(channel: str, user: str, text: str, blocks: list[dict[str, Any]] | None = None) -> Effect:
@@ -31,6 +37,7 @@ def private_notice(channel: str, user: str, text: str, blocks: list[dict[str, An
 
 # Replies about a Slack message a handoff came from (the message shortcut, intake channels).
 SOURCE_REPLY = "slack.source_reply"
+OUTCOME_REPLY = "slack.outcome_reply"  # how it ended and who decided, rendered at send time from the event
 MESSAGE_REPLY = "slack.message_reply"
 REACTION = "slack.reaction"
 

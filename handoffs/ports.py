@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -46,7 +47,16 @@ class IdempotencyConflict(Exception):
 
 
 class HandoffStore(Protocol):
-    def create(self, plan: IntakePlan, *, effects: list[Effect], dedupe_since: datetime) -> CreateResult: ...
+    def create(
+        self, plan: IntakePlan, *, effects: list[Effect], dedupe_since: datetime,
+        derived_effects: Callable[[Handoff], list[Effect]] | None = None,
+    ) -> CreateResult:
+        """Store a new handoff (or return the one it repeats) with its event and `effects`, in one transaction.
+
+        `derived_effects`, when given, is called with the new handoff as stored (its id and owner known only
+        then) inside that transaction, and its effects are written too; never for a repeat.
+        """
+        ...
 
     def get(self, handoff_id: int) -> Handoff | None: ...
 

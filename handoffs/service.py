@@ -8,12 +8,26 @@ from datetime import UTC, datetime
 
 from handoffs.config import HandoffConfig
 from handoffs.effects import effects_for_change, effects_for_created, private_notice, source_reply
-from handoffs.intake import plan_intake
-from handoffs.lifecycle import Action, Actor, Change, Refused, Request, check_allowed, decide, is_manager
-from handoffs.model import Handoff, HandoffIn, ref_of
+from handoffs.intake import FieldError, IntakeRejected, plan_intake
+from handoffs.lifecycle import (
+    Action,
+    Actor,
+    Change,
+    Refused,
+    Request,
+    check_allowed,
+    decide,
+    is_manager,
+    is_owner,
+    may_answer_nudge,
+)
+from handoffs.model import Handoff, HandoffIn, Status, ref_of
+from handoffs.nudges import StallReason
 from handoffs.ports import CreateResult, Effect, HandoffStore
+from handoffs.webhooks import submitter, webhook_effects, webhook_effects_for_change
 
 MAX_CAS_ATTEMPTS = 8
+CALLBACKS_OFF = "callbacks are not enabled on this server (it has no HANDOFF_WEBHOOK_SECRET to sign them with)"
 
 
 class NotFound(Exception):
@@ -34,11 +48,14 @@ def utc_now() -> datetime:
 
 class HandoffService:
     def __init__(
-        self, store: HandoffStore, config: HandoffConfig, clock: Callable[[], datetime] = utc_now
+        self, store: HandoffStore, config: HandoffConfig, clock: Callable[[], datetime] = utc_now, *,
+        accept_callbacks: bool = True,
     ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
+        # False when callbacks could not be signed (no HANDOFF_WEBHOOK_SECRET): a callback_url is refused.
+        self.accept_callbacks = accept_callbacks
 
     def submit(
         self, payload: HandoffIn, *, actor: str, source_message: tuple[str, str] | None = None,
@@ -48,8 +65,11 @@ class HandoffService:
 
         A handoff made from a Slack message (`source_message` = (channel, ts)) also replies in that
         message's thread with a link to its card. The effects, `extra_effects` included, are written
-        with the new handoff in one transaction, and only when it is new (never for a repeat).
+        with the new handoff in one transaction, and only when it is new (never for a repeat); so is the
+        `created` webhook to its callback URL and the configured endpoints.
         """
+        if payload.callback_url and not self.accept_callbacks:
+            raise IntakeRejected([FieldError(("callback_url",), CALLBACKS_OFF, "callbacks_disabled")])
         now = self.clock()
         plan = plan_intake(payload, self.config, actor=actor, now=now)
         effects = effects_for_created(plan.channel)
@@ -57,7 +77,10 @@ class HandoffService:
             plan.source_channel, plan.source_ts = source_message
             effects.append(source_reply(*source_message))
         effects.extend(extra_effects)
-        return self.store.create(plan, effects=effects, dedupe_since=now - self.config.dedupe.window)
+        return self.store.create(
+            plan, effects=effects, dedupe_since=now - self.config.dedupe.window,
+            derived_effects=lambda handoff: webhook_effects(handoff, "created", submitter(actor), self.config, at=now),
+        )
 
     def get(self, handoff_id: int) -> Handoff:
         handoff = self.store.get(handoff_id)
@@ -78,7 +101,8 @@ class HandoffService:
             except Refused as refused:
                 self.refuse(handoff, refused, request.action, actor, notify_in=notify_in)
                 raise
-            effects = effects_for_change(handoff.channel, change, actor)
+            effects = effects_for_change(handoff, change, actor)
+            effects += webhook_effects_for_change(handoff, change, actor, self.config, at=now)
             updated = self.store.apply(handoff, change, actor=actor, effects=effects, now=now)
             if updated is not None:
                 return Acted(updated, change)
@@ -117,4 +141,27 @@ class HandoffService:
         self.store.record(handoff, "refused", actor=actor, now=self.clock(),
                           data={"attempted": "nudge", "code": refused.code, "reason": refused.reason},
                           effects=[private_notice(notify_in, actor.id, refused.reason)] if notify_in else [])
+        raise refused
+
+    def answer_nudge(
+        self, handoff_id: int, reason: StallReason, actor: Actor, *, told: Callable[[Handoff], list[Effect]],
+        notify_in: str | None = None,
+    ) -> Handoff:
+        """Someone says why a reminded handoff is stuck: logged as `stall_reason` (counted in the figures).
+
+        "wrong owner" from its owner also puts it back in the queue. `told` says who hears of it and how.
+        """
+        handoff = self.get(handoff_id)
+        if handoff.is_terminal:
+            refused = Refused("terminal", f"{handoff.ref} is already {handoff.status.value}; nothing is stuck.")
+        elif not may_answer_nudge(handoff, actor, self.config):
+            refused = Refused("not_allowed", f"Only whoever {handoff.ref} waits for can say why it is stuck.")
+        else:
+            if reason is StallReason.wrong_owner and handoff.status is Status.claimed and is_owner(actor, handoff):
+                handoff = self.act(handoff_id, Request(Action.release), actor, notify_in=notify_in).handoff
+            self.store.record(handoff, "stall_reason", actor=actor, now=self.clock(),
+                              data={"reason": reason.value}, effects=told(handoff))
+            return handoff
+        notices = [private_notice(notify_in, actor.id, refused.reason)] if notify_in else []
+        self.store.log_refusal(handoff, refused, action="stall_reason", actor=actor, now=self.clock(), effects=notices)
         raise refused

@@ -1,4 +1,5 @@
-"""The reads behind the funnel figures: a period's cohort of handoffs with their events, and the stalled count.
+"""The reads behind the figures: a period's cohort of handoffs with their events, the stalled count, and the
+period's webhook deliveries by state.
 
 Implements `handoffs.metrics.MetricsSource`. Two queries in one read transaction: the handoffs created in
 [since, until) (by `ix_handoffs_created_at`), then their events (by `ix_events_handoff`), joined on the same
@@ -16,9 +17,11 @@ from sqlmodel import col, select
 
 from handoffs.metrics import HandoffFacts
 from handoffs.model import Event
+from handoffs.webhooks import WEBHOOK, DeliveryCounts
 from storage.db import Database
+from storage.outbox import FAILED, PENDING, SENT
 from storage.repository import event_to_domain
-from storage.tables import EventRow, HandoffRow
+from storage.tables import EventRow, HandoffRow, OutboxRow
 
 
 def _created_between(since: datetime, until: datetime) -> ColumnElement[bool]:
@@ -47,6 +50,17 @@ class MetricsQueries:
             handoffs = [_facts(row) for row in session.execute(handoff_query)]
             events = [event_to_domain(row) for row in session.exec(event_query)]
         return handoffs, events
+
+    def webhook_deliveries(self, *, since: datetime, until: datetime) -> DeliveryCounts:
+        """Webhook deliveries enqueued in [since, until), by state (sent, failed, still pending)."""
+        query = (
+            select(OutboxRow.state, func.count())
+            .where(OutboxRow.kind == WEBHOOK, col(OutboxRow.created_at) >= since, col(OutboxRow.created_at) < until)
+            .group_by(OutboxRow.state)
+        )
+        with self.db.read() as session:
+            counts = {str(state): int(count) for state, count in session.execute(query)}
+        return DeliveryCounts(sent=counts.get(SENT, 0), failed=counts.get(FAILED, 0), pending=counts.get(PENDING, 0))
 
     def count_stalled(self, *, now: datetime) -> int:
         """Handoffs stalled at `now` (SPEC §5): storage keeps each one's deadline in `stall_at`."""

@@ -36,11 +36,12 @@ class OutboxStore:
 
     def due(
         self, now: datetime, *, limit: int = 100, skip_targets: frozenset[str] = frozenset(),
-        after_id: int | None = None,
+        after_id: int | None = None, kinds: frozenset[str] | None = None, exclude_kinds: frozenset[str] = frozenset(),
     ) -> list[OutboxRow]:
         """Pending rows whose time has come, oldest first (so each handoff's rows keep their order).
 
         With `after_id`, only rows written since: a primary-key range, cheap however long the backlog.
+        `kinds` keeps only rows of those kinds, `exclude_kinds` leaves those out (each sender takes its own).
         """
         query = (
             select(OutboxRow)
@@ -50,6 +51,10 @@ class OutboxStore:
         )
         if after_id is not None:
             query = query.where(col(OutboxRow.id) > after_id)
+        if kinds is not None:
+            query = query.where(col(OutboxRow.kind).in_(kinds))
+        if exclude_kinds:
+            query = query.where(col(OutboxRow.kind).not_in(exclude_kinds))
         if skip_targets:  # channels paced or busy right now; private notices are never held back
             query = query.where(or_(col(OutboxRow.kind) == EPHEMERAL_KIND, col(OutboxRow.target).not_in(skip_targets)))
         with self.db.read() as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -70,6 +71,9 @@ def event_to_domain(row: EventRow) -> Event:
                  dict(row.data or {}))
 
 
+NextLook = Callable[[Handoff], datetime | None]
+
+
 @dataclass(frozen=True)
 class Page:
     items: list[Handoff]
@@ -79,22 +83,29 @@ class Page:
 class Repository:
     """Implements `handoffs.ports.HandoffStore` plus the read queries of the bot and the API."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, next_look: NextLook = Handoff.stall_deadline) -> None:
         self.db = db
+        # When the SLA sweep should next look at a handoff (handoffs.nudges.earliest_look with the config);
+        # kept in `next_nudge_at` by every write, so that the sweep reads an index range, never the table.
+        self.next_look = next_look
 
     # --- writes -------------------------------------------------------------------------------
 
-    def create(self, plan: IntakePlan, *, effects: list[Effect], dedupe_since: datetime) -> CreateResult:
+    def create(
+        self, plan: IntakePlan, *, effects: list[Effect], dedupe_since: datetime,
+        derived_effects: Callable[[Handoff], list[Effect]] | None = None,
+    ) -> CreateResult:
         for _ in range(3):
             try:
                 with self.db.write() as session:
-                    return self._create_in(session, plan, effects, dedupe_since)
+                    return self._create_in(session, plan, effects, dedupe_since, derived_effects)
             except IntegrityError:
                 continue  # a concurrent insert took the idempotency key: read it on the next pass
         raise RuntimeError("could not store the handoff after repeated key conflicts")
 
     def _create_in(
-        self, session: Session, plan: IntakePlan, effects: list[Effect], dedupe_since: datetime
+        self, session: Session, plan: IntakePlan, effects: list[Effect], dedupe_since: datetime,
+        derived_effects: Callable[[Handoff], list[Effect]] | None = None,
     ) -> CreateResult:
         payload = plan.payload
         system = payload.source.system if payload.source else None
@@ -129,7 +140,8 @@ class Repository:
             data={"route": plan.route, "channel": plan.channel, "owner": row.owner, "queue": plan.queue,
                   "review_reasons": plan.review_reasons, "created_by": payload.created_by},
         ))
-        self._add_effects(session, row.id, effects, plan.created_at)
+        derived = derived_effects(handoff) if derived_effects else []
+        self._add_effects(session, row.id, [*effects, *derived], plan.created_at)
         return CreateResult(handoff, Created.created)
 
     def _lock_fingerprint(self, session: Session, fingerprint: str) -> None:
@@ -195,7 +207,9 @@ class Repository:
         )
         draft = {name: value for name, value in values.items() if name in _DOMAIN_FIELDS}
         draft.update(id=0, version=1, status=plan.status, urgency=payload.urgency)
-        values["stall_at"] = Handoff(**draft).stall_deadline()
+        new = Handoff(**draft)
+        values["stall_at"] = new.stall_deadline()
+        values["next_nudge_at"] = self.next_look(new)
         return values
 
     def apply(
@@ -204,7 +218,7 @@ class Repository:
         after = _with_updates(handoff, change)
         values = {name: getattr(after, name) for name in change.updates}
         values.update(status=after.status.value, version=handoff.version + 1, updated_at=now,
-                      stall_at=after.stall_deadline())
+                      stall_at=after.stall_deadline(), next_nudge_at=self.next_look(after))
         if "urgency" in values:
             values["urgency"] = after.urgency.value
         with self.db.write() as session:

@@ -22,6 +22,7 @@ from handoffs.config import HandoffConfig, parse_config
 
 API_TOKEN = "test-token-0123456789"
 API_TOKEN_NAME = "producer"
+WEBHOOK_SECRET = "test-webhook-secret-0123456789"
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 
 BACKENDS = [
@@ -112,6 +113,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "default_channel": "CHANDOFFS",
         "slack_bot_token": "xoxb-test-token",
         "slack_signing_secret": "test-signing-secret",
+        "webhook_secret": WEBHOOK_SECRET,
         "port": 0,
     }
     values.update(overrides)

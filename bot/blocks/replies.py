@@ -7,12 +7,14 @@ gave us, checked, becomes a link.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from bot.text import mrkdwn, truncate
+from bot.text import is_user_id, mention, mrkdwn, truncate
 from handoffs.model import Handoff
 
 REPLY_LIMIT = 3500
+NOTE_LIMIT = 2000
 MAX_PROBLEMS = 20
 _PERMALINK = re.compile(r"^https://[A-Za-z0-9.-]+/[^\s<>|]*$")
 
@@ -34,6 +36,25 @@ def source_reply_text(handoff: Handoff, permalink: str | None, *, note: str = "c
     if link:
         return f"{head}: {link}"
     return f"{head}." if handoff.card_ts else f"{head}; its card could not be posted yet."
+
+
+def outcome_reply_text(ref: str, event: str, actor: str, data: Mapping[str, Any], *, actor_is_system: bool) -> str:
+    """How a handoff made from this message ended and who decided, e.g.
+    "🏁 Handoff H-42 was closed as *done* by @anna: Jane signed".
+
+    A Slack user is mentioned; an API client is named by its token name, as text. The note is the closer's
+    own words, so it is shown inert.
+    """
+    who = mention(actor) if is_user_id(actor) and not actor_is_system else mrkdwn(actor, 80)
+    if event == "rejected":
+        head, note = f"⛔ Handoff {ref} was rejected by {who}", data.get("reason")
+    elif event == "approved":
+        head, note = f"✅ Handoff {ref} was approved and closed by {who}", data.get("note")
+    else:
+        outcome = mrkdwn(str(data.get("outcome") or "done"), 80)
+        head, note = f"🏁 Handoff {ref} was closed as *{outcome}* by {who}", data.get("note")
+    text = f"{head}: {mrkdwn(str(note), NOTE_LIMIT)}" if note else f"{head}."
+    return truncate(text, REPLY_LIMIT)
 
 
 def problems_text(problems: Sequence[tuple[str, str]]) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from bot.text import mention, mrkdwn
 from handoffs.durations import humanize
 from handoffs.metrics import Figures, Stats, Timing
+from handoffs.webhooks import DeliveryCounts
 
 TOP_GROUPS = 5
 
@@ -46,10 +47,19 @@ def _group_lines(title: str, groups: Mapping[str, Figures], *, people: bool = Fa
     return f"*{title}*\n" + ("\n".join(lines) if lines else "_none_")
 
 
-def stats_message(stats: Stats) -> tuple[str, list[dict[str, Any]]]:
+def _webhooks_line(webhooks: DeliveryCounts | None) -> str:
+    if webhooks is None:
+        return ""
+    failed = f"*{webhooks.failed}*" if webhooks.failed else "0"
+    return f"\n*Webhooks* sent {webhooks.sent} · failed {failed} · pending {webhooks.pending}"
+
+
+def stats_message(stats: Stats, webhooks: DeliveryCounts | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """The figures; with `webhooks`, also the period's webhook deliveries by state."""
     text = f"Handoffs created in the last {stats.period}: {stats.total.created}; stalled now: {stats.stalled_now}."
     sections = [
-        f"*Last {stats.period}* · stalled now: *{stats.stalled_now}*\n{_summary(stats.total)}",
+        f"*Last {stats.period}* · stalled now: *{stats.stalled_now}*\n{_summary(stats.total)}"
+        + _webhooks_line(webhooks),
         _group_lines("By kind", stats.by_kind),
         _group_lines("By route", stats.by_route),
         _group_lines("By owner", stats.by_owner, people=True),

@@ -86,7 +86,7 @@ def test_a_new_handoff_is_stored_with_its_event_and_its_card_in_the_outbox(
     assert (event.action, event.actor, event.from_status, event.to_status) == ("created", "producer", None, "open")
     assert event.data["route"] == "default" and event.data["created_by"] == "call-summariser"
     assert [(row.kind, row.target, row.state) for row in runtime.repo.outbox_for(stored.id)] == [
-        (POST_CARD, "CHANDOFFS", "pending")
+        (POST_CARD, "CHANDOFFS", "pending"), ("webhook", "https://hooks.test/h", "pending")  # its `created` webhook
     ]
 
 

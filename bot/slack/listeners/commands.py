@@ -189,8 +189,9 @@ def _event_line(event: Event) -> str:
 
 
 def _stats(runtime: Runtime, period: str) -> Answer:
-    stats = collect_stats(MetricsQueries(runtime.db), period=parse_period(period), now=runtime.clock())
-    text, blocks = stats_message(stats)
+    queries, now, span = MetricsQueries(runtime.db), runtime.clock(), parse_period(period)
+    stats = collect_stats(queries, period=span, now=now)
+    text, blocks = stats_message(stats, queries.webhook_deliveries(since=now - span, until=now))
     return Answer(text, blocks)
 
 

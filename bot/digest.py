@@ -1,0 +1,55 @@
+"""The daily digest (`digest: {channel, at}` in handoffs.yml): once a day per process group, at `at` in the
+configured time zone, the stalled and escalated handoffs go to the digest channel.
+
+Every process schedules the job; the first to claim the day in the database sends it (storage/digest.py).
+A day with nothing to report still gets a short "all clear", so managers can tell the digest is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.blocks.digest import LINES, digest_message
+from bot.runtime import Runtime
+from handoffs.effects import post_message
+from storage.digest import DigestStore
+
+log = logging.getLogger("handoff_bot.digest")
+
+DIGEST_JOB_ID = "handoff-digest"
+MISFIRE_GRACE = timedelta(hours=1)  # a process that was down or busy at `at` still sends within the hour
+
+
+def send_digest(runtime: Runtime, now: datetime) -> bool:
+    """Send today's digest (today in the configured zone) unless some process has; True when this call did."""
+    digest = runtime.config.digest
+    if digest is None:
+        return False
+    day = now.astimezone(runtime.config.zone).date()
+    store = DigestStore(runtime.repo)
+    message = digest_message(store.content(now=now, limit=LINES), day=day, now=now)
+    effect = post_message(digest.channel, message["text"], message["blocks"])
+    if not store.claim_day(day, now=now, effects=[effect]):
+        log.info("digest for %s was already sent", day)
+        return False
+    runtime.notify()
+    log.info("digest for %s written to the outbox for %s", day, digest.channel)
+    return True
+
+
+def add_digest_job(scheduler: BaseScheduler, runtime: Runtime) -> None:
+    """Schedule the daily digest at `digest.at` in the configured zone; nothing when there is no `digest`."""
+    digest = runtime.config.digest
+    if digest is None:
+        return
+    trigger = CronTrigger(hour=digest.at.hour, minute=digest.at.minute, second=digest.at.second,
+                          timezone=runtime.config.zone)
+    scheduler.add_job(
+        lambda: send_digest(runtime, runtime.clock()), trigger, id=DIGEST_JOB_ID, name="daily digest",
+        coalesce=True, max_instances=1, misfire_grace_time=int(MISFIRE_GRACE.total_seconds()),
+        replace_existing=True,
+    )

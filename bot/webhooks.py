@@ -1,0 +1,285 @@
+"""Webhook delivery: signs and POSTs the outbox's `webhook` rows (handoffs/webhooks.py writes them).
+
+One dispatcher thread leases due rows and hands them to a small worker pool. At most `per_host` requests
+are in flight to one host (host:port), and a row is leased only when a slot is free for it, so a slow or
+dead endpoint holds its own slots and nothing else. Every attempt is signed afresh:
+
+    X-Handoff-Signature: v1=<hex HMAC-SHA256(secret, "<X-Handoff-Timestamp>.<body>")>
+
+over the body bytes fixed when the change was written (the same bytes and delivery id on every retry).
+
+Answers: 2xx is sent. 400, 405, 410, 413, 415 and 422 say the receiver refused these very bytes (or, for
+410, is gone), so they end the delivery as failed at once. Anything else (other 4xx such as 401/403/404
+while a receiver is being set up, 429, 5xx, 3xx since redirects are not followed), network errors and
+timeouts are retried with exponential back-off and jitter (capped at 15 minutes; `Retry-After` is honoured)
+until `give_up_after` (a day by default) after the row was written; then the delivery is failed, with the
+last error, in the log, `GET /api/handoffs/{ref}` and the figures. Several processes on one PostgreSQL
+database each lease a row with a compare-and-set, so each attempt is made by one of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from handoffs.durations import humanize
+from handoffs.webhooks import DEFAULT_SECRET_ENV, WEBHOOK
+from storage.outbox import FAILED, SENT, OutboxStore
+from storage.tables import OutboxRow
+
+log = logging.getLogger("handoff_bot.webhooks")
+
+USER_AGENT = "handoff-bot-webhooks/1"
+PERMANENT_STATUSES = frozenset({400, 405, 410, 413, 415, 422})
+DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_GIVE_UP_AFTER = timedelta(days=1)
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """The `X-Handoff-Signature` value: `v1=` and the hex HMAC-SHA256 of `<timestamp>.<body>`."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"v1={digest}"
+
+
+def signed_headers(*, secret: str, event: str, delivery: str, body: bytes, timestamp: str) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Handoff-Event": event,
+        "X-Handoff-Delivery": delivery,
+        "X-Handoff-Timestamp": timestamp,
+        "X-Handoff-Signature": signature(secret, timestamp, body),
+    }
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential back-off with jitter: about `first` seconds after the first attempt, doubling up to `cap`."""
+
+    first: float = 5.0
+    cap: float = 900.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after attempt number `attempt` (1 for the first) failed."""
+        ceiling = min(self.cap, self.first * 2 ** min(max(attempt - 1, 0), 30))
+        return ceiling * random.uniform(0.5, 1.0)
+
+
+class Retry(Exception):
+    """The attempt failed in a way that may pass: try again later (at least `after` seconds, when given)."""
+
+    def __init__(self, error: str, after: float | None = None) -> None:
+        super().__init__(error)
+        self.after = after
+
+
+class Undeliverable(Exception):
+    """The receiver refused this delivery for good."""
+
+
+def host_of(url: str | None) -> str:
+    """`host:port` of a URL: the unit of the in-flight cap, and what the log names (a hook URL's path is often
+    its only secret)."""
+    return urlsplit(url or "").netloc.lower()
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        store: OutboxStore,
+        secrets: Mapping[str, str],
+        clock: Callable[[], datetime],
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        give_up_after: timedelta = DEFAULT_GIVE_UP_AFTER,
+        workers: int = 8,
+        per_host: int = 2,
+        poll_seconds: float = 0.25,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.store = store
+        self.secrets = dict(secrets)  # by variable name; never logged, never stored
+        self.clock = clock
+        self.timeout = timeout
+        self.give_up_after = give_up_after
+        self.workers = workers
+        self.per_host = per_host
+        self.poll_seconds = poll_seconds
+        self.backoff = backoff or Backoff()
+        # httpx's timeout applies to each of connect, write and read: a lease covers all three and a margin,
+        # so that no other process takes a row still being sent.
+        self.lease_seconds = 3 * timeout + 10
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook")
+        self._in_flight: Counter[str] = Counter()  # requests under way, by host
+        self._in_flight_urls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="webhook-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._client.close()
+
+    def wake(self) -> None:
+        """New rows were written (or a slot came free): look now instead of at the next poll."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.dispatch_due()
+            except Exception:  # the dispatcher must outlive a database hiccup
+                log.exception("webhook dispatch failed; retrying shortly")
+            if self._wake.wait(self.poll_seconds):
+                self._wake.clear()
+
+    # --- dispatch -------------------------------------------------------------------------------
+
+    def dispatch_due(self) -> int:
+        """Lease the due deliveries that have a free slot and start them; return how many were started."""
+        with self._lock:
+            free = self.workers - sum(self._in_flight.values())
+            full = {host for host, count in self._in_flight.items() if count >= self.per_host}
+            skip = frozenset(url for url in self._in_flight_urls if host_of(url) in full)
+        if free <= 0:
+            return 0
+        now = self.clock()
+        started = 0
+        for row in self.store.due(now, limit=max(50, 10 * free), kinds=frozenset({WEBHOOK}), skip_targets=skip):
+            if started >= free:
+                break
+            if not self._take_slot(row):
+                continue
+            if not self.store.lease(row, until=now + timedelta(seconds=self.lease_seconds)):
+                self._free_slot(row)
+                continue
+            started += 1
+            self._pool.submit(self._deliver, row)
+        return started
+
+    def _take_slot(self, row: OutboxRow) -> bool:
+        host = host_of(row.target)
+        with self._lock:
+            if self._in_flight[host] >= self.per_host:
+                return False
+            self._in_flight[host] += 1
+            self._in_flight_urls[row.target or ""] += 1
+            return True
+
+    def _free_slot(self, row: OutboxRow) -> None:
+        with self._lock:
+            _decrement(self._in_flight, host_of(row.target))
+            _decrement(self._in_flight_urls, row.target or "")
+
+    # --- one delivery ---------------------------------------------------------------------------
+
+    def _deliver(self, row: OutboxRow) -> None:
+        assert row.id is not None
+        attempt = row.attempts + 1  # the lease counted this attempt in the database
+        try:
+            self._post(row)
+        except Retry as retry:
+            self._retry(row, attempt, str(retry), retry.after)
+        except Undeliverable as refused:
+            self._fail(row, str(refused))
+        except Exception as error:  # a bug must not wedge the outbox: keep the row, back off, log loudly
+            log.exception("webhook row %s raised", row.id)
+            self._retry(row, attempt, f"{type(error).__name__}: {error}", None)
+        else:
+            self.store.finish(row.id, state=SENT, now=self.clock())
+        finally:
+            self._free_slot(row)
+            self._wake.set()
+
+    def _post(self, row: OutboxRow) -> None:
+        payload: dict[str, Any] = row.payload or {}
+        secret_env = str(payload.get("secret_env") or DEFAULT_SECRET_ENV)
+        secret = self.secrets.get(secret_env)
+        if not secret:  # e.g. written before a restart without the variable: set it and restart to deliver
+            raise Retry(f"{secret_env} is not set: cannot sign this webhook")
+        body = str(payload.get("body", "")).encode()
+        headers = signed_headers(secret=secret, event=str(payload.get("event", "")),
+                                 delivery=str(payload.get("delivery", "")), body=body,
+                                 timestamp=str(int(time.time())))
+        try:
+            # stream: the answer's status and headers are all we need; a large body is never read
+            with self._client.stream("POST", row.target or "", content=body, headers=headers) as response:
+                status, retry_after = response.status_code, response.headers.get("retry-after")
+        except httpx.TimeoutException as error:
+            raise Retry(f"timed out after {self.timeout:g}s ({type(error).__name__})") from None
+        except httpx.HTTPError as error:
+            raise Retry(f"{type(error).__name__}: {error}"[:500]) from None
+        if 200 <= status < 300:
+            return
+        answer = f"HTTP {status} {httpx.codes.get_reason_phrase(status)}".strip()
+        if status in PERMANENT_STATUSES:
+            raise Undeliverable(f"{answer}: refused by the receiver, not retried")
+        raise Retry(answer, _retry_after_seconds(retry_after, self.clock()))
+
+    def _retry(self, row: OutboxRow, attempt: int, error: str, after: float | None) -> None:
+        assert row.id is not None
+        now = self.clock()
+        give_up_at = row.created_at + self.give_up_after
+        if now >= give_up_at:
+            tries = f"{attempt} attempt{'' if attempt == 1 else 's'}"
+            self._fail(row, f"gave up after {tries} in {humanize(now - row.created_at)}: {error}")
+            return
+        delay = after if after is not None else self.backoff.delay(attempt)
+        at = min(now + timedelta(seconds=delay), give_up_at)  # the last try comes at the give-up time
+        log.warning("webhook %s to %s failed (attempt %s): %s; next try in %.1fs",
+                    row.id, host_of(row.target), attempt, error, (at - now).total_seconds())
+        self.store.retry(row.id, at=at, error=error)
+
+    def _fail(self, row: OutboxRow, error: str) -> None:
+        assert row.id is not None
+        log.error("webhook %s to %s failed for good: %s", row.id, host_of(row.target), error)
+        self.store.finish(row.id, state=FAILED, now=self.clock(), error=error)
+
+
+def _decrement(counter: Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
+
+
+def _retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """`Retry-After` as seconds from now (it is a number of seconds or an HTTP date); None when absent or bad."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        seconds = (when.astimezone(UTC) - now).total_seconds() if when.tzinfo else 0.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)

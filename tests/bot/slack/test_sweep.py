@@ -17,8 +17,9 @@ from handoffs.config import HandoffConfig, parse_config
 from handoffs.lifecycle import Action, Actor, Request
 from tests.bot.slack.conftest import SlackHarness
 from tests.bot.slack.e2e import create, fast_pacing, wait_outbox_idle, wait_until
-from tests.conftest import DEFAULT_CONFIG
+from tests.conftest import DEFAULT_CONFIG, WEBHOOK_SECRET
 from tests.fakes.slack_api import Call
+from tests.fakes.webhook_receiver import WebhookReceiver
 
 FAST_SLA = {urgency: {"claim": "2s", "resolve": "3s"} for urgency in ("low", "normal", "high", "urgent")}
 FAST_NUDGES = {"check_every": "1s", "repeat_every": "2s", "max_nudges": 2, "escalate_to": "CLEADS"}
@@ -126,3 +127,15 @@ def test_blocked_is_logged_counted_and_said_in_the_thread(harness: SlackHarness)
 
 def _in(*, seconds: int) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+def test_escalation_is_a_signed_webhook_to_the_callback_url(harness: SlackHarness) -> None:
+    fast_pacing(harness)
+    with WebhookReceiver(WEBHOOK_SECRET.encode()) as receiver:
+        created = create(harness, callback_url=receiver.url("/callback"))
+        wait_until(lambda: receiver.requests(event="escalated"), timeout=20, what="the escalated webhook")
+        [escalated] = receiver.requests(event="escalated")
+        body = escalated.json()
+        assert escalated.valid and body["handoff"]["id"] == created["id"]
+        assert body["actor"] == {"id": "sla", "type": "system"} and body["handoff"]["escalated_at"]
+        assert [r.event for r in receiver.requests()].count("escalated") == 1

@@ -13,7 +13,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +24,7 @@ from bot.blocks.card import card_message, thread_reply_text
 from bot.blocks.home import home_view
 from bot.blocks.nudges import escalation_blocks, nudge_blocks
 from bot.blocks.replies import outcome_reply_text, source_reply_text
+from bot.dispatcher import Dispatcher
 from bot.usergroups import UsergroupMembers
 from handoffs.config import HandoffConfig
 from handoffs.effects import (
@@ -127,7 +127,7 @@ def is_paced(row: OutboxRow) -> bool:
     return row.kind not in (EPHEMERAL, PUBLISH_HOME)  # views.publish writes to no channel
 
 
-class OutboxSender:
+class OutboxSender(Dispatcher):
     def __init__(
         self,
         store: OutboxStore,
@@ -149,32 +149,12 @@ class OutboxSender:
         self.clock = clock
         self.poll_seconds = poll_seconds
         self.pacer = pacer or ChannelPacer()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="outbox")
+        super().__init__(workers=workers, name="outbox")
         self._workers = workers
         self._in_flight: set[str] = set()
         self._in_flight_lock = threading.Lock()
-        self._wake = threading.Event()
         self._newest_seen = 0  # the newest outbox id any dispatch has looked at
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.usergroups = UsergroupMembers(client)
-
-    # --- lifecycle ------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="outbox-dispatcher", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread:
-            self._thread.join(timeout)
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def wake(self) -> None:
-        """New rows were written: look now instead of at the next poll."""
-        self._wake.set()
 
     def _run(self) -> None:
         """Full scans on a timer (retries, paced channels coming free); on a wake-up, only the new rows.

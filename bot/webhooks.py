@@ -27,7 +27,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -36,6 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from bot.dispatcher import Dispatcher
 from handoffs.durations import humanize
 from handoffs.webhooks import DEFAULT_SECRET_ENV, WEBHOOK
 from storage.outbox import FAILED, SENT, OutboxStore
@@ -98,7 +98,7 @@ def host_of(url: str | None) -> str:
     return urlsplit(url or "").netloc.lower()
 
 
-class WebhookSender:
+class WebhookSender(Dispatcher):
     def __init__(
         self,
         store: OutboxStore,
@@ -125,31 +125,16 @@ class WebhookSender:
         # so that no other process takes a row still being sent.
         self.lease_seconds = 3 * timeout + 10
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook")
+        super().__init__(workers=workers, name="webhook")
         self._in_flight: Counter[str] = Counter()  # requests under way, by host
         self._in_flight_urls: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="webhook-dispatcher", daemon=True)
-        self._thread.start()
-
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread:
-            self._thread.join(timeout)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        super().stop(timeout)
         self._client.close()
-
-    def wake(self) -> None:
-        """New rows were written (or a slot came free): look now instead of at the next poll."""
-        self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -5,7 +5,8 @@
 Loading is a bulk load into a schema made by the real migrations (storage.migrate.upgrade): rows are generated
 in worker processes, the secondary indexes are dropped and rebuilt afterwards from their own DDL, SQLite gets
 executemany in large transactions, PostgreSQL gets COPY. The derived columns are computed as the repository
-computes them (stall_at from Handoff.stall_deadline, fingerprint and payload_hash from handoffs.intake).
+computes them (stall_at from Handoff.stall_deadline, next_nudge_at from handoffs.nudges.earliest_look with the
+default nudges, fingerprint and payload_hash from handoffs.intake).
 
 The data: ~1 year of handoffs, ids in created_at order, volume growing over the year; 10 % open (in a queue,
 no owner), the rest claimed / approved / closed / rejected; 2,000 owners with a long-tailed spread; 30
@@ -13,8 +14,9 @@ channels; SLA deadlines per urgency. Of the handoffs still in flight about a fif
 (stalled), the others have deadlines ahead (fresh, snoozed or extended). One `created` event per handoff plus
 the event of its last transition.
 
-With --keep the database stays (SQLite file under --db-dir, PostgreSQL database bench_scale_<rows>) and is
-reused by the next run with --keep instead of loading again.
+With --keep the database stays (SQLite file scale_<rows>.db under --db-dir, PostgreSQL database
+bench_scale_<rows>) and is reused by the next run with --keep instead of loading again. Other benches load
+their data through `loaded_database` (bench/sweep.py).
 
 Hooks: add a timing by appending an HttpProbe to HTTP_PROBES or a RepoProbe to REPO_PROBES.
 """
@@ -57,9 +59,10 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.slack.command_parser import Command, Mine, Stalled
 from bot.slack.listeners.commands import Caller, respond
-from handoffs.config import DEFAULT_SLA, parse_config
+from handoffs.config import DEFAULT_SLA, HandoffConfig, parse_config
 from handoffs.intake import fingerprint, payload_hash
-from handoffs.model import Handoff, HandoffIn, Status, Urgency
+from handoffs.model import TERMINAL, Handoff, HandoffIn, Status, Urgency
+from handoffs.nudges import earliest_look
 from handoffs.service import HandoffService
 from storage import migrate
 from storage.approvers import approval_pending
@@ -110,7 +113,7 @@ HANDOFF_COLUMNS = [
     "claim_by", "due_at", "stall_at", "source_system", "source_url", "source_label", "source_channel",
     "source_ts", "created_by", "submitted_by", "external_id", "callback_url", "outcome", "outcome_note",
     "fingerprint", "payload_hash", "seen_count", "snoozed_until", "nudge_count", "escalated_at", "created_at",
-    "updated_at", "claimed_at", "approved_at", "decided_at", "closed_at",
+    "updated_at", "claimed_at", "approved_at", "decided_at", "closed_at", "next_nudge_at",
 ]
 EVENT_COLUMNS = ["id", "handoff_id", "action", "actor", "at", "from_status", "to_status", "data"]
 APPROVER_COLUMNS = ["handoff_id", "user_id", "pending"]
@@ -118,7 +121,10 @@ APPROVER_COLUMNS = ["handoff_id", "user_id", "pending"]
 TABLES = {"handoffs": (HANDOFF_COLUMNS, "handoffs"), "events": (EVENT_COLUMNS, "events"),
           "handoff_approvers": (APPROVER_COLUMNS, "approvers")}
 DATETIME_COLUMNS = {"claim_by", "due_at", "stall_at", "snoozed_until", "escalated_at", "created_at", "updated_at",
-                    "claimed_at", "approved_at", "decided_at", "closed_at"}
+                    "claimed_at", "approved_at", "decided_at", "closed_at", "next_nudge_at"}
+# next_nudge_at is handoffs.nudges.earliest_look under this configuration (the default nudges), as a
+# repository built by bot.runtime keeps it.
+NUDGE_CONFIG = HandoffConfig()
 
 _PAYLOAD_DEFAULTS = HandoffIn(title="x", next_action="x").model_dump(mode="json")
 
@@ -128,8 +134,47 @@ class _StallShim:
     dataclasses is slow)."""
 
     __slots__ = ("approved_at", "claim_by", "due_at", "requires_approval", "status")
+    approved_at: float | None
+    claim_by: float
+    due_at: float
+    requires_approval: bool
+    status: Status
     awaiting_approval = Handoff.awaiting_approval
     stall_deadline = Handoff.stall_deadline
+
+
+class _NudgeShim:
+    """Just enough of a Handoff, with (naive UTC) datetimes, for the real handoffs.nudges.earliest_look."""
+
+    __slots__ = ("claim_by", "due_at", "escalated_at", "nudge_count", "requires_approval", "snoozed_until",
+                 "status")
+    claim_by: datetime | None
+    due_at: datetime | None
+    escalated_at: datetime | None
+    nudge_count: int
+    requires_approval: bool
+    snoozed_until: datetime | None
+    status: Status
+    awaiting_approval = Handoff.awaiting_approval
+    is_terminal = Handoff.is_terminal
+    stall_deadline = Handoff.stall_deadline
+
+
+def _naive(epoch: float | None) -> datetime | None:
+    return None if epoch is None else _EPOCH + timedelta(seconds=epoch)
+
+
+def _next_nudge_at(shim: _StallShim, nudge_count: int, escalated_at: float | None, snoozed_until: float | None,
+                   tz_suffix: str) -> str | None:
+    """`next_nudge_at` as the repository writes it: earliest_look(handoff, NUDGE_CONFIG)."""
+    if shim.status in TERMINAL:  # earliest_look's first answer (None); spares most rows the datetimes
+        return None
+    handoff = _NudgeShim()
+    handoff.status, handoff.requires_approval, handoff.nudge_count = shim.status, shim.requires_approval, nudge_count
+    handoff.claim_by, handoff.due_at = _naive(shim.claim_by), _naive(shim.due_at)
+    handoff.escalated_at, handoff.snoozed_until = _naive(escalated_at), _naive(snoozed_until)
+    look = earliest_look(handoff, NUDGE_CONFIG)  # type: ignore[arg-type]
+    return None if look is None else look.isoformat(" ", "microseconds") + tz_suffix
 
 
 class _Source:
@@ -322,7 +367,7 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
             hashlib.sha256(canonical.encode()).hexdigest(), 1, _iso(snoozed_until, tz_suffix), nudges,
             _iso(escalated_at, tz_suffix), created_at, _iso(updated_at, tz_suffix),
             _iso(claimed_at, tz_suffix), _iso(approved_at, tz_suffix), _iso(decided_at, tz_suffix),
-            _iso(closed_at, tz_suffix),
+            _iso(closed_at, tz_suffix), _next_nudge_at(shim, nudges, escalated_at, snoozed_until, tz_suffix),
         ))
         events.append((event_id, hid, "created", submitted_by, created_at, None,
                        "claimed" if owner and status is not Status.rejected else "open",
@@ -339,8 +384,9 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
 
 
 def check_derived_columns(now: float, seed: int) -> None:
-    """The fast payload_hash / stall_at above must equal what the real intake computes: compare a sample."""
-    stamps, codes = plan_rows(200, now, seed)
+    """The fast payload_hash / stall_at / next_nudge_at above must equal what the real intake and repository
+    compute: compare a sample."""
+    stamps, codes = plan_rows(1000, now, seed)
     rows = generate_chunk((1, stamps, codes, now, seed, "+00:00")).handoffs
     index = {name: i for i, name in enumerate(HANDOFF_COLUMNS)}
     for row in rows:
@@ -357,12 +403,15 @@ def check_derived_columns(now: float, seed: int) -> None:
         assert row[index["payload_hash"]] == payload_hash(payload), "payload_hash differs from handoffs.intake"
         assert row[index["fingerprint"]] == fingerprint(payload), "fingerprint differs from handoffs.intake"
         when = {name: (datetime.fromisoformat(row[index[name]]) if row[index[name]] else None)
-                for name in ("claim_by", "due_at", "stall_at")}
+                for name in ("claim_by", "due_at", "stall_at", "escalated_at", "snoozed_until", "next_nudge_at")}
         handoff = Handoff(id=row[0], title="", next_action="", kind="task", status=Status(row[index["status"]]),
                           urgency=Urgency.normal, version=1, created_at=datetime.now(UTC),
                           updated_at=datetime.now(UTC), requires_approval=row[index["requires_approval"]],
-                          claim_by=when["claim_by"], due_at=when["due_at"])
+                          claim_by=when["claim_by"], due_at=when["due_at"], nudge_count=row[index["nudge_count"]],
+                          escalated_at=when["escalated_at"], snoozed_until=when["snoozed_until"])
         assert handoff.stall_deadline() == when["stall_at"], "stall_at differs from Handoff.stall_deadline()"
+        assert earliest_look(handoff, NUDGE_CONFIG) == when["next_nudge_at"], \
+            "next_nudge_at differs from handoffs.nudges.earliest_look()"
 
 
 def chunks(rows: int, now: float, seed: int, tz_suffix: str) -> Iterator[tuple[int, list[float], list[int], float,
@@ -739,52 +788,69 @@ def print_result(result: BackendResult) -> None:
 
 
 def run_backend(backend: str, args: argparse.Namespace, now: float) -> BackendResult:
+    keep_as = f"scale_{args.rows}" if args.keep else None
+    with loaded_database(backend, args.rows, keep_as=keep_as, now=now, seed=args.seed, workers=args.workers,
+                         db_dir=args.db_dir, pg_url=args.pg_url) as (url, load):
+        return measure(backend, url, load, args.repeat)
+
+
+@contextlib.contextmanager
+def loaded_database(backend: str, rows: int, *, keep_as: str | None, now: float, seed: int, workers: int,
+                    db_dir: str, pg_url: str | None) -> Iterator[tuple[str, LoadReport]]:
+    """(SQLAlchemy URL, how it was loaded) of a database of `rows` generated handoffs: a throwaway one, or with
+    `keep_as` the one kept under that name (SQLite <db_dir>/<keep_as>.db, PostgreSQL database bench_<keep_as>),
+    loaded by the first run and reused by the next ones."""
     if backend == "sqlite":
-        return _run_sqlite(args, now)
-    return _run_postgres(args, now)
+        with _sqlite_database(rows, keep_as, now, seed, workers, db_dir) as loaded:
+            yield loaded
+    else:
+        with _postgres_database(rows, keep_as, now, seed, workers, pg_base_url(pg_url)) as loaded:
+            yield loaded
 
 
-def _run_sqlite(args: argparse.Namespace, now: float) -> BackendResult:
-    if args.keep:
-        directory = Path(args.db_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"scale-{args.rows}.db"
-        if path.exists():
-            load = LoadReport(args.rows, reused=True)
-            return measure("sqlite", f"sqlite:///{path}", load, args.repeat)
-        partial = directory / f"scale-{args.rows}.db.partial"
+@contextlib.contextmanager
+def _sqlite_database(rows: int, keep_as: str | None, now: float, seed: int, workers: int,
+                     db_dir: str) -> Iterator[tuple[str, LoadReport]]:
+    if keep_as is None:
+        with tempfile.TemporaryDirectory(prefix="handoff-bench-", dir=db_dir) as directory:
+            path = Path(directory) / "handoffs.db"
+            yield f"sqlite:///{path}", load_sqlite(path, rows, now, seed, workers)
+        return
+    folder = Path(db_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{keep_as}.db"
+    if path.exists():
+        load = LoadReport(rows, reused=True)
+    else:
+        partial = folder / f"{keep_as}.db.partial"
         partial.unlink(missing_ok=True)
-        load = load_sqlite(partial, args.rows, now, args.seed, args.workers)
+        load = load_sqlite(partial, rows, now, seed, workers)
         partial.rename(path)
-        return measure("sqlite", f"sqlite:///{path}", load, args.repeat)
-    with tempfile.TemporaryDirectory(prefix="handoff-scale-", dir=args.db_dir) as directory:
-        path = Path(directory) / "handoffs.db"
-        load = load_sqlite(path, args.rows, now, args.seed, args.workers)
-        return measure("sqlite", f"sqlite:///{path}", load, args.repeat)
+    yield f"sqlite:///{path}", load
 
 
-def _run_postgres(args: argparse.Namespace, now: float) -> BackendResult:
+@contextlib.contextmanager
+def _postgres_database(rows: int, keep_as: str | None, now: float, seed: int, workers: int,
+                       base: str) -> Iterator[tuple[str, LoadReport]]:
     import psycopg
 
-    base = pg_base_url(args.pg_url)
-    if not args.keep:
+    if keep_as is None:
         with postgres_database(base) as url:
-            load = load_postgres(url, args.rows, now, args.seed, args.workers)
-            return measure("postgres", url, load, args.repeat)
-    name, partial = f"bench_scale_{args.rows}", f"bench_scale_{args.rows}_partial"
-    with psycopg.connect(base.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True) as connection:
+            yield url, load_postgres(url, rows, now, seed, workers)
+        return
+    name, partial = f"bench_{keep_as}", f"bench_{keep_as}_partial"
+    maintenance = base.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(maintenance, autocommit=True) as connection:
         exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    load = LoadReport(rows, reused=True)
     if not exists:
         drop_postgres_database(base, partial)
         with postgres_database(base, name=partial, keep=True) as url:
-            load = load_postgres(url, args.rows, now, args.seed, args.workers)
-        with psycopg.connect(base.replace("postgresql+psycopg://", "postgresql://", 1),
-                             autocommit=True) as connection:
+            load = load_postgres(url, rows, now, seed, workers)
+        with psycopg.connect(maintenance, autocommit=True) as connection:
             connection.execute(f'ALTER DATABASE "{partial}" RENAME TO "{name}"')
     with postgres_database(base, name=name, keep=True) as url:
-        if exists:
-            load = LoadReport(args.rows, reused=True)
-        return measure("postgres", url, load, args.repeat)
+        yield url, load
 
 
 def main(argv: Sequence[str] | None = None) -> int:

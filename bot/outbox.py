@@ -123,8 +123,11 @@ class ChannelPacer:
             return self._wait(lane, now)
 
 
+UNPACED_KINDS = frozenset({EPHEMERAL, PUBLISH_HOME})  # views.publish writes to no channel
+
+
 def is_paced(row: OutboxRow) -> bool:
-    return row.kind not in (EPHEMERAL, PUBLISH_HOME)  # views.publish writes to no channel
+    return row.kind not in UNPACED_KINDS
 
 
 class OutboxSender(Dispatcher):
@@ -203,6 +206,9 @@ class OutboxSender(Dispatcher):
         self._newest_seen = newest
         rows = self.store.due(now, limit=200, skip_targets=frozenset(busy), after_id=after,
                               exclude_kinds=frozenset({WEBHOOK}))  # bot/webhooks.py sends those
+        if not only_new:  # private notices and home tabs never wait behind a long backlog of one channel
+            unpaced = self.store.due(now, limit=50, kinds=UNPACED_KINDS)
+            rows = unpaced + [row for row in rows if row.id not in {u.id for u in unpaced}]
         sleep = min([self.poll_seconds, *blocked.values()])
         for row in rows:
             lane = self._lane(row)

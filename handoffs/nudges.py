@@ -13,7 +13,7 @@ that moment has come: the answer is a nudge, an escalation, or "wait until" the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -81,15 +81,15 @@ def _business_hours(config: HandoffConfig) -> BusinessHours | None:
     return config.business_hours or DEFAULT_BUSINESS_HOURS
 
 
-def _finished(handoff: Handoff, config: HandoffConfig) -> bool:
+def _finished(handoff: Handoff, config: HandoffConfig, nudge_count: int) -> bool:
     if handoff.is_terminal or handoff.stall_deadline() is None:
         return True
-    return handoff.nudge_count >= config.nudges.max_nudges and handoff.escalated_at is not None
+    return nudge_count >= config.nudges.max_nudges and handoff.escalated_at is not None
 
 
 def scheduled_at(handoff: Handoff, config: HandoffConfig, zone: ZoneInfo) -> datetime | None:
     """The exact moment of the next nudge or escalation, business hours counted in `zone`; None when done."""
-    if _finished(handoff, config):
+    if _finished(handoff, config, handoff.nudge_count):
         return None
     deadline = handoff.stall_deadline()
     assert deadline is not None
@@ -105,11 +105,17 @@ def earliest_look(handoff: Handoff, config: HandoffConfig) -> datetime | None:
 
     Business time only ever adds to calendar time, so a sweep that looks at this moment is never late.
     """
-    if _finished(handoff, config):
+    return _earliest_look_after(handoff, config, handoff.nudge_count)
+
+
+def _earliest_look_after(handoff: Handoff, config: HandoffConfig, nudge_count: int) -> datetime | None:
+    """`earliest_look` once `nudge_count` reminders have gone out (no copy of the handoff: the sweep asks this
+    for every reminder it sends, and copying a Handoff costs more than the whole decision)."""
+    if _finished(handoff, config, nudge_count):
         return None
     deadline = handoff.stall_deadline()
     assert deadline is not None
-    due = deadline + config.nudges.repeat_every * handoff.nudge_count
+    due = deadline + config.nudges.repeat_every * nudge_count
     return max(due, handoff.snoozed_until) if handoff.snoozed_until is not None else due
 
 
@@ -141,11 +147,10 @@ def decide(handoff: Handoff, config: HandoffConfig, now: datetime, zone: ZoneInf
     assert deadline is not None
     reason, late_by = lateness(handoff), max(now - deadline, timedelta(0))
     if handoff.nudge_count < config.nudges.max_nudges:
-        after = replace(handoff, nudge_count=handoff.nudge_count + 1)
+        number = handoff.nudge_count + 1
         # Never two reminders closer than `repeat_every`, even for a handoff found long overdue (a restart).
-        look_again_at = max(earliest_look(after, config) or now, now + config.nudges.repeat_every)
-        return Decision(Step.nudge, look_again_at, reason, late_by, after.nudge_count,
-                        recipients=nudge_recipients(handoff))
+        look_again_at = max(_earliest_look_after(handoff, config, number) or now, now + config.nudges.repeat_every)
+        return Decision(Step.nudge, look_again_at, reason, late_by, number, recipients=nudge_recipients(handoff))
     return Decision(Step.escalate, None, reason, late_by, escalate_to=escalation_targets(handoff, config))
 
 

@@ -26,7 +26,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from harness import free_port, machine_line, percentile, process_cpu_seconds, verdict  # noqa: E402
+from harness import (  # noqa: E402
+    free_port,
+    machine_line,
+    percentile,
+    process_cpu_seconds,
+    process_tree_cpu_seconds,
+    verdict,
+    workers_ready,
+)
 
 from tests.fakes.slack_signing import FORM, sign  # noqa: E402  (needs ROOT on sys.path)
 
@@ -40,8 +48,9 @@ BOT_TOKEN = "xoxb-bench"
 class ServerProcess:
     """A server in a subprocess, in a throwaway working directory; ready once `GET /healthz` answers 200."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], port: int) -> None:
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], port: int, *, workers: int = 1) -> None:
         self.name = name
+        self.workers = workers  # ready once this many worker processes said so (`serve --workers N`)
         self.argv = list(argv)
         self.port = port
         self.workdir = Path(tempfile.mkdtemp(prefix=f"handoff-bench-{name}-"))
@@ -66,7 +75,7 @@ class ServerProcess:
                 connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 try:
                     connection.request("GET", "/healthz")
-                    if connection.getresponse().status == 200:
+                    if connection.getresponse().status == 200 and workers_ready(self.log_path) >= self.workers:
                         return self
                 finally:
                     connection.close()
@@ -99,9 +108,9 @@ class ServerProcess:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used so far (all its threads)."""
+        """User + system CPU time the server has used so far (all its threads, and its worker processes)."""
         assert self.process is not None
-        return process_cpu_seconds(self.process.pid)
+        return process_tree_cpu_seconds(self.process.pid)
 
     def __enter__(self) -> ServerProcess:
         return self.start()
@@ -110,10 +119,11 @@ class ServerProcess:
         self.stop()
 
 
-def bot_server(slack_api_url: str, *, extra_env: dict[str, str] | None = None) -> ServerProcess:
-    """`handoff-bot serve` (HTTP mode) on a fresh SQLite file in its own directory."""
+def bot_server(slack_api_url: str, *, workers: int = 1, extra_env: dict[str, str] | None = None) -> ServerProcess:
+    """`handoff-bot serve` (HTTP mode, `workers` processes) on a fresh SQLite file in its own directory."""
     port = free_port()
-    server = ServerProcess("bot", [sys.executable, "-m", "bot.cli", "serve"], {}, port)
+    server = ServerProcess("bot", [sys.executable, "-m", "bot.cli", "serve"], {"HANDOFF_WORKERS": str(workers)}, port,
+                           workers=workers)
     server.env.update(
         DATABASE_URL=f"sqlite:///{server.workdir / 'handoffs.db'}",
         SLACK_API_URL=slack_api_url,

@@ -1,14 +1,15 @@
 """Ack latency of the Claim button under 32 concurrent clients: the real bot against a bare Bolt app.
 
-    python bench/ack.py [--clients 32] [--requests 5000] [--seconds 20] [--handoffs 4500]
+    python bench/ack.py [--clients 32] [--requests 5000] [--seconds 20] [--handoffs 4500] [--workers 2]
 
 Both servers run as subprocesses served the same way (uvicorn, FastAPI, the bot's `/slack/events` adapter,
 `process_before_response=True`, signed requests). The bare app (bench/bare_bolt_app.py) only acks; the bot
 (`handoff-bot serve` on a fresh SQLite file, talking to a FakeSlack in this process) does a real claim: a
 compare-and-set, the event log and outbox rows, before it acks. One in five presses hits a handoff that was
 claimed before the run (the refusal path: logged, and a private notice queued). Every press of a fresh
-claim is on its own handoff. Signed bodies are built just before each run; after a 1 s warm-up, each run
-measures `--requests` requests or `--seconds` seconds, whichever ends first.
+claim is on its own handoff. The bot runs `--workers` processes (HANDOFF_WORKERS); the bare app is always one
+process: the reference is what a single Bolt process does. Signed bodies are built just before each run;
+after a 1 s warm-up, each run measures `--requests` requests or `--seconds` seconds, whichever ends first.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from tests.fakes.slack_signing import block_action_body
 
 TARGET_P99_MS = 50.0
 TARGET_RATIO = 1.5
+DEFAULT_WORKERS = 2
 REFUSAL_EVERY = 5  # every 5th press is on an already-claimed handoff
 PRECLAIMED = 100
 CHANNEL = "CBENCH"
@@ -143,12 +145,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="at most this long measured per server")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--handoffs", type=int, default=4500, help="fresh handoffs to claim (created first)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                        help=f"the bot's worker processes, HANDOFF_WORKERS ({DEFAULT_WORKERS}); the bare app is one")
     args = parser.parse_args()
     run = time.strftime("%H%M%S")
 
     print(f"ack bench: Claim button, {args.clients} concurrent clients, {args.warmup:.0f} s warm-up, "
           f"then {args.requests} requests or {args.seconds:.0f} s per server; 1 press in {REFUSAL_EVERY} "
           f"on an already-claimed handoff")
+    print(f"  the bot: {args.workers} worker process(es); the bare Bolt app: 1 process (the reference)")
     print(f"  {machine_line()}")
 
     # 1. The bare Bolt app. Its bodies look the same (ids are only values to it).
@@ -167,7 +172,7 @@ def main() -> int:
 
     # 2. The bot, with its handoffs created and some claimed before the run.
     with FakeSlack() as slack:
-        bot = bot_server(slack.url)
+        bot = bot_server(slack.url, workers=args.workers)
         try:
             bot.start()
             started = time.monotonic()

@@ -9,6 +9,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -79,8 +80,9 @@ def free_port() -> int:
 class Server:
     """`handoff-bot serve` in a subprocess, in an empty directory (no .env, no handoffs.yml)."""
 
-    def __init__(self, database_url: str, *, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, database_url: str, *, workers: int = 1, extra_env: dict[str, str] | None = None) -> None:
         self.database_url = database_url
+        self.workers = workers
         self.port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="handoff-bench-"))
         self.log_path = self.workdir / "server.log"
@@ -95,6 +97,7 @@ class Server:
             SLACK_BOT_TOKEN="xoxb-bench",
             SLACK_SIGNING_SECRET="bench",
             SLACK_API_URL="http://127.0.0.1:9/api/",
+            HANDOFF_WORKERS=str(workers),
             PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
         )
         env.update(extra_env or {})
@@ -120,7 +123,7 @@ class Server:
             with contextlib.suppress(OSError, http.client.HTTPException):
                 connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 connection.request("GET", "/healthz")
-                if connection.getresponse().status == 200:
+                if connection.getresponse().status == 200 and workers_ready(self.log_path) >= self.workers:
                     connection.close()
                     return self
                 connection.close()
@@ -151,7 +154,7 @@ class Server:
         self.stop()
 
     def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.pid)
+        return process_tree_cpu_seconds(self.pid)
 
     def memory(self) -> dict[str, int]:
         return process_memory_kib(self.pid)
@@ -162,6 +165,30 @@ def process_cpu_seconds(pid: int | None = None) -> float:
     fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of all its descendants alive now (`serve --workers N`: the workers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            total += process_cpu_seconds(current)
+        pending.extend(children.get(current, []))
+    return total
+
+
+def workers_ready(log_path: Path) -> int:
+    """How many worker processes of `serve --workers N` said they are ready (a single process says nothing: 1)."""
+    try:
+        return max(1, len(re.findall(r"worker \d+ ready", log_path.read_text(errors="replace"))))
+    except OSError:
+        return 0
 
 
 def process_memory_kib(pid: int) -> dict[str, int]:

@@ -1,11 +1,11 @@
 """Intake throughput and latency: concurrent keep-alive clients POSTing /api/handoffs to the real server.
 
-    .venv/bin/python bench/intake.py [--clients 16] [--seconds 10] [--backend sqlite|postgres|both]
+    .venv/bin/python bench/intake.py [--clients 16] [--seconds 10] [--backend sqlite|postgres|both] [--workers 2]
 
 The server is `handoff-bot serve` in a subprocess, on a fresh SQLite file or a PostgreSQL database created
 (and dropped) for the run. Every request carries a distinct, realistic body (unique titles, so dedupe never
 hits). The clients are cheap on purpose (asyncio, raw sockets, pre-built HTTP/1.1 requests) so that they
-leave the server its core; `--client threads` uses http.client in threads instead, for comparison.
+leave the server the CPU; `--client threads` uses http.client in threads instead, for comparison.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from harness import BENCH_TOKEN, Client, Server, machine_line, percentile, pg_ba
 
 TARGET_CREATED_PER_S = 400.0
 TARGET_P99_MS = 60.0
+DEFAULT_WORKERS = 2
 
 COMPANIES = ["ACME GmbH", "Globex", "Initech", "Umbrella Retail", "Stark Logistics", "Wayne Foods", "Hooli",
              "Vandelay Imports", "Soylent AG", "Tyrell Systems", "Cyberdyne", "Wonka Industries"]
@@ -220,7 +221,7 @@ def _cpu_self() -> float:
 
 
 def bench_backend(backend: str, database_url: str, args: argparse.Namespace) -> Result:
-    with Server(database_url) as server:
+    with Server(database_url, workers=args.workers) as server:
         requests = Requests(server.port, uuid.uuid4().hex[:8])
         started = time.perf_counter()
         window_start = started + args.warmup
@@ -280,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured duration per backend (10)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured warm-up before it (1)")
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                        help=f"server worker processes, HANDOFF_WORKERS ({DEFAULT_WORKERS})")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="asyncio",
                         help="client implementation (asyncio: lightest on CPU)")
     parser.add_argument("--pg-url", help="PostgreSQL maintenance URL (default: $TEST_DATABASE_URL or local test db)")
@@ -287,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
 
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     print(f"intake benchmark: {args.clients} clients × {args.seconds:g} s (+{args.warmup:g} s warm-up), "
-          f"{args.client} client · {machine_line()}")
+          f"{args.client} client, server with {args.workers} worker process(es) · {machine_line()}")
     results: list[Result] = []
     for backend in backends:
         print(f"\n[{backend}]")

@@ -20,7 +20,6 @@ import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.config import STARTUP_FAILURE
 
 from bot.api import create_api, with_body_limit
 from bot.outbox import OutboxSender
@@ -32,7 +31,7 @@ from bot.slack.http import mount_slack
 from bot.sweep import Sweeper
 from bot.timezones import UserTimezones
 from bot.webhooks import WebhookSender
-from bot.workers import GROUP_DIRECTORY_ENV, WorkerGroup, WorkerStartupError
+from bot.workers import GROUP_DIRECTORY_ENV, STARTUP_FAILURE, WorkerGroup, WorkerStartupError, serve_workers
 from storage import migrate
 from storage.outbox import OutboxStore
 
@@ -132,18 +131,17 @@ STARTUP_FAILURE_FILE = "startup-failure"
 
 
 def run_workers(settings: Settings) -> None:
-    """Migrate once, here; then uvicorn's `settings.workers` processes, each with its own runtime and bot,
-    built from the same environment by `create_worker_app`. This process only supervises them."""
+    """Migrate once, here; then `settings.workers` processes, each with its own runtime and bot built from the
+    same environment by `create_worker_app` (bot/workers.py). This process only supervises them."""
     migrate.upgrade(settings.database_url)
     group = Path(tempfile.mkdtemp(prefix=f"handoff-bot-{os.getpid()}-"))
     os.environ[GROUP_DIRECTORY_ENV] = str(group)  # the workers inherit it
-    log.info("serving on http://%s:%s with %d worker processes", settings.host, settings.port, settings.workers)
     try:
-        uvicorn.run("bot.server:create_worker_app", factory=True, workers=settings.workers, host=settings.host,
-                    port=settings.port, log_level="warning", access_log=False)
-        failure = group / STARTUP_FAILURE_FILE
-        if failure.exists():
-            raise WorkerStartupError(f"a worker process could not start: {failure.read_text().strip()}")
+        if not serve_workers(settings.workers, app="bot.server:create_worker_app", host=settings.host,
+                             port=settings.port):
+            failure = group / STARTUP_FAILURE_FILE
+            reason = failure.read_text().strip() if failure.exists() else "see the log above"
+            raise WorkerStartupError(f"a worker process could not start: {reason}")
     finally:
         shutil.rmtree(group, ignore_errors=True)
 
@@ -186,6 +184,7 @@ def _build_worker(group_directory: Path) -> ASGIApp:
     def stop() -> None:
         group.stop()
         bot.stop()
+        group.close()
         runtime.close()
 
     runtime.notify = notify

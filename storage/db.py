@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
@@ -42,6 +44,44 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     return engine
 
 
+class WriterTurn:
+    """One SQLite writer at a time, across threads and processes, queued without sleeping.
+
+    Threads of this process queue on an RLock; processes (`serve --workers N`) on a blocking `flock` of a
+    file beside the database, taken inside the RLock for the whole write transaction. SQLite's own busy
+    handler polls with sleeps of up to 100 ms and made write latency spiky; it stays only as a fallback
+    for writers that do not take this turn (another program on the same file).
+    """
+
+    def __init__(self, database_path: str | None) -> None:
+        self._lock = threading.RLock()
+        self._depth = 0  # nested turns of the thread holding the RLock: flock once, unlock at the outermost
+        self._fd: int | None = None
+        if database_path and database_path != ":memory:" and not database_path.startswith("file:"):
+            self._fd = os.open(f"{database_path}.write-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        if self._depth == 0 and self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._lock.release()
+                raise
+        self._depth += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class Database:
     """One database: a writer engine and a reader engine (the same pool on PostgreSQL)."""
 
@@ -51,18 +91,15 @@ class Database:
         if self.is_sqlite:
             self.writer = _sqlite_engine(url, immediate=True)
             self.reader = _sqlite_engine(url, immediate=False)
-            # SQLite has one writer at a time. Threads of this process queue on this lock (FIFO-ish, no
-            # sleeping) instead of on SQLite's busy handler, which polls with sleeps of up to 100 ms and
-            # made write latency spiky under concurrent intake; other processes still meet busy_timeout.
-            self._write_lock: threading.RLock | None = threading.RLock()
+            self._writer_turn: WriterTurn | None = WriterTurn(make_url(url).database)
         else:
             self.writer = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, echo=echo)
             self.reader = self.writer
-            self._write_lock = None
+            self._writer_turn = None
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with (self._write_lock or nullcontext()), Session(self.writer, expire_on_commit=False) as session, \
+        with self._writer_turn or nullcontext(), Session(self.writer, expire_on_commit=False) as session, \
                 session.begin():
             yield session
 
@@ -83,3 +120,5 @@ class Database:
         self.writer.dispose()
         if self.reader is not self.writer:
             self.reader.dispose()
+        if self._writer_turn is not None:
+            self._writer_turn.close()

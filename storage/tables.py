@@ -129,6 +129,7 @@ class OutboxRow(SQLModel, table=True):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index("ix_outbox_kind_due", "kind", "state", "next_attempt_at"),  # one sender's own rows (migration 0008)
         Index("ix_outbox_handoff", "handoff_id"),
     )
 

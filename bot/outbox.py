@@ -208,7 +208,8 @@ class OutboxSender(Dispatcher):
                               exclude_kinds=frozenset({WEBHOOK}))  # bot/webhooks.py sends those
         if not only_new:  # private notices and home tabs never wait behind a long backlog of one channel
             unpaced = self.store.due(now, limit=50, kinds=UNPACED_KINDS)
-            rows = unpaced + [row for row in rows if row.id not in {u.id for u in unpaced}]
+            taken = {row.id for row in unpaced}
+            rows = unpaced + [row for row in rows if row.id not in taken]
         sleep = min([self.poll_seconds, *blocked.values()])
         for row in rows:
             lane = self._lane(row)
@@ -299,7 +300,7 @@ class OutboxSender(Dispatcher):
             OUTCOME_REPLY: self._outcome_reply,
             REACTION: self._reaction,
             PUBLISH_HOME: self._publish_home,
-            DIRECT_MESSAGE: self._direct_message,
+            DIRECT_MESSAGE: self._post_message,  # to a user id: the app's DM
             POST_MESSAGE: self._post_message,
             NUDGE: self._nudge,
             ESCALATION: self._escalation,
@@ -450,15 +451,6 @@ class OutboxSender(Dispatcher):
                                                                 is_manager=board.is_manager))
         self.store.coalesce_target(PUBLISH_HOME, user, up_to_id=up_to, now=self.clock())
         self.store.finish(row.id, state=SENT, now=self.clock())
-
-    def _direct_message(self, row: OutboxRow) -> None:
-        assert row.id is not None
-        payload = row.payload or {}
-        self.client.chat_postMessage(
-            channel=row.target or "", text=str(payload.get("text", "")), unfurl_links=False, unfurl_media=False
-        )
-        self.store.finish(row.id, state=SENT, now=self.clock())
-
 
     def _post_message(self, row: OutboxRow) -> None:
         assert row.id is not None

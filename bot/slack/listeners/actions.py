@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, time, timedelta
+from datetime import timedelta
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -51,11 +51,8 @@ def register(app: App, runtime: Runtime) -> None:
 
 def register_reminder_answers(app: App, runtime: Runtime) -> None:
     """The buttons of an SLA reminder: snooze it, or say in one click why the handoff is stuck."""
-    app.action(ids.NUDGE_SNOOZE_HOUR)(_acting(
-        runtime, lambda click: Request(Action.snooze, until=runtime.clock() + timedelta(hours=1))))
-    app.action(ids.NUDGE_SNOOZE_TOMORROW)(_acting(
-        runtime, lambda click: Request(Action.snooze, until=snooze_until_tomorrow(
-            runtime.clock(), runtime.config, runtime.zone_of(click.user_id)))))
+    app.action(ids.NUDGE_SNOOZE_HOUR)(_acting(runtime, lambda click: _snooze_for_an_hour(runtime)))
+    app.action(ids.NUDGE_SNOOZE_TOMORROW)(_acting(runtime, lambda click: _snooze_until_tomorrow(runtime, click)))
     reasons = {ids.STALL_BLOCKED: StallReason.blocked, ids.STALL_NEED_INFO: StallReason.need_info,
                ids.STALL_WRONG_OWNER: StallReason.wrong_owner}
     for action_id, reason in reasons.items():
@@ -173,22 +170,23 @@ def _acting(runtime: Runtime, to_request: Callable[[Click], Request | None]) -> 
 
 
 def _overflow_request(click: Click, runtime: Runtime) -> Request | None:
-    now = runtime.clock()
     if click.verb == ids.MORE_RELEASE:
         return Request(Action.release)
     if click.verb == ids.MORE_SNOOZE_HOUR:
-        return Request(Action.snooze, until=now + timedelta(hours=1))
+        return _snooze_for_an_hour(runtime)
     if click.verb == ids.MORE_SNOOZE_TOMORROW:
-        return Request(Action.snooze, until=tomorrow_morning(now, runtime))
+        return _snooze_until_tomorrow(runtime, click)
     return None
 
 
-def tomorrow_morning(now: datetime, runtime: Runtime) -> datetime:
-    """The start of the next day's business hours (09:00 without them), in the team's time zone."""
-    config = runtime.config
-    opening = config.business_hours.start if config.business_hours else time(9, 0)
-    local = now.astimezone(config.zone) + timedelta(days=1)
-    return local.replace(hour=opening.hour, minute=opening.minute, second=0, microsecond=0)
+def _snooze_for_an_hour(runtime: Runtime) -> Request:
+    return Request(Action.snooze, until=runtime.clock() + timedelta(hours=1))
+
+
+def _snooze_until_tomorrow(runtime: Runtime, click: Click) -> Request:
+    """Until the next opening time (business hours' start, else 09:00) in the clicker's own time zone."""
+    until = snooze_until_tomorrow(runtime.clock(), runtime.config, runtime.zone_of(click.user_id))
+    return Request(Action.snooze, until=until)
 
 
 def _checking(runtime: Runtime, action: Action) -> Callable[..., None]:

@@ -20,7 +20,7 @@ from handoffs.model import Handoff
 from handoffs.nudges import Decision, Step, decide
 from handoffs.ports import Effect
 from handoffs.webhooks import webhook_effects
-from storage.sweep import Settled, SweepStore
+from storage.sweep import LoadWhole, Settled, SweepStore
 
 log = logging.getLogger("handoff_bot.sweep")
 
@@ -54,7 +54,7 @@ class Sweeper:
             self.timezones.warm(self.store.due_owners(now))
         settled: list[Settled] = []
         while True:
-            batch = self.store.sweep(now, lambda handoff: self.settle(handoff, now), limit=self.batch)
+            batch = self.store.sweep(now, lambda due, whole: self.settle(due, whole, now), limit=self.batch)
             settled.extend(batch)
             if len(batch) < self.batch:
                 break
@@ -75,18 +75,36 @@ class Sweeper:
         except Exception:
             log.exception("SLA sweep failed; retrying at the next tick")
 
-    def settle(self, handoff: Handoff, now: datetime) -> Settled:
-        """The decision about one due handoff; a handoff the policy cannot decide waits an hour, logged,
-        rather than stopping every other one behind it."""
+    def settle(self, due: list[Handoff], whole: LoadWhole, now: datetime) -> list[Settled]:
+        """The decisions about a batch of due handoffs (given with the policy's columns; the escalating ones
+        are loaded whole for their webhooks). One the policy cannot decide waits an hour, logged, rather
+        than stopping every other one behind it."""
+        decided = [(handoff, self._decide_safely(handoff, now)) for handoff in due]
+        escalating = whole([handoff.id for handoff, decision in decided
+                            if decision is not None and decision.step is Step.escalate])
+        return [self._settle_safely(escalating.get(handoff.id, handoff), decision, now)
+                for handoff, decision in decided]
+
+    def _decide_safely(self, handoff: Handoff, now: datetime) -> Decision | None:
         try:
-            return self._settle(handoff, now)
+            return self._decide(handoff, now)
         except Exception:
             log.exception("SLA sweep could not decide about %s; looking again in an hour", handoff.ref)
-            return Settled(handoff, now + timedelta(hours=1))
+            return None
 
-    def _settle(self, handoff: Handoff, now: datetime) -> Settled:
+    def _decide(self, handoff: Handoff, now: datetime) -> Decision:
         zone = self.timezones.zone_of(handoff.owner) if self.timezones and handoff.owner else self.config.zone
-        decision = decide(handoff, self.config, now, zone)
+        return decide(handoff, self.config, now, zone)
+
+    def _settle_safely(self, handoff: Handoff, decision: Decision | None, now: datetime) -> Settled:
+        try:
+            if decision is not None:
+                return self._settle(handoff, decision, now)
+        except Exception:
+            log.exception("SLA sweep could not act on %s; looking again in an hour", handoff.ref)
+        return Settled(handoff, now + timedelta(hours=1))
+
+    def _settle(self, handoff: Handoff, decision: Decision, now: datetime) -> Settled:
         if decision.step is Step.nudge:
             return self._nudge(handoff, decision)
         if decision.step is Step.escalate:

@@ -1,11 +1,14 @@
 """The SLA sweep's storage: what is due (an index range on `next_nudge_at`), taken and settled atomically.
 
 One write transaction per batch reads the due handoffs, lets the caller decide each one, and writes the
-decisions back with their events and outbox rows. On PostgreSQL the rows are read `FOR UPDATE SKIP
-LOCKED`, so several processes sweeping one database take disjoint handoffs and send each nudge once;
-on SQLite the transaction holds the database's write lock. A nudge or escalation bumps the handoff's
-version, so that a transition decided on the state before it fails its compare-and-set and is decided
-again (and reschedules from the new nudge count).
+decisions back with their events and outbox rows. The due rows are read with the policy's columns only:
+the texts, facts and lists cost more to read and map than the whole decision, and only an escalation's
+webhook needs them, so the caller loads whole handoffs for just those (in the same transaction).
+
+On PostgreSQL the rows are read `FOR UPDATE SKIP LOCKED`, so several processes sweeping one database take
+disjoint handoffs and send each nudge once; on SQLite the transaction holds the database's write lock. A
+nudge or escalation bumps the handoff's version, so that a transition decided on the state before it fails
+its compare-and-set and is decided again (and reschedules from the new nudge count).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from handoffs.model import Handoff
+from handoffs.model import Handoff, Status, Urgency
 from handoffs.ports import Effect
 from storage.db import Database
 from storage.repository import to_domain
@@ -32,6 +35,13 @@ _OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
 _SETTLE = _HANDOFFS.update().where(_HANDOFFS.c.id == bindparam("handoff_id"))
 _INSERT_EVENT = insert(_EVENTS)
 _INSERT_OUTBOX = insert(_OUTBOX)
+
+# What handoffs/nudges.py and bot/sweep.py read of a due handoff (plus the fields a Handoff cannot go without)
+_POLICY_COLUMNS = [_HANDOFFS.c[name] for name in (
+    "id", "version", "status", "kind", "urgency", "title", "next_action", "created_at", "updated_at", "owner",
+    "approvers", "requires_approval", "route", "queue", "channel", "claim_by", "due_at", "snoozed_until",
+    "nudge_count", "escalated_at",
+)]
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,23 @@ class Settled:
         return self.event is not None
 
 
-Decide = Callable[[Handoff], Settled]
+LoadWhole = Callable[[Sequence[int]], dict[int, Handoff]]
+"""Whole handoffs by id, read in the sweep's transaction (so at the version that was decided on)."""
+
+Settle = Callable[[list[Handoff], LoadWhole], list[Settled]]
+"""Decides a batch of due handoffs, each given with the policy's columns only (see the module's doc)."""
+
+
+_POLICY_NAMES = tuple(column.name for column in _POLICY_COLUMNS)
+
+
+def policy_view(row: Any) -> Handoff:
+    """A due handoff with the policy's columns; its texts, facts and lists are left empty."""
+    values = dict(zip(_POLICY_NAMES, row, strict=True))
+    values["status"] = Status(values["status"])
+    values["urgency"] = Urgency(values["urgency"])
+    values["approvers"] = list(values["approvers"] or ())
+    return Handoff(**values)
 
 
 class SweepStore:
@@ -60,7 +86,7 @@ class SweepStore:
 
     def _due_query(self, now: datetime, limit: int) -> Any:
         query = (
-            select(*_HANDOFFS.c)
+            select(*_POLICY_COLUMNS)
             .where(_HANDOFFS.c.next_nudge_at <= now)
             .order_by(_HANDOFFS.c.next_nudge_at, _HANDOFFS.c.id)
             .limit(limit)
@@ -78,14 +104,22 @@ class SweepStore:
         with self.db.read() as session:
             return {owner for (owner,) in session.execute(query)}
 
-    def sweep(self, now: datetime, decide: Decide, *, limit: int = 500) -> list[Settled]:
-        """Take up to `limit` due handoffs, decide each, and write the decisions, in one transaction."""
+    def sweep(self, now: datetime, settle: Settle, *, limit: int = 500) -> list[Settled]:
+        """Take up to `limit` due handoffs, decide them, and write the decisions, in one transaction."""
         with self.db.write() as session:
-            rows = session.execute(self._due_query(now, limit)).all()
-            settled = [decide(to_domain(row)) for row in rows]
-            if settled:
-                _write(session, settled, now)
+            due = [policy_view(row) for row in session.execute(self._due_query(now, limit))]
+            if not due:
+                return []
+            settled = settle(due, lambda ids: _whole(session, ids))
+            _write(session, settled, now)
         return settled
+
+
+def _whole(session: Session, ids: Sequence[int]) -> dict[int, Handoff]:
+    if not ids:
+        return {}
+    rows = session.execute(select(*_HANDOFFS.c).where(_HANDOFFS.c.id.in_(ids)))
+    return {handoff.id: handoff for handoff in map(to_domain, rows)}
 
 
 def _write(session: Session, settled: list[Settled], now: datetime) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,24 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[datetime | None], Any] | None:
+        """The usual conversion, remembering the last value: a bulk write stamps one `now` on every row
+        (events, outbox rows), and converting it for each row was a tenth of an SLA sweep's time."""
+        process = super().bind_processor(dialect)
+        if process is None:
+            return None
+        last: list[tuple[datetime | None, Any]] = [(None, None)]
+
+        def remembering(value: datetime | None) -> Any:
+            seen, converted = last[0]  # one tuple, read and written whole: safe between threads
+            if value is seen and value is not None:
+                return converted
+            converted = process(value)
+            last[0] = (value, converted)
+            return converted
+
+        return remembering
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -88,14 +88,14 @@ def test_a_handoff_the_policy_cannot_decide_does_not_block_the_others(
     assert deadline is not None
     runtime.clock = Clock(deadline + timedelta(seconds=1))
     sweeper = Sweeper(runtime)
-    original = sweeper._settle
+    original = sweeper._decide
 
     def poisoned(handoff: Handoff, now: datetime) -> Any:
         if handoff.id == ids[1]:
             raise ValueError("bad data")
         return original(handoff, now)
 
-    monkeypatch.setattr(sweeper, "_settle", poisoned)
+    monkeypatch.setattr(sweeper, "_decide", poisoned)
     assert sweeper.tick().nudged == 2
     with runtime.db.read() as session:
         later = session.execute(select(HandoffRow.next_nudge_at).where(HandoffRow.id == ids[1])).scalar_one()

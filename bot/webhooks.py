@@ -48,6 +48,7 @@ PERMANENT_STATUSES = frozenset({400, 405, 410, 413, 415, 422})
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_GIVE_UP_AFTER = timedelta(days=1)
 MAX_RETRY_AFTER_SECONDS = 3600.0
+WAKE_COALESCE_SECONDS = 0.05
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -143,6 +144,9 @@ class WebhookSender(Dispatcher):
             except Exception:  # the dispatcher must outlive a database hiccup
                 log.exception("webhook dispatch failed; retrying shortly")
             if self._wake.wait(self.poll_seconds):
+                # Every write wakes this thread; under a stream of intake, most of them carry no webhook,
+                # and a due query per write cost a sixth of the server's CPU. Let a burst wake it once.
+                self._stop.wait(WAKE_COALESCE_SECONDS)
                 self._wake.clear()
 
     # --- dispatch -------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ _POLICY_COLUMNS = [_HANDOFFS.c[name] for name in (
     "approvers", "requires_approval", "route", "queue", "channel", "claim_by", "due_at", "snoozed_until",
     "nudge_count", "escalated_at",
 )]
+_POLICY_NAMES = tuple(column.name for column in _POLICY_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,6 @@ LoadWhole = Callable[[Sequence[int]], dict[int, Handoff]]
 
 Settle = Callable[[list[Handoff], LoadWhole], list[Settled]]
 """Decides a batch of due handoffs, each given with the policy's columns only (see the module's doc)."""
-
-
-_POLICY_NAMES = tuple(column.name for column in _POLICY_COLUMNS)
 
 
 def policy_view(row: Any) -> Handoff:

@@ -853,18 +853,23 @@ def _postgres_database(rows: int, keep_as: str | None, now: float, seed: int, wo
         yield url, load
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("--keep", action="store_true", help="keep the loaded database and reuse it next time")
-    parser.add_argument("--repeat", type=int, default=20, help="timed calls per query (after 2 warm-up calls)")
+def add_loader_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `loaded_database` that every bench loading handoffs takes."""
     parser.add_argument("--db-dir", default=os.environ.get("BENCH_DB_DIR", tempfile.gettempdir()),
                         help="where SQLite files go (default: the temp directory)")
     parser.add_argument("--pg-url", help="PostgreSQL maintenance URL (default: $TEST_DATABASE_URL or local test db)")
     parser.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)),
                         help="row generator processes")
     parser.add_argument("--seed", type=int, default=20261121)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--keep", action="store_true", help="keep the loaded database and reuse it next time")
+    parser.add_argument("--repeat", type=int, default=20, help="timed calls per query (after 2 warm-up calls)")
+    add_loader_arguments(parser)
     args = parser.parse_args(argv)
 
     now = time.time()

@@ -29,11 +29,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -42,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from harness import machine_line, process_cpu_seconds, verdict
-from scale import LoadReport, check_derived_columns, loaded_database
+from scale import LoadReport, add_loader_arguments, check_derived_columns, loaded_database
 from sqlalchemy import Table, bindparam, func, select, text, update
 
 from bot.runtime import Runtime, build_runtime
@@ -430,12 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--keep", action="store_true", help="keep the loaded databases and reuse them next time")
     parser.add_argument("--repeat", type=int, default=5, help="timed ticks per size, each on a fresh due set")
-    parser.add_argument("--db-dir", default=os.environ.get("BENCH_DB_DIR", tempfile.gettempdir()),
-                        help="where SQLite files go (default: the temp directory)")
-    parser.add_argument("--pg-url", help="PostgreSQL maintenance URL (default: $TEST_DATABASE_URL or local test db)")
-    parser.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)),
-                        help="row generator processes")
-    parser.add_argument("--seed", type=int, default=20261121)
+    add_loader_arguments(parser)
     args = parser.parse_args(argv)
     if args.repeat < 1 or any(rows < 1 for rows in args.rows):
         parser.error("--repeat and --rows must be positive")

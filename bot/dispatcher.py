@@ -31,5 +31,14 @@ class Dispatcher:
         """New rows were written (or a slot came free): look now instead of at the next poll."""
         self._wake.set()
 
+    def _wait_for_work(self, timeout: float, *, coalesce: float) -> bool:
+        """Sleep until woken or `timeout`; True when woken. Every write wakes the dispatcher, so after a
+        wake-up it waits `coalesce` more: a burst of writes costs one look at the outbox, not one each."""
+        if not self._wake.wait(timeout):
+            return False
+        self._stop.wait(coalesce)
+        self._wake.clear()
+        return True
+
     def _run(self) -> None:
         raise NotImplementedError

@@ -170,9 +170,7 @@ class OutboxSender(Dispatcher):
             if time.monotonic() >= next_full:
                 last_full = time.monotonic()
                 next_full = last_full + self._safely(self.dispatch_due)
-            if self._wake.wait(max(0.0, next_full - time.monotonic())):
-                time.sleep(WAKE_COALESCE_SECONDS)  # let a burst of writes wake the dispatcher once, not each time
-                self._wake.clear()
+            if self._wait_for_work(max(0.0, next_full - time.monotonic()), coalesce=WAKE_COALESCE_SECONDS):
                 if time.monotonic() - last_full >= MIN_FULL_SCAN_GAP:
                     next_full = 0.0  # a full scan now
                 else:

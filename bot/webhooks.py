@@ -143,11 +143,8 @@ class WebhookSender(Dispatcher):
                 self.dispatch_due()
             except Exception:  # the dispatcher must outlive a database hiccup
                 log.exception("webhook dispatch failed; retrying shortly")
-            if self._wake.wait(self.poll_seconds):
-                # Every write wakes this thread; under a stream of intake, most of them carry no webhook,
-                # and a due query per write cost a sixth of the server's CPU. Let a burst wake it once.
-                self._stop.wait(WAKE_COALESCE_SECONDS)
-                self._wake.clear()
+            # Most writes carry no webhook; a due query per write cost a sixth of an intake's CPU.
+            self._wait_for_work(self.poll_seconds, coalesce=WAKE_COALESCE_SECONDS)
 
     # --- dispatch -------------------------------------------------------------------------------
 

@@ -111,23 +111,28 @@ class Checkpointer:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self.checkpoint()
-        self.checkpoint()
-
-    def checkpoint(self) -> None:
+        connection: sqlite3.Connection | None = None
         try:
-            connection = sqlite3.connect(f"file:{quote(self.database_path)}?mode=rw", uri=True,
-                                         timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+            while not self._stop.wait(self.every):
+                connection = self.checkpoint(connection)
+            connection = self.checkpoint(connection)
+        finally:
+            if connection is not None:
+                connection.close()
+
+    def checkpoint(self, connection: sqlite3.Connection | None = None) -> sqlite3.Connection | None:
+        """One PASSIVE checkpoint, on `connection` or a new one; returns the connection to use next time."""
+        try:
+            if connection is None:  # mode=rw: never create a database that is not there (yet)
+                connection = sqlite3.connect(f"file:{quote(self.database_path)}?mode=rw", uri=True,
+                                             timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            return connection
         except sqlite3.Error as error:  # not created yet, or gone (a test's temporary database)
             log.debug("SQLite checkpoint skipped: %s", error)
-            return
-        try:
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error as error:
-            log.debug("SQLite checkpoint skipped: %s", error)
-        finally:
-            connection.close()
+            if connection is not None:
+                connection.close()
+            return None
 
     def stop(self) -> None:
         self._stop.set()

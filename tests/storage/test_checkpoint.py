@@ -29,9 +29,13 @@ def test_commits_do_not_checkpoint_and_the_checkpointer_does(tmp_path: Path) -> 
         wal = path.with_name(path.name + "-wal")
         grown = wal.stat().st_size
         assert grown > 1000 * 4096  # no commit copied the log back and restarted it
-        Checkpointer(str(path), every=3600).checkpoint()
+        checkpointer = Checkpointer(str(path), every=3600)
+        connection = checkpointer.checkpoint()
+        assert connection is not None
+        connection.close()
         _write_rows(db, 10)
         assert wal.stat().st_size == grown  # all of it was copied back, so the next writes reuse the log
+        checkpointer.stop()
     finally:
         db.dispose()
 
@@ -49,5 +53,7 @@ def test_the_checkpointer_thread_keeps_the_log_short(tmp_path: Path) -> None:
 
 
 def test_a_missing_database_file_is_skipped_quietly(tmp_path: Path) -> None:
-    Checkpointer(str(tmp_path / "absent.db"), every=3600).checkpoint()
+    checkpointer = Checkpointer(str(tmp_path / "absent.db"), every=3600)
+    assert checkpointer.checkpoint() is None
+    checkpointer.stop()
     assert not (tmp_path / "absent.db").exists()  # mode=rw: the checkpointer never creates a database

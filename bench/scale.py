@@ -5,8 +5,8 @@
 Loading is a bulk load into a schema made by the real migrations (storage.migrate.upgrade): rows are generated
 in worker processes, the secondary indexes are dropped and rebuilt afterwards from their own DDL, SQLite gets
 executemany in large transactions, PostgreSQL gets COPY. The derived columns are computed as the repository
-computes them (stall_at from Handoff.stall_deadline, next_nudge_at from handoffs.nudges.earliest_look with the
-default nudges, fingerprint and payload_hash from handoffs.intake).
+computes them (stall_at from Handoff.stall_deadline, the nudge_schedule row from handoffs.nudges.earliest_look
+with the default nudges, fingerprint and payload_hash from handoffs.intake).
 
 The data: ~1 year of handoffs, ids in created_at order, volume growing over the year; 10 % open (in a queue,
 no owner), the rest claimed / approved / closed / rejected; 2,000 owners with a long-tailed spread; 30
@@ -113,16 +113,17 @@ HANDOFF_COLUMNS = [
     "claim_by", "due_at", "stall_at", "source_system", "source_url", "source_label", "source_channel",
     "source_ts", "created_by", "submitted_by", "external_id", "callback_url", "outcome", "outcome_note",
     "fingerprint", "payload_hash", "seen_count", "snoozed_until", "nudge_count", "escalated_at", "created_at",
-    "updated_at", "claimed_at", "approved_at", "decided_at", "closed_at", "next_nudge_at",
+    "updated_at", "claimed_at", "approved_at", "decided_at", "closed_at",
 ]
 EVENT_COLUMNS = ["id", "handoff_id", "action", "actor", "at", "from_status", "to_status", "data"]
 APPROVER_COLUMNS = ["handoff_id", "user_id", "pending"]
+SCHEDULE_COLUMNS = ["handoff_id", "next_nudge_at"]
 # table -> (columns, the Chunk field with its rows); a table the schema does not have (yet) is skipped
 TABLES = {"handoffs": (HANDOFF_COLUMNS, "handoffs"), "events": (EVENT_COLUMNS, "events"),
-          "handoff_approvers": (APPROVER_COLUMNS, "approvers")}
+          "handoff_approvers": (APPROVER_COLUMNS, "approvers"), "nudge_schedule": (SCHEDULE_COLUMNS, "schedule")}
 DATETIME_COLUMNS = {"claim_by", "due_at", "stall_at", "snoozed_until", "escalated_at", "created_at", "updated_at",
-                    "claimed_at", "approved_at", "decided_at", "closed_at", "next_nudge_at"}
-# next_nudge_at is handoffs.nudges.earliest_look under this configuration (the default nudges), as a
+                    "claimed_at", "approved_at", "decided_at", "closed_at"}
+# nudge_schedule.next_nudge_at is handoffs.nudges.earliest_look under this configuration (the default nudges), as a
 # repository built by bot.runtime keeps it.
 NUDGE_CONFIG = HandoffConfig()
 
@@ -249,6 +250,7 @@ class Chunk(NamedTuple):
     handoffs: list[tuple[Any, ...]]  # HANDOFF_COLUMNS order
     events: list[tuple[Any, ...]]  # EVENT_COLUMNS order
     approvers: list[tuple[Any, ...]]  # APPROVER_COLUMNS order: the repository's handoff_approvers side table
+    schedule: list[tuple[Any, ...]]  # SCHEDULE_COLUMNS order: the nudge_schedule side table
 
 
 def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) -> Chunk:
@@ -263,6 +265,7 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
     handoffs: list[tuple[Any, ...]] = []
     events: list[tuple[Any, ...]] = []
     approver_rows: list[tuple[Any, ...]] = []
+    schedule: list[tuple[Any, ...]] = []
     shim = _StallShim()
     event_id = 2 * first_id - 1
     for offset, (created, code) in enumerate(zip(stamps, status_codes, strict=True)):
@@ -367,8 +370,11 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
             hashlib.sha256(canonical.encode()).hexdigest(), 1, _iso(snoozed_until, tz_suffix), nudges,
             _iso(escalated_at, tz_suffix), created_at, _iso(updated_at, tz_suffix),
             _iso(claimed_at, tz_suffix), _iso(approved_at, tz_suffix), _iso(decided_at, tz_suffix),
-            _iso(closed_at, tz_suffix), _next_nudge_at(shim, nudges, escalated_at, snoozed_until, tz_suffix),
+            _iso(closed_at, tz_suffix),
         ))
+        look = _next_nudge_at(shim, nudges, escalated_at, snoozed_until, tz_suffix)
+        if look is not None:
+            schedule.append((hid, look))
         events.append((event_id, hid, "created", submitted_by, created_at, None,
                        "claimed" if owner and status is not Status.rejected else "open",
                        f'{{"route":"default","channel":"{channel}","owner":{_json_str(owner)},'
@@ -380,14 +386,15 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
                            "claimed" if last[0] != "claimed" else "open", status.value,
                            f'{{"outcome":"{outcome}"}}' if outcome else "{}"))
         event_id += 2
-    return Chunk(handoffs, events, approver_rows)
+    return Chunk(handoffs, events, approver_rows, schedule)
 
 
 def check_derived_columns(now: float, seed: int) -> None:
     """The fast payload_hash / stall_at / next_nudge_at above must equal what the real intake and repository
     compute: compare a sample."""
     stamps, codes = plan_rows(1000, now, seed)
-    rows = generate_chunk((1, stamps, codes, now, seed, "+00:00")).handoffs
+    chunk = generate_chunk((1, stamps, codes, now, seed, "+00:00"))
+    rows, looks = chunk.handoffs, dict(chunk.schedule)
     index = {name: i for i, name in enumerate(HANDOFF_COLUMNS)}
     for row in rows:
         source = {"system": row[index["source_system"]], "url": row[index["source_url"]],
@@ -403,15 +410,16 @@ def check_derived_columns(now: float, seed: int) -> None:
         assert row[index["payload_hash"]] == payload_hash(payload), "payload_hash differs from handoffs.intake"
         assert row[index["fingerprint"]] == fingerprint(payload), "fingerprint differs from handoffs.intake"
         when = {name: (datetime.fromisoformat(row[index[name]]) if row[index[name]] else None)
-                for name in ("claim_by", "due_at", "stall_at", "escalated_at", "snoozed_until", "next_nudge_at")}
+                for name in ("claim_by", "due_at", "stall_at", "escalated_at", "snoozed_until")}
+        look = looks.get(row[0])
         handoff = Handoff(id=row[0], title="", next_action="", kind="task", status=Status(row[index["status"]]),
                           urgency=Urgency.normal, version=1, created_at=datetime.now(UTC),
                           updated_at=datetime.now(UTC), requires_approval=row[index["requires_approval"]],
                           claim_by=when["claim_by"], due_at=when["due_at"], nudge_count=row[index["nudge_count"]],
                           escalated_at=when["escalated_at"], snoozed_until=when["snoozed_until"])
         assert handoff.stall_deadline() == when["stall_at"], "stall_at differs from Handoff.stall_deadline()"
-        assert earliest_look(handoff, NUDGE_CONFIG) == when["next_nudge_at"], \
-            "next_nudge_at differs from handoffs.nudges.earliest_look()"
+        assert earliest_look(handoff, NUDGE_CONFIG) == (datetime.fromisoformat(look) if look else None), \
+            "nudge_schedule.next_nudge_at differs from handoffs.nudges.earliest_look()"
 
 
 def chunks(rows: int, now: float, seed: int, tz_suffix: str) -> Iterator[tuple[int, list[float], list[int], float,

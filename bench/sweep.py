@@ -3,12 +3,13 @@
     .venv/bin/python bench/sweep.py [--rows 100000 1000000] [--backend sqlite|postgres|both] [--keep] [--repeat 5]
 
 The tables are loaded by bench/scale.py's bulk loader (~1 year of handoffs through the real migrations, with
-`next_nudge_at` as the repository keeps it). The scene: the tick's clock is fixed 30 days ahead, where every
+`nudge_schedule` as the repository keeps it). The scene: the tick's clock is fixed 30 days ahead, where every
 handoff still in flight is past its deadline. First every handoff with a next look before that clock is
 parked (its `next_nudge_at` a year after the clock), then each run un-parks 1,000 random ones, writing back
 their true next look (handoffs.nudges.earliest_look): exactly 1,000 are due. `bot.sweep.Sweeper.tick()` is
-timed: it reads the due rows through ix_handoffs_next_nudge_at, decides each, and writes the handoffs, their
-events and their outbox rows, in batches of 500 (one transaction each). Sending the outbox rows is the outbox
+timed: it reads the due rows through ix_nudge_schedule_next_nudge_at, decides each, and writes their next
+looks, the handoffs acted on, their events and their outbox rows, in batches of 500 (one transaction each;
+on PostgreSQL two batches at a time, bot/sweep.py's lanes). Sending the outbox rows is the outbox
 sender's job and is not part of the tick. Every run is checked against an oracle written from SPEC §7:
 each chosen handoff acted on once, one `nudged` / `escalated` event each, and the outbox rows by kind.
 
@@ -53,6 +54,7 @@ from handoffs.nudges import Step, decide, earliest_look
 from handoffs.webhooks import WEBHOOK
 from storage.db import Database
 from storage.repository import to_domain
+from storage.schedule import SCHEDULE
 from storage.sweep import SweepStore
 from storage.tables import EventRow, HandoffRow, OutboxRow
 
@@ -62,7 +64,7 @@ DUE = 1_000
 IDLE_TICKS = 20
 CLOCK_AHEAD = timedelta(days=30)  # past every deadline the generator gives a handoff in flight
 PARKED_AHEAD = timedelta(days=365)
-INDEX = "ix_handoffs_next_nudge_at"
+INDEX = "ix_nudge_schedule_next_nudge_at"
 
 WEBHOOK_URL = "https://hooks.example.com/handoff-events"
 SWEEP_CONFIG = parse_config({
@@ -75,9 +77,7 @@ SWEEP_CONFIG = parse_config({
 _HANDOFFS: Table = HandoffRow.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
-_UNPARK = update(_HANDOFFS).where(_HANDOFFS.c.id == bindparam("handoff_id")).values(
-    next_nudge_at=bindparam("look")
-)
+_UNPARK = update(SCHEDULE).where(SCHEDULE.c.handoff_id == bindparam("id")).values(next_nudge_at=bindparam("look"))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -126,19 +126,21 @@ class Scene:
         """Every handoff due at `now` (and any left due by an earlier run) gets its next look a year later."""
         with self.db.write() as session:
             result = session.execute(
-                update(_HANDOFFS).where(_HANDOFFS.c.next_nudge_at <= self.now)
+                update(SCHEDULE).where(SCHEDULE.c.next_nudge_at <= self.now)
                 .values(next_nudge_at=self.now + PARKED_AHEAD)
             )
             parked = int(result.rowcount)  # type: ignore[attr-defined]
         if not self.db.is_sqlite:  # what autovacuum does after many updates (also those of earlier runs, --keep)
             with self.db.writer.connect() as connection:
-                connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE handoffs"))
+                autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+                for table in ("handoffs", "nudge_schedule"):
+                    autocommit.execute(text(f"VACUUM ANALYZE {table}"))
         return parked
 
     def candidates(self) -> list[int]:
         """The handoffs the policy still has something to do about, all of them later than `now` once parked."""
         with self.db.read() as session:
-            return list(session.scalars(select(_HANDOFFS.c.id).where(_HANDOFFS.c.next_nudge_at > self.now)))
+            return list(session.scalars(select(SCHEDULE.c.handoff_id).where(SCHEDULE.c.next_nudge_at > self.now)))
 
     def make_due(self, ids: Sequence[int]) -> Expected:
         """Un-park `ids` (their real next look, before `now`); what the tick should then write."""
@@ -151,7 +153,7 @@ class Scene:
             look = earliest_look(handoff, SWEEP_CONFIG)
             if look is None or look > self.now:
                 raise SystemExit(f"bench/sweep.py: {handoff.ref} has no next look before the tick's clock ({look})")
-            looks.append({"handoff_id": handoff.id, "look": look})
+            looks.append({"id": handoff.id, "look": look})
             expected.add(handoff, self.now)
         with self.db.write() as session:
             session.execute(_UNPARK, looks)
@@ -159,7 +161,7 @@ class Scene:
 
     def due_count(self) -> int:
         with self.db.read() as session:
-            return int(session.scalar(select(func.count()).where(_HANDOFFS.c.next_nudge_at <= self.now)) or 0)
+            return int(session.scalar(select(func.count()).where(SCHEDULE.c.next_nudge_at <= self.now)) or 0)
 
     def marks(self) -> tuple[int, int]:
         """The newest event id and outbox id."""

@@ -8,6 +8,7 @@ them. With several processes on one PostgreSQL database, each takes disjoint row
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,12 +21,14 @@ from handoffs.model import Handoff
 from handoffs.nudges import Decision, Step, decide
 from handoffs.ports import Effect
 from handoffs.webhooks import webhook_effects
-from storage.sweep import LoadWhole, Settled, SweepStore
+from storage.sweep import SWEEP_ACTOR, LoadWhole, Settled, SweepStore
 
 log = logging.getLogger("handoff_bot.sweep")
 
-SWEEP_ACTOR = "sla"
 BATCH = 500
+# Batches swept side by side on PostgreSQL (each takes its own rows, FOR UPDATE SKIP LOCKED): while one waits on
+# the server, the other decides in Python. SQLite has one writer, so one lane.
+POSTGRES_LANES = 2
 
 
 @dataclass(frozen=True)
@@ -46,18 +49,14 @@ class Sweeper:
         self.timezones = timezones
         self.store = SweepStore(runtime.db)
         self.batch = batch
+        self.lanes = 1 if runtime.db.is_sqlite else POSTGRES_LANES
 
     def tick(self) -> TickResult:
         """One sweep at the runtime's clock: act on everything due, batch after batch."""
         now = self.runtime.clock()
         if self.timezones is not None and self.config.nudges.business_hours_only:
             self.timezones.warm(self.store.due_owners(now))
-        settled: list[Settled] = []
-        while True:
-            batch = self.store.sweep(now, lambda due, whole: self.settle(due, whole, now), limit=self.batch)
-            settled.extend(batch)
-            if len(batch) < self.batch:
-                break
+        settled = self._sweep_lanes(now)
         result = TickResult(
             nudged=sum(item.event == "nudged" for item in settled),
             escalated=sum(item.event == "escalated" for item in settled),
@@ -67,6 +66,22 @@ class Sweeper:
             log.info("sweep: %d nudged, %d escalated", result.nudged, result.escalated)
             self.runtime.notify()
         return result
+
+    def _sweep_lanes(self, now: datetime) -> list[Settled]:
+        if self.lanes == 1:
+            return self._sweep_lane(now)
+        with ThreadPoolExecutor(self.lanes, thread_name_prefix="sweep") as pool:
+            lanes = [pool.submit(self._sweep_lane, now) for _ in range(self.lanes)]
+            return [item for lane in lanes for item in lane.result()]
+
+    def _sweep_lane(self, now: datetime) -> list[Settled]:
+        """Batch after batch until one comes back short: nothing more is due that another lane has not taken."""
+        settled: list[Settled] = []
+        while True:
+            batch = self.store.sweep(now, lambda due, whole: self.settle(due, whole, now), limit=self.batch)
+            settled.extend(batch)
+            if len(batch) < self.batch:
+                return settled
 
     def run_safely(self) -> None:
         """The scheduler's job: a failed tick (database away) is logged, and the next one tries again."""

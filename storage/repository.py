@@ -19,6 +19,7 @@ from handoffs.model import TERMINAL, Event, Handoff, Status, Urgency
 from handoffs.ports import Created, CreateResult, Effect, IdempotencyConflict
 from storage.approvers import sync_approvers, write_approvers
 from storage.db import Database
+from storage.schedule import reschedule, schedule_new
 from storage.tables import EventRow, HandoffRow, OutboxRow, RouteCursor, SlackEventRow
 
 _DOMAIN_FIELDS = {f.name for f in fields(Handoff)}
@@ -86,7 +87,7 @@ class Repository:
     def __init__(self, db: Database, *, next_look: NextLook = Handoff.stall_deadline) -> None:
         self.db = db
         # When the SLA sweep should next look at a handoff (handoffs.nudges.earliest_look with the config);
-        # kept in `next_nudge_at` by every write, so that the sweep reads an index range, never the table.
+        # kept in `nudge_schedule` by every write, so that the sweep reads an index range, never the table.
         self.next_look = next_look
 
     # --- writes -------------------------------------------------------------------------------
@@ -133,6 +134,7 @@ class Repository:
         # SQLModel rows and the unit of work cost more than the database did (about half the request's CPU).
         row = session.execute(_INSERT_HANDOFF, self._new_values(session, plan)).one()
         handoff = to_domain(row)
+        schedule_new(session, handoff.id, self.next_look(handoff))
         write_approvers(session, handoff)
         session.execute(_INSERT_EVENT, dict(
             handoff_id=row.id, action="created", actor=plan.actor, at=plan.created_at, from_status=None,
@@ -209,7 +211,6 @@ class Repository:
         draft.update(id=0, version=1, status=plan.status, urgency=payload.urgency)
         new = Handoff(**draft)
         values["stall_at"] = new.stall_deadline()
-        values["next_nudge_at"] = self.next_look(new)
         return values
 
     def apply(
@@ -218,7 +219,7 @@ class Repository:
         after = _with_updates(handoff, change)
         values = {name: getattr(after, name) for name in change.updates}
         values.update(status=after.status.value, version=handoff.version + 1, updated_at=now,
-                      stall_at=after.stall_deadline(), next_nudge_at=self.next_look(after))
+                      stall_at=after.stall_deadline())
         if "urgency" in values:
             values["urgency"] = after.urgency.value
         with self.db.write() as session:
@@ -233,6 +234,7 @@ class Repository:
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return None
+            reschedule(session, handoff.id, self.next_look(after))
             session.execute(_INSERT_EVENT, dict(
                 handoff_id=handoff.id, action=change.event, actor=actor.id, at=now,
                 from_status=handoff.status.value, to_status=after.status.value, data=change.data,

@@ -1,14 +1,15 @@
-"""The SLA sweep's storage: what is due (an index range on `next_nudge_at`), taken and settled atomically.
+"""The SLA sweep's storage: what is due (an index range of `nudge_schedule`), taken and settled atomically.
 
 One write transaction per batch reads the due handoffs, lets the caller decide each one, and writes the
 decisions back with their events and outbox rows. The due rows are read with the policy's columns only:
 the texts, facts and lists cost more to read and map than the whole decision, and only an escalation's
 webhook needs them, so the caller loads whole handoffs for just those (in the same transaction).
 
-On PostgreSQL the rows are read `FOR UPDATE SKIP LOCKED`, so several processes sweeping one database take
-disjoint handoffs and send each nudge once; on SQLite the transaction holds the database's write lock. A
-nudge or escalation bumps the handoff's version, so that a transition decided on the state before it fails
-its compare-and-set and is decided again (and reschedules from the new nudge count).
+On PostgreSQL the rows are read `FOR UPDATE SKIP LOCKED`, so several processes (or lanes of one, see
+bot/sweep.py) sweeping one database take disjoint handoffs and send each nudge once; on SQLite the transaction
+holds the database's write lock. A nudge or escalation bumps the handoff's version, so that a transition
+decided on the state before it fails its compare-and-set and is decided again (and reschedules from the new
+nudge count). A handoff the sweep only looks at again later keeps its `handoffs` row untouched.
 """
 
 from __future__ import annotations
@@ -18,23 +19,40 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select
+from psycopg.types.json import Json
+from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
 from handoffs.model import Handoff, Status, Urgency
 from handoffs.ports import Effect
 from storage.db import Database
+from storage.outbox import PENDING
 from storage.repository import to_domain
+from storage.schedule import SCHEDULE, reschedule_many
 from storage.tables import EventRow, HandoffRow, OutboxRow
+
+SWEEP_ACTOR = "sla"  # the actor of the sweep's events
 
 _HANDOFFS: Table = HandoffRow.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
 
-# executemany: the SET clause comes from the parameters' keys (next_nudge_at, nudge_count, escalated_at, version)
+# executemany over the handoffs acted on; the SET clause comes from the parameters' keys (nudge_count,
+# escalated_at, version), none of them indexed: on PostgreSQL the update is HOT when the page has room
 _SETTLE = _HANDOFFS.update().where(_HANDOFFS.c.id == bindparam("handoff_id"))
+# PostgreSQL: the same as one statement over arrays
+_SETTLE_ARRAYS = text(
+    "UPDATE handoffs AS h SET nudge_count = v.nudge_count, escalated_at = v.escalated_at, version = v.version "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:nudge_counts AS integer[]), CAST(:escalated_ats AS timestamptz[]), "
+    "CAST(:versions AS integer[])) AS v(id, nudge_count, escalated_at, version) WHERE h.id = v.id"
+)
 _INSERT_EVENT = insert(_EVENTS)
 _INSERT_OUTBOX = insert(_OUTBOX)
+# PostgreSQL's types of the columns the sweep copies in, in the order of the rows it writes
+_EVENT_TYPES = {"handoff_id": "int8", "action": "text", "actor": "text", "at": "timestamptz", "from_status": "text",
+                "to_status": "text", "data": "json"}
+_OUTBOX_TYPES = {"handoff_id": "int8", "kind": "text", "target": "text", "payload": "json",
+                 "next_attempt_at": "timestamptz", "created_at": "timestamptz", "state": "text", "attempts": "int4"}
 
 # What handoffs/nudges.py and bot/sweep.py read of a due handoff (plus the fields a Handoff cannot go without)
 _POLICY_COLUMNS = [_HANDOFFS.c[name] for name in (
@@ -85,8 +103,9 @@ class SweepStore:
     def _due_query(self, now: datetime, limit: int) -> Any:
         query = (
             select(*_POLICY_COLUMNS)
-            .where(_HANDOFFS.c.next_nudge_at <= now)
-            .order_by(_HANDOFFS.c.next_nudge_at, _HANDOFFS.c.id)
+            .join_from(SCHEDULE, _HANDOFFS, _HANDOFFS.c.id == SCHEDULE.c.handoff_id)
+            .where(SCHEDULE.c.next_nudge_at <= now)
+            .order_by(SCHEDULE.c.next_nudge_at, SCHEDULE.c.handoff_id)
             .limit(limit)
         )
         return query if self.db.is_sqlite else query.with_for_update(skip_locked=True)
@@ -95,8 +114,9 @@ class SweepStore:
         """The owners of what is due (a read, outside the sweep's transaction), e.g. to learn their time zones."""
         query = (
             select(_HANDOFFS.c.owner)
-            .where(_HANDOFFS.c.next_nudge_at <= now, _HANDOFFS.c.owner.is_not(None))
-            .order_by(_HANDOFFS.c.next_nudge_at)
+            .join_from(SCHEDULE, _HANDOFFS, _HANDOFFS.c.id == SCHEDULE.c.handoff_id)
+            .where(SCHEDULE.c.next_nudge_at <= now, _HANDOFFS.c.owner.is_not(None))
+            .order_by(SCHEDULE.c.next_nudge_at)
             .limit(limit)
         )
         with self.db.read() as session:
@@ -121,31 +141,56 @@ def _whole(session: Session, ids: Sequence[int]) -> dict[int, Handoff]:
 
 
 def _write(session: Session, settled: list[Settled], now: datetime) -> None:
-    session.execute(_SETTLE, [_settle_values(item) for item in settled])
-    events = [_event_values(item, now) for item in settled if item.acted]
-    if events:
-        session.execute(_INSERT_EVENT, events)
+    reschedule_many(session, [(item.handoff.id, item.next_nudge_at) for item in settled])
+    acted = [item for item in settled if item.acted]
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if acted:
+        values = [_settle_values(item) for item in acted]
+        if postgres:
+            session.execute(_SETTLE_ARRAYS, {f"{key}s": [each[key] for each in values] for key in (
+                "nudge_count", "escalated_at", "version")} | {"ids": [each["handoff_id"] for each in values]})
+        else:
+            session.execute(_SETTLE, values)
+    events = [_event_values(item, now) for item in acted]
     outbox = [
         dict(handoff_id=item.handoff.id, kind=effect.kind, target=effect.target, payload=effect.payload,
-             next_attempt_at=now, created_at=now)
+             next_attempt_at=now, created_at=now, state=PENDING, attempts=0)
         for item in settled for effect in item.effects
     ]
+    if postgres:
+        if events:
+            _copy(session, _EVENTS, events, _EVENT_TYPES)
+        if outbox:
+            _copy(session, _OUTBOX, [{**row, "payload": Json(row["payload"])} for row in outbox], _OUTBOX_TYPES)
+        return
+    if events:
+        session.execute(_INSERT_EVENT, events)
     if outbox:
         session.execute(_INSERT_OUTBOX, outbox)
+
+
+def _copy(session: Session, table: Table, rows: list[dict[str, Any]], types: dict[str, str]) -> None:
+    """PostgreSQL's binary COPY into `table`, in the session's transaction: an executemany of INSERTs costs the
+    server a statement per row and the client a round of SQLAlchemy's parameter processing per row."""
+    columns = list(types)
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(list(types.values()))
+        for row in rows:
+            copy.write_row([row[column] for column in columns])
 
 
 def _settle_values(item: Settled) -> dict[str, Any]:
     handoff = item.handoff
     return dict(
         handoff_id=handoff.id,
-        next_nudge_at=item.next_nudge_at,
         nudge_count=handoff.nudge_count if item.nudge_count is None else item.nudge_count,
         escalated_at=item.escalated_at or handoff.escalated_at,
-        version=handoff.version + 1 if item.acted else handoff.version,
+        version=handoff.version + 1,
     )
 
 
 def _event_values(item: Settled, now: datetime) -> dict[str, Any]:
     status = item.handoff.status.value
-    return dict(handoff_id=item.handoff.id, action=item.event, actor="sla", at=now, from_status=status,
+    return dict(handoff_id=item.handoff.id, action=item.event, actor=SWEEP_ACTOR, at=now, from_status=status,
                 to_status=status, data=item.data)

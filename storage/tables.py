@@ -33,7 +33,6 @@ class HandoffRow(SQLModel, table=True):
         Index("ix_handoffs_fingerprint", "fingerprint"),
         Index("ix_handoffs_source_message", "source_channel", "source_ts"),
         Index("ix_handoffs_created_at", "created_at"),
-        Index("ix_handoffs_next_nudge_at", "next_nudge_at"),  # the SLA sweep's "what is due" (migration 0007)
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=Id)
@@ -82,13 +81,27 @@ class HandoffRow(SQLModel, table=True):
     snoozed_until: datetime | None = _when()
     nudge_count: int = Field(default=0, nullable=False)
     escalated_at: datetime | None = _when()
-    next_nudge_at: datetime | None = _when()  # the earliest moment the nudge policy may act; NULL: nothing to do
     created_at: datetime = _when(nullable=False)
     updated_at: datetime = _when(nullable=False)
     claimed_at: datetime | None = _when()
     approved_at: datetime | None = _when()
     decided_at: datetime | None = _when()
     closed_at: datetime | None = _when()
+
+
+class NudgeScheduleRow(SQLModel, table=True):
+    """When the SLA sweep should next look at a handoff: the earliest moment the nudge policy may act on it.
+
+    A row per handoff the policy still has something to do about (none once it is settled). Kept apart from
+    `handoffs`, so that a reminder's write of the handoff changes no indexed column there (on PostgreSQL an
+    update that leaves every index alone is HOT: it writes no index entry; see migration 0009).
+    """
+
+    __tablename__ = "nudge_schedule"
+    __table_args__ = (Index("ix_nudge_schedule_next_nudge_at", "next_nudge_at"),)
+
+    handoff_id: int = Field(foreign_key="handoffs.id", primary_key=True, sa_type=Id)
+    next_nudge_at: datetime = _when(nullable=False)
 
 
 class EventRow(SQLModel, table=True):

@@ -8,14 +8,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from alembic import command
+from sqlalchemy import func, select, text
 
 from bot.runtime import Runtime, build_runtime
 from bot.sweep import Sweeper
 from handoffs.config import HandoffConfig, parse_config
 from handoffs.lifecycle import Action, Actor, Request, decide
 from handoffs.model import Handoff
-from storage.tables import EventRow, HandoffRow
+from storage import migrate
+from storage.tables import EventRow, HandoffRow, NudgeScheduleRow
 from tests.conftest import DEFAULT_CONFIG, make_settings
 from tests.factories import handoff_in
 
@@ -98,7 +100,8 @@ def test_a_handoff_the_policy_cannot_decide_does_not_block_the_others(
     monkeypatch.setattr(sweeper, "_decide", poisoned)
     assert sweeper.tick().nudged == 2
     with runtime.db.read() as session:
-        later = session.execute(select(HandoffRow.next_nudge_at).where(HandoffRow.id == ids[1])).scalar_one()
+        later = session.execute(select(NudgeScheduleRow.next_nudge_at)
+                                .where(NudgeScheduleRow.handoff_id == ids[1])).scalar_one()
     assert later == runtime.clock() + timedelta(hours=1)
 
 
@@ -131,3 +134,37 @@ def test_concurrent_sweeps_nudge_each_due_handoff_once(runtime: Runtime, databas
 
 def _claim_change(runtime: Runtime, handoff: Handoff) -> Any:
     return decide(handoff, Request(Action.claim), Actor("UANNA"), runtime.config, runtime.clock())
+
+
+def schedule_of(runtime: Runtime, handoff_id: int) -> datetime | None:
+    with runtime.db.read() as session:
+        return session.execute(select(NudgeScheduleRow.next_nudge_at)
+                               .where(NudgeScheduleRow.handoff_id == handoff_id)).scalar_one_or_none()
+
+
+def test_every_write_keeps_the_schedule_row_in_step(runtime: Runtime) -> None:
+    [handoff_id] = submit(runtime, 1)
+    created = runtime.repo.get(handoff_id)
+    assert created is not None and schedule_of(runtime, handoff_id) == created.claim_by
+    claimed = runtime.service.act(handoff_id, Request(Action.claim), Actor("UANNA")).handoff
+    assert claimed.due_at is not None and schedule_of(runtime, handoff_id) == claimed.due_at
+    runtime.service.act(handoff_id, Request(Action.close, outcome="done"), Actor("UANNA"))
+    assert schedule_of(runtime, handoff_id) is None  # closed: nothing more to look at, no row
+
+
+def test_the_migration_moves_each_next_look_into_the_schedule_and_back(runtime: Runtime) -> None:
+    ids = submit(runtime, 2)
+    runtime.service.act(ids[1], Request(Action.claim), Actor("UANNA"))
+    runtime.service.act(ids[1], Request(Action.close, outcome="done"), Actor("UANNA"))
+    looks = {handoff_id: schedule_of(runtime, handoff_id) for handoff_id in ids}
+    url = runtime.settings.database_url
+    command.downgrade(migrate.alembic_config(url), "0008")
+    with runtime.db.read() as session:
+        before = dict(session.execute(text("SELECT id, next_nudge_at FROM handoffs")).all())
+    assert before[ids[1]] is None and before[ids[0]] is not None
+    migrate.upgrade(url)
+    assert {handoff_id: schedule_of(runtime, handoff_id) for handoff_id in ids} == looks
+    if not runtime.db.is_sqlite:  # room in each page for a reminder's update beside the row (HOT)
+        with runtime.db.read() as session:
+            options = session.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'handoffs'")).scalar()
+        assert options == ["fillfactor=80"]

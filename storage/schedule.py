@@ -1,0 +1,54 @@
+"""The `nudge_schedule` side table: when the SLA sweep should next look at each handoff.
+
+One row per handoff the nudge policy still has something to do about, holding the earliest moment it may act
+(handoffs.nudges.earliest_look); no row once there is nothing more to do. The repository writes it in the same
+transaction as every write of a handoff, and the sweep reads "what is due" as one index range of it. It lives
+apart from `handoffs` so that a reminder changes no indexed column of `handoffs` (see migration 0009).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Table, bindparam, delete, insert, text, update
+from sqlalchemy.orm import Session
+
+from storage.tables import NudgeScheduleRow
+
+SCHEDULE: Table = NudgeScheduleRow.__table__  # type: ignore[attr-defined]
+
+_INSERT = insert(SCHEDULE)
+_MOVE = update(SCHEDULE).where(SCHEDULE.c.handoff_id == bindparam("id")).values(next_nudge_at=bindparam("look"))
+_DROP = delete(SCHEDULE).where(SCHEDULE.c.handoff_id.in_(bindparam("ids", expanding=True)))
+# PostgreSQL: many moves as one statement over two arrays (an executemany costs a statement per row)
+_MOVE_ARRAYS = text(
+    "UPDATE nudge_schedule AS s SET next_nudge_at = v.look "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:looks AS timestamptz[])) AS v(id, look) WHERE s.handoff_id = v.id"
+)
+
+
+def schedule_new(session: Session, handoff_id: int, look: datetime | None) -> None:
+    """The first look at a new handoff, if the policy will ever have one."""
+    if look is not None:
+        session.execute(_INSERT, {"handoff_id": handoff_id, "next_nudge_at": look})
+
+
+def reschedule(session: Session, handoff_id: int, look: datetime | None) -> None:
+    """After a change of the handoff (whose row the caller has locked by writing it): its next look, or none."""
+    if look is None:
+        session.execute(_DROP, {"ids": [handoff_id]})
+    elif session.execute(_MOVE, {"id": handoff_id, "look": look}).rowcount == 0:  # type: ignore[attr-defined]
+        schedule_new(session, handoff_id, look)  # it had none: e.g. a closed handoff reopened
+
+
+def reschedule_many(session: Session, looks: Sequence[tuple[int, datetime | None]]) -> None:
+    """The sweep's decisions, for handoffs that each have a row (the sweep found them through it)."""
+    moves = [(handoff_id, look) for handoff_id, look in looks if look is not None]
+    if moves and session.get_bind().dialect.name == "postgresql":
+        session.execute(_MOVE_ARRAYS, {"ids": [move[0] for move in moves], "looks": [move[1] for move in moves]})
+    elif moves:
+        session.execute(_MOVE, [{"id": handoff_id, "look": look} for handoff_id, look in moves])
+    settled = [handoff_id for handoff_id, look in looks if look is None]
+    if settled:
+        session.execute(_DROP, {"ids": settled})

@@ -18,7 +18,7 @@ escalation escalate: the due sets mix first and second reminders with escalation
 Per backend every size is loaded first, and the runs alternate between the sizes (run 1 of each, then run 2 of
 each, ...), so that a change in the machine's load meets every size alike. Also timed: a tick with nothing due
 (what every `check_every` costs), and the plan of the due query. Beside the wall time, the CPU a tick costs: the
-sweeping thread (Python, and SQLite itself) and the PostgreSQL backends (when the server runs on this machine);
+sweeping process (Python in all its threads, and SQLite itself) and the PostgreSQL backends (when the server runs on this machine);
 the wall time grows with the machine's load more than the CPU does.
 
 With --keep the databases stay (SQLite sweep_<rows>.db under --db-dir, PostgreSQL bench_sweep_<rows>) and are
@@ -214,7 +214,7 @@ def _is_local_postgres(pid: int) -> bool:
 @dataclass
 class Run:
     ms: float
-    cpu_ms: float  # this thread: the sweep's Python, and SQLite itself
+    cpu_ms: float  # this process: the sweep's Python in every lane, and SQLite itself
     server_cpu_ms: float | None  # the PostgreSQL backends, when they run on this machine
     nudged: int
     escalated: int
@@ -251,11 +251,11 @@ def timed_tick(sweeper: Sweeper, scene: Scene, ids: Sequence[int], expected: Exp
     marks = scene.marks()
     server = scene.server_processes()
     server_cpu = _cpu_seconds(server)
-    cpu = time.thread_time()
+    cpu = time.process_time()
     started = time.perf_counter()
     result = sweeper.tick()
     ms = (time.perf_counter() - started) * 1000
-    cpu_ms = (time.thread_time() - cpu) * 1000
+    cpu_ms = (time.process_time() - cpu) * 1000
     server_ms = (_cpu_seconds(server) - server_cpu) * 1000 if server else None
     events, outbox = scene.written_since(marks)
     problems = []
@@ -374,7 +374,7 @@ def print_size(result: SizeResult) -> None:
     samples = [run.ms for run in result.runs]
     print(f"  tick, {DUE:,} due: median {result.median:.1f} ms, max {max(samples):.1f} ms "
           f"({len(samples)} runs, a fresh due set each)")
-    cpu = f"  CPU per tick (median): sweeping thread {statistics.median(run.cpu_ms for run in result.runs):.0f} ms"
+    cpu = f"  CPU per tick (median): sweeping process {statistics.median(run.cpu_ms for run in result.runs):.0f} ms"
     server = [run.server_cpu_ms for run in result.runs if run.server_cpu_ms is not None]
     if server:
         cpu += f", PostgreSQL backends {statistics.median(server):.0f} ms"

@@ -108,6 +108,8 @@ class SweepStore:
             .order_by(SCHEDULE.c.next_nudge_at, SCHEDULE.c.handoff_id)
             .limit(limit)
         )
+        # Both tables' rows are locked: a sweep that meets a row another one has just settled then re-reads
+        # its schedule row and sees it no longer due (locking the handoffs alone would act on it twice).
         return query if self.db.is_sqlite else query.with_for_update(skip_locked=True)
 
     def due_owners(self, now: datetime, *, limit: int = 1000) -> set[str]:

@@ -18,8 +18,8 @@ escalation escalate: the due sets mix first and second reminders with escalation
 Per backend every size is loaded first, and the runs alternate between the sizes (run 1 of each, then run 2 of
 each, ...), so that a change in the machine's load meets every size alike. Also timed: a tick with nothing due
 (what every `check_every` costs), and the plan of the due query. Beside the wall time, the CPU a tick costs: the
-sweeping process (Python in all its threads, and SQLite itself) and the PostgreSQL backends (when the server runs on this machine);
-the wall time grows with the machine's load more than the CPU does.
+sweeping process (Python in all its threads, and SQLite itself) and the PostgreSQL backends (when the server runs
+on this machine); the wall time grows with the machine's load more than the CPU does.
 
 With --keep the databases stay (SQLite sweep_<rows>.db under --db-dir, PostgreSQL bench_sweep_<rows>) and are
 reused by the next run with --keep; each run re-parks what earlier runs left due.

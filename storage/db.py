@@ -15,6 +15,7 @@ from urllib.parse import quote
 from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, create_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -138,6 +139,11 @@ class Checkpointer:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
+
+
+def is_postgres(session: OrmSession) -> bool:
+    """Whether a session talks to PostgreSQL (where bulk writes take the server's own faster paths)."""
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def _file_path(url: str) -> str | None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import Table, bindparam, delete, insert, text, update
 from sqlalchemy.orm import Session
 
+from storage.db import is_postgres
 from storage.tables import NudgeScheduleRow
 
 SCHEDULE: Table = NudgeScheduleRow.__table__  # type: ignore[attr-defined]
@@ -45,7 +46,7 @@ def reschedule(session: Session, handoff_id: int, look: datetime | None) -> None
 def reschedule_many(session: Session, looks: Sequence[tuple[int, datetime | None]]) -> None:
     """The sweep's decisions, for handoffs that each have a row (the sweep found them through it)."""
     moves = [(handoff_id, look) for handoff_id, look in looks if look is not None]
-    if moves and session.get_bind().dialect.name == "postgresql":
+    if moves and is_postgres(session):
         session.execute(_MOVE_ARRAYS, {"ids": [move[0] for move in moves], "looks": [move[1] for move in moves]})
     elif moves:
         session.execute(_MOVE, [{"id": handoff_id, "look": look} for handoff_id, look in moves])

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from handoffs.model import Handoff, Status, Urgency
 from handoffs.ports import Effect
-from storage.db import Database
+from storage.db import Database, is_postgres
 from storage.outbox import PENDING
 from storage.repository import to_domain
 from storage.schedule import SCHEDULE, reschedule_many
@@ -145,30 +145,35 @@ def _whole(session: Session, ids: Sequence[int]) -> dict[int, Handoff]:
 def _write(session: Session, settled: list[Settled], now: datetime) -> None:
     reschedule_many(session, [(item.handoff.id, item.next_nudge_at) for item in settled])
     acted = [item for item in settled if item.acted]
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if acted:
-        values = [_settle_values(item) for item in acted]
-        if postgres:
-            session.execute(_SETTLE_ARRAYS, {f"{key}s": [each[key] for each in values] for key in (
-                "nudge_count", "escalated_at", "version")} | {"ids": [each["handoff_id"] for each in values]})
-        else:
-            session.execute(_SETTLE, values)
+    handoffs = [_settle_values(item) for item in acted]
     events = [_event_values(item, now) for item in acted]
     outbox = [
         dict(handoff_id=item.handoff.id, kind=effect.kind, target=effect.target, payload=effect.payload,
              next_attempt_at=now, created_at=now, state=PENDING, attempts=0)
         for item in settled for effect in item.effects
     ]
-    if postgres:
-        if events:
-            _copy(session, _EVENTS, events, _EVENT_TYPES)
-        if outbox:
-            _copy(session, _OUTBOX, [{**row, "payload": Json(row["payload"])} for row in outbox], _OUTBOX_TYPES)
+    if is_postgres(session):
+        _write_postgres(session, handoffs, events, outbox)
         return
+    for statement, rows in ((_SETTLE, handoffs), (_INSERT_EVENT, events), (_INSERT_OUTBOX, outbox)):
+        if rows:
+            session.execute(statement, rows)
+
+
+def _write_postgres(session: Session, handoffs: list[dict[str, Any]], events: list[dict[str, Any]],
+                    outbox: list[dict[str, Any]]) -> None:
+    """One statement per table instead of one per row (measured: half the tick at a million handoffs)."""
+    if handoffs:
+        session.execute(_SETTLE_ARRAYS, {
+            "ids": [row["handoff_id"] for row in handoffs],
+            "nudge_counts": [row["nudge_count"] for row in handoffs],
+            "escalated_ats": [row["escalated_at"] for row in handoffs],
+            "versions": [row["version"] for row in handoffs],
+        })
     if events:
-        session.execute(_INSERT_EVENT, events)
+        _copy(session, _EVENTS, events, _EVENT_TYPES)
     if outbox:
-        session.execute(_INSERT_OUTBOX, outbox)
+        _copy(session, _OUTBOX, [{**row, "payload": Json(row["payload"])} for row in outbox], _OUTBOX_TYPES)
 
 
 def _copy(session: Session, table: Table, rows: list[dict[str, Any]], types: dict[str, str]) -> None:

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from psycopg.types.json import Json
 from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
@@ -48,7 +47,7 @@ _SETTLE_ARRAYS = text(
 )
 _INSERT_EVENT = insert(_EVENTS)
 _INSERT_OUTBOX = insert(_OUTBOX)
-# PostgreSQL's types of the columns the sweep copies in, in the order of the rows it writes
+# PostgreSQL's types of the columns the sweep copies in (a `json` column takes the dict itself)
 _EVENT_TYPES = {"handoff_id": "int8", "action": "text", "actor": "text", "at": "timestamptz", "from_status": "text",
                 "to_status": "text", "data": "json"}
 _OUTBOX_TYPES = {"handoff_id": "int8", "kind": "text", "target": "text", "payload": "json",
@@ -173,7 +172,7 @@ def _write_postgres(session: Session, handoffs: list[dict[str, Any]], events: li
     if events:
         _copy(session, _EVENTS, events, _EVENT_TYPES)
     if outbox:
-        _copy(session, _OUTBOX, [{**row, "payload": Json(row["payload"])} for row in outbox], _OUTBOX_TYPES)
+        _copy(session, _OUTBOX, outbox, _OUTBOX_TYPES)
 
 
 def _copy(session: Session, table: Table, rows: list[dict[str, Any]], types: dict[str, str]) -> None:

@@ -99,6 +99,9 @@ def test_a_body_that_is_not_a_json_object_is_422(client: httpx.Client, runtime: 
         response = client.post("/api/handoffs", content=raw, headers={"Content-Type": "application/json"})
         assert response.status_code == 422, (raw, response.text)
         assert response.json()["detail"][0]["loc"][0] == "body", raw
+    plain = {"Content-Type": "text/plain"}
+    not_json = client.post("/api/handoffs", content=json.dumps(payload()).encode(), headers=plain)
+    assert not_json.status_code == 422 and not_json.json()["detail"][0]["loc"] == ["body"], not_json.text
     assert counts(runtime) == before
 
 
@@ -222,4 +225,8 @@ def test_healthz_and_the_openapi_document(anonymous: httpx.Client) -> None:
     assert "get" in paths["/api/handoffs/{ref}"]
     assert "post" in paths["/api/handoffs/{ref}/outcome"]
     assert "get" in paths["/healthz"]
-    assert "HandoffIn" in response.json()["components"]["schemas"]
+    schemas = response.json()["components"]["schemas"]
+    assert {"HandoffIn", "Source"} <= set(schemas)
+    body = paths["/api/handoffs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/HandoffIn"}
+    assert schemas["HandoffIn"]["properties"]["source"]["anyOf"][0] == {"$ref": "#/components/schemas/Source"}

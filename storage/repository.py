@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -19,8 +20,11 @@ from handoffs.model import TERMINAL, Event, Handoff, Status, Urgency
 from handoffs.ports import Created, CreateResult, Effect, IdempotencyConflict
 from storage.approvers import sync_approvers, write_approvers
 from storage.db import Database
+from storage.group_commit import GroupCommit
 from storage.schedule import reschedule, schedule_new
 from storage.tables import EventRow, HandoffRow, OutboxRow, RouteCursor, SlackEventRow
+
+log = logging.getLogger("handoff_bot.storage")
 
 _DOMAIN_FIELDS = {f.name for f in fields(Handoff)}
 _OPEN_STATUSES = [s.value for s in Status if s not in TERMINAL]
@@ -76,6 +80,16 @@ NextLook = Callable[[Handoff], datetime | None]
 
 
 @dataclass(frozen=True)
+class _Intake:
+    """One `create` call, queued for its batch."""
+
+    plan: IntakePlan
+    effects: list[Effect]
+    dedupe_since: datetime
+    derived_effects: Callable[[Handoff], list[Effect]] | None
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[Handoff]
     next_cursor: int | None
@@ -89,6 +103,7 @@ class Repository:
         # When the SLA sweep should next look at a handoff (handoffs.nudges.earliest_look with the config);
         # kept in `nudge_schedule` by every write, so that the sweep reads an index range, never the table.
         self.next_look = next_look
+        self._intake: GroupCommit[_Intake, CreateResult] = GroupCommit(self._create_batch)
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -96,13 +111,46 @@ class Repository:
         self, plan: IntakePlan, *, effects: list[Effect], dedupe_since: datetime,
         derived_effects: Callable[[Handoff], list[Effect]] | None = None,
     ) -> CreateResult:
-        for _ in range(3):
+        return self._intake.run(_Intake(plan, effects, dedupe_since, derived_effects))
+
+    def _create_batch(self, intakes: Sequence[_Intake]) -> list[CreateResult | Exception]:
+        """Several concurrent intakes in one transaction, each as it would be alone (an earlier one of the batch
+        is seen by the duplicate and idempotency checks of a later one).
+
+        Sorted by fingerprint, so that two processes' batches take PostgreSQL's intake locks in one order.
+        When the batch fails as a whole (a key taken by another process meanwhile, a database error), each
+        intake runs again on its own, so that one never fails another.
+        """
+        if len(intakes) > 1:
+            order = sorted(range(len(intakes)), key=lambda index: intakes[index].plan.fingerprint)
+            answers: list[CreateResult | Exception] = list(intakes)  # type: ignore[arg-type]  # all replaced
             try:
                 with self.db.write() as session:
-                    return self._create_in(session, plan, effects, dedupe_since, derived_effects)
-            except IntegrityError:
-                continue  # a concurrent insert took the idempotency key: read it on the next pass
-        raise RuntimeError("could not store the handoff after repeated key conflicts")
+                    for index in order:
+                        answers[index] = self._create_or_conflict(session, intakes[index])
+                return answers
+            except Exception as error:  # each intake is retried alone below
+                log.info("a batch of %d intakes failed as a whole (%s); storing them one by one",
+                         len(intakes), type(error).__name__)
+        return [self._create_alone(intake) for intake in intakes]
+
+    def _create_or_conflict(self, session: Session, intake: _Intake) -> CreateResult | Exception:
+        try:
+            return self._create_in(session, intake.plan, intake.effects, intake.dedupe_since, intake.derived_effects)
+        except IdempotencyConflict as conflict:  # raised before anything of this intake was written
+            return conflict
+
+    def _create_alone(self, intake: _Intake) -> CreateResult | Exception:
+        try:
+            for _ in range(3):
+                try:
+                    with self.db.write() as session:
+                        return self._create_or_conflict(session, intake)
+                except IntegrityError:
+                    continue  # a concurrent insert took the idempotency key: read it on the next pass
+            raise RuntimeError("could not store the handoff after repeated key conflicts")
+        except Exception as error:  # handed to the caller's thread, which raises it
+            return error
 
     def _create_in(
         self, session: Session, plan: IntakePlan, effects: list[Effect], dedupe_since: datetime,

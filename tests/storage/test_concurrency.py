@@ -11,7 +11,7 @@ from typing import Any
 from bot.runtime import Runtime
 from handoffs.lifecycle import Action, Actor, Refused, Request
 from handoffs.model import HandoffIn, Status
-from handoffs.ports import Created
+from handoffs.ports import Created, IdempotencyConflict
 from tests.factories import counts, lead, payload
 
 CLAIMERS = 32
@@ -92,3 +92,26 @@ def test_simultaneous_hot_leads_are_shared_evenly(runtime: Runtime) -> None:
     )
     assert not [r for r in results if isinstance(r, Exception)]
     assert Counter(r.handoff.owner for r in results) == {"UANNA": 5, "UBEN": 5}
+
+
+def test_simultaneous_intakes_each_get_their_own_answer(runtime: Runtime) -> None:
+    """Written in shared batches: a conflict, a repeat and a duplicate among them answer only for themselves."""
+    runtime.service.submit(HandoffIn.model_validate(payload(external_id="taken", title="First")), actor="producer")
+
+    def body(i: int) -> HandoffIn:
+        if i % 4 == 1:  # the same key as the first, other content: a conflict each
+            return HandoffIn.model_validate(payload(external_id="taken", title=f"Other {i}"))
+        if i % 4 == 2:  # the same content again and again: one handoff, seen many times
+            return HandoffIn.model_validate(payload(title="Same again", external_id=f"same-{i}"))
+        return HandoffIn.model_validate(payload(title=f"New {i}"))
+
+    results = all_at_once(24, lambda i: runtime.service.submit(body(i), actor="producer"))
+
+    conflicts = [r for i, r in enumerate(results) if i % 4 == 1]
+    assert all(isinstance(r, IdempotencyConflict) for r in conflicts), conflicts
+    same = [r for i, r in enumerate(results) if i % 4 == 2]
+    assert Counter(r.result for r in same) == {Created.created: 1, Created.duplicate: 5}
+    assert len({r.handoff.id for r in same}) == 1
+    new = [r for i, r in enumerate(results) if i % 4 in (0, 3)]
+    assert all(r.result is Created.created for r in new) and len({r.handoff.id for r in new}) == 12
+    assert counts(runtime)["handoffs"] == 1 + 1 + 12

@@ -8,6 +8,8 @@ is one index range: `pending` mirrors "requires approval, open or claimed, not a
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Table, delete, insert, text, update
 from sqlmodel import Session
 
@@ -23,14 +25,17 @@ def approval_pending(handoff: Handoff) -> bool:
     return handoff.awaiting_approval and handoff.approved_at is None
 
 
+def approver_rows(handoff: Handoff) -> list[dict[str, Any]]:
+    """The rows of a handoff that has none yet: one per approver."""
+    pending = approval_pending(handoff)
+    users = dict.fromkeys(handoff.approvers)
+    return [{"handoff_id": handoff.id, "user_id": user, "pending": pending} for user in users]
+
+
 def write_approvers(session: Session, handoff: Handoff) -> None:
-    """One row per approver of a handoff that has none yet (a new handoff)."""
-    users = list(dict.fromkeys(handoff.approvers))
-    if users:
-        pending = approval_pending(handoff)
-        session.execute(insert(APPROVERS), [
-            {"handoff_id": handoff.id, "user_id": user, "pending": pending} for user in users
-        ])
+    rows = approver_rows(handoff)
+    if rows:
+        session.execute(insert(APPROVERS), rows)
 
 
 def sync_approvers(session: Session, before: Handoff, after: Handoff) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,10 +18,10 @@ from handoffs.intake import IntakePlan
 from handoffs.lifecycle import Actor, Change, Refused
 from handoffs.model import TERMINAL, Event, Handoff, Status, Urgency
 from handoffs.ports import Created, CreateResult, Effect, IdempotencyConflict
-from storage.approvers import sync_approvers, write_approvers
+from storage.approvers import APPROVERS, approver_rows, sync_approvers
 from storage.db import Database
 from storage.group_commit import GroupCommit
-from storage.schedule import reschedule, schedule_new
+from storage.schedule import SCHEDULE, reschedule
 from storage.tables import EventRow, HandoffRow, OutboxRow, RouteCursor, SlackEventRow
 
 log = logging.getLogger("handoff_bot.storage")
@@ -52,10 +52,12 @@ _OPEN_DUPLICATE = (
     .order_by(_HANDOFFS.c.id)
     .limit(1)
 )
-_INSERT_HANDOFF = insert(_HANDOFFS).returning(*_HANDOFFS.c)
+_INSERT_HANDOFF = insert(_HANDOFFS).returning(_HANDOFFS.c.id)
 _INSERT_EVENT = insert(_EVENTS)
 _BY_ID = _HANDOFFS.select().where(_HANDOFFS.c.id == bindparam("id"))
 _INSERT_OUTBOX = insert(_OUTBOX)
+_INSERT_SCHEDULE = insert(SCHEDULE)
+_INSERT_APPROVERS = insert(APPROVERS)
 _ADVISORY_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
@@ -74,6 +76,29 @@ def event_to_domain(row: EventRow) -> Event:
     assert row.id is not None
     return Event(row.id, row.handoff_id, row.action, row.actor, row.at, row.from_status, row.to_status,
                  dict(row.data or {}))
+
+
+def _outbox_rows(handoff_id: int | None, effects: list[Effect], now: datetime) -> list[dict[str, Any]]:
+    return [dict(handoff_id=handoff_id, kind=effect.kind, target=effect.target, payload=effect.payload,
+                 next_attempt_at=now, created_at=now) for effect in effects]
+
+
+@dataclass
+class _BesideNew:
+    """The rows new handoffs add beside their own (schedule, approvers, event, outbox), gathered over a batch
+    and written with one statement per table: a statement each per handoff cost more than the inserts did."""
+
+    schedule: list[dict[str, Any]] = field(default_factory=list)
+    approvers: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, session: Session) -> None:
+        for statement, rows in ((_INSERT_SCHEDULE, self.schedule), (_INSERT_APPROVERS, self.approvers),
+                                (_INSERT_EVENT, self.events), (_INSERT_OUTBOX, self.outbox)):
+            if rows:
+                session.execute(statement, list(rows))
+                rows.clear()
 
 
 NextLook = Callable[[Handoff], datetime | None]
@@ -126,17 +151,19 @@ class Repository:
             answers: list[CreateResult | Exception] = list(intakes)  # type: ignore[arg-type]  # all replaced
             try:
                 with self.db.write() as session:
+                    beside = _BesideNew()
                     for index in order:
-                        answers[index] = self._create_or_conflict(session, intakes[index])
+                        answers[index] = self._create_or_conflict(session, intakes[index], beside)
+                    beside.write(session)
                 return answers
             except Exception as error:  # each intake is retried alone below
                 log.info("a batch of %d intakes failed as a whole (%s); storing them one by one",
                          len(intakes), type(error).__name__)
         return [self._create_alone(intake) for intake in intakes]
 
-    def _create_or_conflict(self, session: Session, intake: _Intake) -> CreateResult | Exception:
+    def _create_or_conflict(self, session: Session, intake: _Intake, beside: _BesideNew) -> CreateResult | Exception:
         try:
-            return self._create_in(session, intake.plan, intake.effects, intake.dedupe_since, intake.derived_effects)
+            return self._create_in(session, intake, beside)
         except IdempotencyConflict as conflict:  # raised before anything of this intake was written
             return conflict
 
@@ -145,17 +172,18 @@ class Repository:
             for _ in range(3):
                 try:
                     with self.db.write() as session:
-                        return self._create_or_conflict(session, intake)
+                        beside = _BesideNew()
+                        answer = self._create_or_conflict(session, intake, beside)
+                        beside.write(session)
+                        return answer
                 except IntegrityError:
                     continue  # a concurrent insert took the idempotency key: read it on the next pass
             raise RuntimeError("could not store the handoff after repeated key conflicts")
         except Exception as error:  # handed to the caller's thread, which raises it
             return error
 
-    def _create_in(
-        self, session: Session, plan: IntakePlan, effects: list[Effect], dedupe_since: datetime,
-        derived_effects: Callable[[Handoff], list[Effect]] | None = None,
-    ) -> CreateResult:
+    def _create_in(self, session: Session, intake: _Intake, beside: _BesideNew) -> CreateResult:
+        plan = intake.plan
         payload = plan.payload
         system = payload.source.system if payload.source else None
         # Lock before the idempotency lookup: a repeat that waited here must find the row the first one
@@ -172,26 +200,29 @@ class Repository:
                     raise IdempotencyConflict(existing.id)
                 return CreateResult(to_domain(existing), Created.idempotent)
         duplicate_id = session.execute(
-            _OPEN_DUPLICATE, {"fingerprint": plan.fingerprint, "since": dedupe_since}
+            _OPEN_DUPLICATE, {"fingerprint": plan.fingerprint, "since": intake.dedupe_since}
         ).scalar()
         if duplicate_id is not None:
+            beside.write(session)  # the batch's rows so far first: a sighting's event and card update follow them
             duplicate = session.get(HandoffRow, duplicate_id)
             assert duplicate is not None
             return CreateResult(self._seen_again(session, duplicate, plan), Created.duplicate)
-        # Core INSERT … RETURNING instead of ORM objects and a flush: the hot path of intake, where building
-        # SQLModel rows and the unit of work cost more than the database did (about half the request's CPU).
-        row = session.execute(_INSERT_HANDOFF, self._new_values(session, plan)).one()
-        handoff = to_domain(row)
-        schedule_new(session, handoff.id, self.next_look(handoff))
-        write_approvers(session, handoff)
-        session.execute(_INSERT_EVENT, dict(
-            handoff_id=row.id, action="created", actor=plan.actor, at=plan.created_at, from_status=None,
-            to_status=row.status,
-            data={"route": plan.route, "channel": plan.channel, "owner": row.owner, "queue": plan.queue,
+        # Core INSERT … RETURNING id, and the handoff built from the values written: the hot path of intake,
+        # where building ORM rows, or reading back and converting every column, cost more than the database.
+        values, handoff = self._new_row(session, plan)
+        handoff.id = session.execute(_INSERT_HANDOFF, values).scalar_one()
+        look = self.next_look(handoff)
+        if look is not None:
+            beside.schedule.append({"handoff_id": handoff.id, "next_nudge_at": look})
+        beside.approvers.extend(approver_rows(handoff))
+        beside.events.append(dict(
+            handoff_id=handoff.id, action="created", actor=plan.actor, at=plan.created_at, from_status=None,
+            to_status=handoff.status.value,
+            data={"route": plan.route, "channel": plan.channel, "owner": handoff.owner, "queue": plan.queue,
                   "review_reasons": plan.review_reasons, "created_by": payload.created_by},
         ))
-        derived = derived_effects(handoff) if derived_effects else []
-        self._add_effects(session, row.id, [*effects, *derived], plan.created_at)
+        derived = intake.derived_effects(handoff) if intake.derived_effects else []
+        beside.outbox.extend(_outbox_rows(handoff.id, [*intake.effects, *derived], plan.created_at))
         return CreateResult(handoff, Created.created)
 
     def _lock_fingerprint(self, session: Session, fingerprint: str) -> None:
@@ -232,8 +263,9 @@ class Repository:
         session.add(cursor)
         return owner
 
-    def _new_values(self, session: Session, plan: IntakePlan) -> dict[str, Any]:
-        """The new handoff's column values (columns left out take their defaults from the table)."""
+    def _new_row(self, session: Session, plan: IntakePlan) -> tuple[dict[str, Any], Handoff]:
+        """The new handoff's column values (columns left out take their defaults from the table), and the
+        handoff they store, as a read would return it (datetimes in UTC); its id is the insert's."""
         payload = plan.payload
         owner = plan.owner
         if owner is None and plan.owner_pool:
@@ -255,11 +287,11 @@ class Repository:
             payload_hash=plan.payload_hash, created_at=plan.created_at, updated_at=plan.created_at,
             claimed_at=plan.created_at if owner else None,
         )
-        draft = {name: value for name, value in values.items() if name in _DOMAIN_FIELDS}
-        draft.update(id=0, version=1, status=plan.status, urgency=payload.urgency)
+        draft = {name: _as_read(value) for name, value in values.items() if name in _DOMAIN_FIELDS}
+        draft.update(id=0, version=1, status=plan.status, urgency=payload.urgency, facts=dict(payload.facts))
         new = Handoff(**draft)
         values["stall_at"] = new.stall_deadline()
-        return values
+        return values, new
 
     def apply(
         self, handoff: Handoff, change: Change, *, actor: Actor, effects: list[Effect], now: datetime
@@ -348,11 +380,7 @@ class Repository:
 
     def _add_effects(self, session: Session, handoff_id: int | None, effects: list[Effect], now: datetime) -> None:
         if effects:  # one Core executemany: cheaper than an ORM object and a flush per row
-            session.execute(_INSERT_OUTBOX, [
-                dict(handoff_id=handoff_id, kind=effect.kind, target=effect.target, payload=effect.payload,
-                     next_attempt_at=now, created_at=now)
-                for effect in effects
-            ])
+            session.execute(_INSERT_OUTBOX, _outbox_rows(handoff_id, effects, now))
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -443,6 +471,11 @@ def _plain_rows(session: Session, query: SelectOfScalar[HandoffRow]) -> list[Row
     """Run a `select(HandoffRow)` for plain rows (to_domain reads both): for a page of 50, building the
     SQLModel objects cost several times what the query did."""
     return list(session.execute(query.with_only_columns(*_HANDOFFS.c)))
+
+
+def _as_read(value: Any) -> Any:
+    """A value as the database gives it back: datetimes in UTC (a producer's `due_at` may carry any offset)."""
+    return value.astimezone(UTC) if isinstance(value, datetime) else value
 
 
 def _with_updates(handoff: Handoff, change: Change) -> Handoff:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from handoffs.effects import POST_CARD, THREAD_REPLY, UPDATE_CARD
 from handoffs.lifecycle import Action, Actor, Refused, Request
 from handoffs.model import HandoffEdit, HandoffIn, Status
 from handoffs.ports import Created, IdempotencyConflict
+from handoffs.public import handoff_json
 from handoffs.service import HandoffService, NotFound
 from storage import migrate
 from storage.repository import Repository
@@ -88,6 +90,21 @@ def test_a_new_handoff_is_stored_with_its_event_and_its_card_in_the_outbox(
     assert [(row.kind, row.target, row.state) for row in runtime.repo.outbox_for(stored.id)] == [
         (POST_CARD, "CHANDOFFS", "pending"), ("webhook", "https://hooks.test/h", "pending")  # its `created` webhook
     ]
+
+
+@pytest.mark.parametrize("fields", [
+    pytest.param({}, id="minimal"),
+    pytest.param({"due_at": "2031-01-02T10:04:05.678901+02:00", "owner": "UOWNER", "approvers": ["UBOSS", "UBOSS"],
+                  "confidence": 0.41, "missing_info": ["budget"], "source": {"system": "crm"}},
+                 id="owned-and-reviewed"),
+    pytest.param(lead(urgency="high"), id="round-robin-lead"),
+])
+def test_the_handoff_a_create_answers_is_the_one_stored(service: HandoffService, fields: dict[str, Any]) -> None:
+    """The answer is built from what was written, not read back: it must be exactly what a read returns."""
+    created = service.submit(HandoffIn.model_validate(payload(**fields)), actor="producer").handoff
+    stored = service.get(created.id)
+    assert handoff_json(created) == handoff_json(stored)
+    assert dataclasses.asdict(created) == dataclasses.asdict(stored)
 
 
 def test_an_idempotent_repeat_returns_the_stored_handoff_and_stores_nothing(

@@ -7,6 +7,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -14,11 +15,12 @@ from urllib.parse import quote
 
 from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, create_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PING_IDLE_AFTER_SECONDS = 10.0
 CHECKPOINT_EVERY_SECONDS = 1.0
 WRITER_CACHE_KIB = 16 * 1024
 
@@ -141,6 +143,30 @@ class Checkpointer:
             self._thread.join(timeout=5)
 
 
+_IDLE_SINCE = "handoff_idle_since"
+
+
+def ping_when_idle(engine: Engine, after: float) -> None:
+    """Check a pooled connection before use once it has been idle `after` seconds (the server may have been
+    restarted, or dropped it, meanwhile); one in steady use is not checked. SQLAlchemy's `pool_pre_ping`
+    checks on every checkout, a round trip that was a tenth of an intake's time on PostgreSQL. A connection
+    that fails the check is replaced before the caller sees it."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < after:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise DisconnectionError(f"an idle pooled connection was dropped: {error}") from error
+
+
 def is_postgres(session: OrmSession) -> bool:
     """Whether a session talks to PostgreSQL (where bulk writes take the server's own faster paths)."""
     return session.get_bind().dialect.name == "postgresql"
@@ -157,7 +183,7 @@ def _file_path(url: str) -> str | None:
 class Database:
     """One database: a writer engine and a reader engine (the same pool on PostgreSQL)."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, ping_idle_after: float = PING_IDLE_AFTER_SECONDS) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -167,7 +193,8 @@ class Database:
             self._writer_turn: WriterTurn | None = WriterTurn(path)
             self._checkpointer: Checkpointer | None = Checkpointer(path) if path else None
         else:
-            self.writer = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, echo=echo)
+            self.writer = create_engine(url, pool_size=10, max_overflow=20, echo=echo)
+            ping_when_idle(self.writer, ping_idle_after)
             self.reader = self.writer
             self._writer_turn = None
             self._checkpointer = None

@@ -58,7 +58,9 @@ _BY_ID = _HANDOFFS.select().where(_HANDOFFS.c.id == bindparam("id"))
 _INSERT_OUTBOX = insert(_OUTBOX)
 _INSERT_SCHEDULE = insert(SCHEDULE)
 _INSERT_APPROVERS = insert(APPROVERS)
-_ADVISORY_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+# In the order given (an unnest is read in array order): callers pass the keys sorted, so that two transactions
+# never wait for each other's keys.
+_ADVISORY_XACT_LOCKS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
 
 
 def to_domain(row: HandoffRow | Row[Any]) -> Handoff:
@@ -142,24 +144,35 @@ class Repository:
         """Several concurrent intakes in one transaction, each as it would be alone (an earlier one of the batch
         is seen by the duplicate and idempotency checks of a later one).
 
-        Sorted by fingerprint, so that two processes' batches take PostgreSQL's intake locks in one order.
         When the batch fails as a whole (a key taken by another process meanwhile, a database error), each
         intake runs again on its own, so that one never fails another.
         """
         if len(intakes) > 1:
-            order = sorted(range(len(intakes)), key=lambda index: intakes[index].plan.fingerprint)
-            answers: list[CreateResult | Exception] = list(intakes)  # type: ignore[arg-type]  # all replaced
             try:
-                with self.db.write() as session:
-                    beside = _BesideNew()
-                    for index in order:
-                        answers[index] = self._create_or_conflict(session, intakes[index], beside)
-                    beside.write(session)
-                return answers
+                return self._store(intakes)
             except Exception as error:  # each intake is retried alone below
                 log.info("a batch of %d intakes failed as a whole (%s); storing them one by one",
                          len(intakes), type(error).__name__)
         return [self._create_alone(intake) for intake in intakes]
+
+    def _create_alone(self, intake: _Intake) -> CreateResult | Exception:
+        try:
+            for _ in range(3):
+                try:
+                    return self._store([intake])[0]
+                except IntegrityError:
+                    continue  # a concurrent insert took the idempotency key: read it on the next pass
+            raise RuntimeError("could not store the handoff after repeated key conflicts")
+        except Exception as error:  # handed to the caller's thread, which raises it
+            return error
+
+    def _store(self, intakes: Sequence[_Intake]) -> list[CreateResult | Exception]:
+        with self.db.write() as session:
+            self._lock_fingerprints(session, intakes)
+            beside = _BesideNew()
+            answers = [self._create_or_conflict(session, intake, beside) for intake in intakes]
+            beside.write(session)
+        return answers
 
     def _create_or_conflict(self, session: Session, intake: _Intake, beside: _BesideNew) -> CreateResult | Exception:
         try:
@@ -167,28 +180,10 @@ class Repository:
         except IdempotencyConflict as conflict:  # raised before anything of this intake was written
             return conflict
 
-    def _create_alone(self, intake: _Intake) -> CreateResult | Exception:
-        try:
-            for _ in range(3):
-                try:
-                    with self.db.write() as session:
-                        beside = _BesideNew()
-                        answer = self._create_or_conflict(session, intake, beside)
-                        beside.write(session)
-                        return answer
-                except IntegrityError:
-                    continue  # a concurrent insert took the idempotency key: read it on the next pass
-            raise RuntimeError("could not store the handoff after repeated key conflicts")
-        except Exception as error:  # handed to the caller's thread, which raises it
-            return error
-
     def _create_in(self, session: Session, intake: _Intake, beside: _BesideNew) -> CreateResult:
         plan = intake.plan
         payload = plan.payload
         system = payload.source.system if payload.source else None
-        # Lock before the idempotency lookup: a repeat that waited here must find the row the first one
-        # stored, not mistake it for a duplicate.
-        self._lock_fingerprint(session, plan.fingerprint)
         if payload.external_id is not None:
             existing = session.execute(
                 _BY_KEY_NO_SYSTEM if system is None else _BY_KEY,
@@ -225,10 +220,13 @@ class Repository:
         beside.outbox.extend(_outbox_rows(handoff.id, [*intake.effects, *derived], plan.created_at))
         return CreateResult(handoff, Created.created)
 
-    def _lock_fingerprint(self, session: Session, fingerprint: str) -> None:
-        """Serialise concurrent intake of the same content (SQLite already holds the write lock)."""
+    def _lock_fingerprints(self, session: Session, intakes: Sequence[_Intake]) -> None:
+        """Serialise concurrent intake of the same content (SQLite already holds the write lock). Taken before
+        the idempotency lookups: a repeat that waited here must find the row the first one stored, not
+        mistake it for a duplicate."""
         if not self.db.is_sqlite:
-            session.execute(_ADVISORY_XACT_LOCK, {"key": int(fingerprint[:15], 16)})
+            keys = sorted({int(intake.plan.fingerprint[:15], 16) for intake in intakes})
+            session.execute(_ADVISORY_XACT_LOCKS, {"keys": keys})
 
     def _seen_again(self, session: Session, row: HandoffRow, plan: IntakePlan) -> Handoff:
         assert row.id is not None

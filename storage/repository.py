@@ -6,9 +6,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, func, insert, or_, text
+from sqlalchemy import Row, Table, Update, bindparam, func, insert, or_, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -86,9 +87,10 @@ def _outbox_rows(handoff_id: int | None, effects: list[Effect], now: datetime) -
 
 
 @dataclass
-class _BesideNew:
-    """The rows new handoffs add beside their own (schedule, approvers, event, outbox), gathered over a batch
-    and written with one statement per table: a statement each per handoff cost more than the inserts did."""
+class _SideRows:
+    """The rows a batch of writes adds beside the handoffs themselves (schedule and approvers of new handoffs,
+    events, outbox rows), gathered over the batch and written with one statement per table: a statement each
+    per write cost more than the inserts did."""
 
     schedule: list[dict[str, Any]] = field(default_factory=list)
     approvers: list[dict[str, Any]] = field(default_factory=list)
@@ -107,13 +109,17 @@ NextLook = Callable[[Handoff], datetime | None]
 
 
 @dataclass(frozen=True)
-class _Intake:
-    """One `create` call, queued for its batch."""
+class _Write:
+    """One write of the repository, queued for its batch: `run(session, beside)` in the batch's transaction.
 
-    plan: IntakePlan
-    effects: list[Effect]
-    dedupe_since: datetime
-    derived_effects: Callable[[Handoff], list[Effect]] | None
+    A batch writes existing handoffs in the order of their ids (`handoff_id`; new ones first, as they come), so
+    that two batches on PostgreSQL take row locks in one order; `fingerprint` is a new handoff's content, locked
+    for the batch (see `_lock_fingerprints`).
+    """
+
+    run: Callable[[Session, _SideRows], Any]
+    handoff_id: int = 0
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,7 @@ class Repository:
         # When the SLA sweep should next look at a handoff (handoffs.nudges.earliest_look with the config);
         # kept in `nudge_schedule` by every write, so that the sweep reads an index range, never the table.
         self.next_look = next_look
-        self._intake: GroupCommit[_Intake, CreateResult] = GroupCommit(self._create_batch)
+        self._writes: GroupCommit[_Write, Any] = GroupCommit(self._write_batch)
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -138,50 +144,55 @@ class Repository:
         self, plan: IntakePlan, *, effects: list[Effect], dedupe_since: datetime,
         derived_effects: Callable[[Handoff], list[Effect]] | None = None,
     ) -> CreateResult:
-        return self._intake.run(_Intake(plan, effects, dedupe_since, derived_effects))
-
-    def _create_batch(self, intakes: Sequence[_Intake]) -> list[CreateResult | Exception]:
-        """Several concurrent intakes in one transaction, each as it would be alone (an earlier one of the batch
-        is seen by the duplicate and idempotency checks of a later one).
-
-        When the batch fails as a whole (a key taken by another process meanwhile, a database error), each
-        intake runs again on its own, so that one never fails another.
-        """
-        if len(intakes) > 1:
+        def create_in(session: Session, beside: _SideRows) -> CreateResult | IdempotencyConflict:
             try:
-                return self._store(intakes)
-            except Exception as error:  # each intake is retried alone below
-                log.info("a batch of %d intakes failed as a whole (%s); storing them one by one",
-                         len(intakes), type(error).__name__)
-        return [self._create_alone(intake) for intake in intakes]
+                return self._create_in(session, plan, effects, dedupe_since, derived_effects, beside)
+            except IdempotencyConflict as conflict:  # raised before anything of this intake was written
+                return conflict  # raised in the caller's thread; the rest of the batch goes on
 
-    def _create_alone(self, intake: _Intake) -> CreateResult | Exception:
+        return cast(CreateResult, self._writes.run(_Write(create_in, fingerprint=plan.fingerprint)))
+
+    # Every write below goes through `_writes`: concurrent writes (intake, clicks) share one transaction, one
+    # write turn and one commit (storage/group_commit.py). Under load that waiting for the write turn, not the
+    # writing, was most of a request's time.
+
+    def _write_batch(self, writes: Sequence[_Write]) -> list[Any]:
+        """Several concurrent writes in one transaction, each as it would be alone (a later one sees what an
+        earlier one wrote). When the batch fails as a whole (a key taken by another process meanwhile, a
+        deadlock, a database error), each write runs again on its own, so that one never fails another."""
+        if len(writes) > 1:
+            try:
+                return self._write_together(writes)
+            except Exception as error:  # each write is retried alone below
+                log.info("a batch of %d writes failed as a whole (%s); writing them one by one",
+                         len(writes), type(error).__name__)
+        return [self._write_alone(write) for write in writes]
+
+    def _write_alone(self, write: _Write) -> Any:
         try:
             for _ in range(3):
                 try:
-                    return self._store([intake])[0]
+                    return self._write_together([write])[0]
                 except IntegrityError:
-                    continue  # a concurrent insert took the idempotency key: read it on the next pass
+                    continue  # a concurrent insert took an idempotency key: read it on the next pass
             raise RuntimeError("could not store the handoff after repeated key conflicts")
         except Exception as error:  # handed to the caller's thread, which raises it
             return error
 
-    def _store(self, intakes: Sequence[_Intake]) -> list[CreateResult | Exception]:
+    def _write_together(self, writes: Sequence[_Write]) -> list[Any]:
+        answers: list[Any] = [None] * len(writes)
         with self.db.write() as session:
-            self._lock_fingerprints(session, intakes)
-            beside = _BesideNew()
-            answers = [self._create_or_conflict(session, intake, beside) for intake in intakes]
+            self._lock_fingerprints(session, [write.fingerprint for write in writes if write.fingerprint])
+            beside = _SideRows()
+            for index in sorted(range(len(writes)), key=lambda index: writes[index].handoff_id):
+                answers[index] = writes[index].run(session, beside)
             beside.write(session)
         return answers
 
-    def _create_or_conflict(self, session: Session, intake: _Intake, beside: _BesideNew) -> CreateResult | Exception:
-        try:
-            return self._create_in(session, intake, beside)
-        except IdempotencyConflict as conflict:  # raised before anything of this intake was written
-            return conflict
-
-    def _create_in(self, session: Session, intake: _Intake, beside: _BesideNew) -> CreateResult:
-        plan = intake.plan
+    def _create_in(
+        self, session: Session, plan: IntakePlan, effects: list[Effect], dedupe_since: datetime,
+        derived_effects: Callable[[Handoff], list[Effect]] | None, beside: _SideRows,
+    ) -> CreateResult:
         payload = plan.payload
         system = payload.source.system if payload.source else None
         if payload.external_id is not None:
@@ -195,7 +206,7 @@ class Repository:
                     raise IdempotencyConflict(existing.id)
                 return CreateResult(to_domain(existing), Created.idempotent)
         duplicate_id = session.execute(
-            _OPEN_DUPLICATE, {"fingerprint": plan.fingerprint, "since": intake.dedupe_since}
+            _OPEN_DUPLICATE, {"fingerprint": plan.fingerprint, "since": dedupe_since}
         ).scalar()
         if duplicate_id is not None:
             beside.write(session)  # the batch's rows so far first: a sighting's event and card update follow them
@@ -216,16 +227,16 @@ class Repository:
             data={"route": plan.route, "channel": plan.channel, "owner": handoff.owner, "queue": plan.queue,
                   "review_reasons": plan.review_reasons, "created_by": payload.created_by},
         ))
-        derived = intake.derived_effects(handoff) if intake.derived_effects else []
-        beside.outbox.extend(_outbox_rows(handoff.id, [*intake.effects, *derived], plan.created_at))
+        derived = derived_effects(handoff) if derived_effects else []
+        beside.outbox.extend(_outbox_rows(handoff.id, [*effects, *derived], plan.created_at))
         return CreateResult(handoff, Created.created)
 
-    def _lock_fingerprints(self, session: Session, intakes: Sequence[_Intake]) -> None:
+    def _lock_fingerprints(self, session: Session, fingerprints: list[str]) -> None:
         """Serialise concurrent intake of the same content (SQLite already holds the write lock). Taken before
         the idempotency lookups: a repeat that waited here must find the row the first one stored, not
         mistake it for a duplicate."""
-        if not self.db.is_sqlite:
-            keys = sorted({int(intake.plan.fingerprint[:15], 16) for intake in intakes})
+        if fingerprints and not self.db.is_sqlite:
+            keys = sorted({int(fingerprint[:15], 16) for fingerprint in fingerprints})
             session.execute(_ADVISORY_XACT_LOCKS, {"keys": keys})
 
     def _seen_again(self, session: Session, row: HandoffRow, plan: IntakePlan) -> Handoff:
@@ -250,6 +261,7 @@ class Repository:
         ))
         if row.channel:  # the card shows "seen again ×N"
             self._add_effects(session, row.id, [Effect(UPDATE_CARD, row.channel)], plan.created_at)
+        session.flush()  # now, in the batch's order: rows of later writes of the batch are written after these
         return to_domain(row)
 
     def _next_round_robin(self, session: Session, route: str, pool: list[str]) -> str:
@@ -300,25 +312,25 @@ class Repository:
                       stall_at=after.stall_deadline())
         if "urgency" in values:
             values["urgency"] = after.urgency.value
-        with self.db.write() as session:
-            result = session.execute(
-                _HANDOFFS.update()
-                .where(
-                    _HANDOFFS.c.id == handoff.id,
-                    _HANDOFFS.c.version == handoff.version,
-                    _HANDOFFS.c.status == handoff.status.value,
-                )
-                .values(**values)
-            )
+
+        def apply_in(session: Session, beside: _SideRows) -> Handoff | None:
+            result = session.execute(_compare_and_set(tuple(values)), {
+                **{f"new_{name}": value for name, value in values.items()},
+                "id_": handoff.id, "version_": handoff.version, "status_": handoff.status.value,
+            })
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return None
             reschedule(session, handoff.id, self.next_look(after))
-            session.execute(_INSERT_EVENT, dict(
+            beside.events.append(dict(
                 handoff_id=handoff.id, action=change.event, actor=actor.id, at=now,
                 from_status=handoff.status.value, to_status=after.status.value, data=change.data,
             ))
             sync_approvers(session, handoff, after)
-            self._add_effects(session, handoff.id, effects, now)
+            beside.outbox.extend(_outbox_rows(handoff.id, effects, now))
+            return after
+
+        if self._writes.run(_Write(apply_in, handoff_id=handoff.id)) is None:
+            return None
         after.version = handoff.version + 1
         after.updated_at = now
         return after
@@ -335,17 +347,21 @@ class Repository:
         effects: list[Effect] | None = None,
     ) -> None:
         """An event that changes no state (a refusal, a nudge), with its side effects, in one transaction."""
-        with self.db.write() as session:
-            session.execute(_INSERT_EVENT, dict(
+
+        def record_in(_session: Session, beside: _SideRows) -> None:
+            beside.events.append(dict(
                 handoff_id=handoff.id, action=action, actor=actor.id, at=now,
                 from_status=handoff.status.value, to_status=handoff.status.value, data=data,
             ))
-            self._add_effects(session, handoff.id, effects or [], now)
+            beside.outbox.extend(_outbox_rows(handoff.id, effects or [], now))
+
+        self._writes.run(_Write(record_in, handoff_id=handoff.id))
 
     def enqueue(self, effects: list[Effect], *, handoff_id: int | None = None) -> None:
         """Write side effects that belong to no change (e.g. a private notice about a stale button)."""
-        with self.db.write() as session:
-            self._add_effects(session, handoff_id, effects, datetime.now(UTC))
+        now = datetime.now(UTC)
+        self._writes.run(_Write(lambda _session, beside: beside.outbox.extend(_outbox_rows(handoff_id, effects, now)),
+                                handoff_id=handoff_id or 0))
 
     def slack_event_seen(self, *, event_id: str, channel: str, ts: str) -> bool:
         """Whether this Slack event, or another delivery of the same message, was handled already."""
@@ -469,6 +485,18 @@ def _plain_rows(session: Session, query: SelectOfScalar[HandoffRow]) -> list[Row
     """Run a `select(HandoffRow)` for plain rows (to_domain reads both): for a page of 50, building the
     SQLModel objects cost several times what the query did."""
     return list(session.execute(query.with_only_columns(*_HANDOFFS.c)))
+
+
+@lru_cache(maxsize=64)
+def _compare_and_set(columns: tuple[str, ...]) -> Update:
+    """`UPDATE handoffs SET <columns> WHERE id, version and status are as read`, built once per set of columns
+    (building and cache-keying the statement for every click cost as much as running it)."""
+    return (
+        _HANDOFFS.update()
+        .where(_HANDOFFS.c.id == bindparam("id_"), _HANDOFFS.c.version == bindparam("version_"),
+               _HANDOFFS.c.status == bindparam("status_"))
+        .values({name: bindparam(f"new_{name}") for name in columns})
+    )
 
 
 def _as_read(value: Any) -> Any:

@@ -22,7 +22,7 @@ from handoffs.ports import Created, CreateResult, Effect, IdempotencyConflict
 from storage.approvers import APPROVERS, approver_rows, sync_approvers
 from storage.db import Database
 from storage.group_commit import GroupCommit
-from storage.schedule import SCHEDULE, reschedule
+from storage.schedule import INSERT_SCHEDULE, first_look_rows, reschedule
 from storage.tables import EventRow, HandoffRow, OutboxRow, RouteCursor, SlackEventRow
 
 log = logging.getLogger("handoff_bot.storage")
@@ -57,7 +57,6 @@ _INSERT_HANDOFF = insert(_HANDOFFS).returning(_HANDOFFS.c.id)
 _INSERT_EVENT = insert(_EVENTS)
 _BY_ID = _HANDOFFS.select().where(_HANDOFFS.c.id == bindparam("id"))
 _INSERT_OUTBOX = insert(_OUTBOX)
-_INSERT_SCHEDULE = insert(SCHEDULE)
 _INSERT_APPROVERS = insert(APPROVERS)
 # In the order given (an unnest is read in array order): callers pass the keys sorted, so that two transactions
 # never wait for each other's keys.
@@ -98,7 +97,7 @@ class _SideRows:
     outbox: list[dict[str, Any]] = field(default_factory=list)
 
     def write(self, session: Session) -> None:
-        for statement, rows in ((_INSERT_SCHEDULE, self.schedule), (_INSERT_APPROVERS, self.approvers),
+        for statement, rows in ((INSERT_SCHEDULE, self.schedule), (_INSERT_APPROVERS, self.approvers),
                                 (_INSERT_EVENT, self.events), (_INSERT_OUTBOX, self.outbox)):
             if rows:
                 session.execute(statement, list(rows))
@@ -217,9 +216,7 @@ class Repository:
         # where building ORM rows, or reading back and converting every column, cost more than the database.
         values, handoff = self._new_row(session, plan)
         handoff.id = session.execute(_INSERT_HANDOFF, values).scalar_one()
-        look = self.next_look(handoff)
-        if look is not None:
-            beside.schedule.append({"handoff_id": handoff.id, "next_nudge_at": look})
+        beside.schedule.extend(first_look_rows(handoff.id, self.next_look(handoff)))
         beside.approvers.extend(approver_rows(handoff))
         beside.events.append(dict(
             handoff_id=handoff.id, action="created", actor=plan.actor, at=plan.created_at, from_status=None,

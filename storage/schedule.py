@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, insert, text, update
 from sqlalchemy.orm import Session
@@ -19,7 +20,7 @@ from storage.tables import NudgeScheduleRow
 
 SCHEDULE: Table = NudgeScheduleRow.__table__  # type: ignore[attr-defined]
 
-_INSERT = insert(SCHEDULE)
+INSERT_SCHEDULE = insert(SCHEDULE)
 _MOVE = update(SCHEDULE).where(SCHEDULE.c.handoff_id == bindparam("id")).values(next_nudge_at=bindparam("look"))
 _DROP = delete(SCHEDULE).where(SCHEDULE.c.handoff_id.in_(bindparam("ids", expanding=True)))
 # PostgreSQL: many moves as one statement over two arrays (an executemany costs a statement per row)
@@ -29,10 +30,15 @@ _MOVE_ARRAYS = text(
 )
 
 
+def first_look_rows(handoff_id: int, look: datetime | None) -> list[dict[str, Any]]:
+    """The row of a handoff that has none yet (a new one), if the policy will ever look at it; for `INSERT_SCHEDULE`."""
+    return [] if look is None else [{"handoff_id": handoff_id, "next_nudge_at": look}]
+
+
 def schedule_new(session: Session, handoff_id: int, look: datetime | None) -> None:
-    """The first look at a new handoff, if the policy will ever have one."""
-    if look is not None:
-        session.execute(_INSERT, {"handoff_id": handoff_id, "next_nudge_at": look})
+    rows = first_look_rows(handoff_id, look)
+    if rows:
+        session.execute(INSERT_SCHEDULE, rows)
 
 
 def reschedule(session: Session, handoff_id: int, look: datetime | None) -> None:

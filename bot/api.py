@@ -91,8 +91,8 @@ def _handoff_in(body: bytes, content_type: str | None) -> HandoffIn | JSONRespon
     try:
         return HandoffIn.model_validate_json(body)
     except ValidationError as invalid:
-        errors = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in invalid.errors()]
-        return JSONResponse({"detail": errors}, 422)
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in invalid.errors()]  # as FastAPI places them
+        return JSONResponse({"detail": _validation_errors(errors)}, 422)
 
 
 def _document_intake_body(api: FastAPI) -> None:

@@ -1,6 +1,6 @@
 """The process: one HTTP server (intake API, health, Slack endpoint), the outbox sender, Socket Mode.
 
-With `serve --workers N`, N such servers share the port (bot/workers.py: one of them sends).
+With `serve --workers N`, N such servers share the port and their parent sends (bot/workers.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App
+from slack_sdk import WebClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.api import create_api, with_body_limit
@@ -31,23 +32,27 @@ from bot.slack.http import mount_slack
 from bot.sweep import Sweeper
 from bot.timezones import UserTimezones
 from bot.webhooks import WebhookSender
-from bot.workers import GROUP_DIRECTORY_ENV, STARTUP_FAILURE, WorkerGroup, WorkerStartupError, serve_workers
-from storage import migrate
+from bot.workers import (
+    GROUP_DIRECTORY_ENV,
+    STARTUP_FAILURE,
+    WakeInbox,
+    WakePoker,
+    WorkerStartupError,
+    serve_workers,
+)
 from storage.outbox import OutboxStore
 
 log = logging.getLogger("handoff_bot.server")
 
 
 @dataclass
-class Bot:
-    """Everything one `serve` process runs, built from a runtime; `start`/`stop` own the threads."""
+class Senders:
+    """What sends and sweeps: the outbox sender, the webhook sender and the SLA scheduler. One set per `serve`:
+    in its one process, or, with `--workers N`, in the parent (bot/workers.py)."""
 
-    runtime: Runtime
-    bolt: App
     sender: OutboxSender
-    asgi: ASGIApp
-    scheduler: BackgroundScheduler
     webhooks: WebhookSender
+    scheduler: BackgroundScheduler
 
     def start(self) -> None:
         self.sender.start()
@@ -60,25 +65,59 @@ class Bot:
         self.sender.stop()
         self.webhooks.stop()
 
+    def wake(self) -> None:
+        self.sender.wake()
+        self.webhooks.wake()
+
+
+@dataclass
+class Bot:
+    """Everything one `serve` process runs, built from a runtime; `start`/`stop` own the senders' threads."""
+
+    runtime: Runtime
+    bolt: App
+    asgi: ASGIApp
+    senders: Senders
+
+    def start(self) -> None:
+        self.senders.start()
+
+    def stop(self) -> None:
+        self.senders.stop()
+
 
 def build_bot(runtime: Runtime, *, socket_mode: bool = False) -> Bot:
+    client = connect_slack(runtime)
+    senders = build_senders(runtime, client)
+    bolt, asgi = build_http(runtime, client, socket_mode=socket_mode)
+    return Bot(runtime, bolt, asgi, senders)
+
+
+def connect_slack(runtime: Runtime) -> WebClient:
+    """The Web API client, and people's time zones read through it."""
     client = create_slack_client(runtime.settings)
+    runtime.timezones = UserTimezones(client, runtime.config.zone)
+    return client
+
+
+def build_senders(runtime: Runtime, client: WebClient) -> Senders:
+    """The senders, woken by this runtime's writes."""
     sender = OutboxSender(OutboxStore(runtime.db), runtime.repo, client, runtime.config, runtime.clock,
                           lease_seconds=runtime.settings.outbox_lease_seconds)
-    webhooks = build_webhook_sender(runtime)
-
-    def notify() -> None:
-        sender.wake()
-        webhooks.wake()
-
-    runtime.notify = notify
-    runtime.timezones = UserTimezones(client, runtime.config.zone)
+    assert runtime.timezones is not None, "connect_slack(runtime) first"
     scheduler = build_scheduler(runtime, Sweeper(runtime, runtime.timezones))
+    senders = Senders(sender, build_webhook_sender(runtime), scheduler)
+    runtime.notify = senders.wake
+    return senders
+
+
+def build_http(runtime: Runtime, client: WebClient, *, socket_mode: bool = False) -> tuple[App, ASGIApp]:
+    """The Bolt app, and the HTTP app: intake API, health and (unless over Socket Mode) `/slack/events`."""
     bolt = create_bolt_app(runtime, client, socket_mode=socket_mode)
     api = create_api(runtime, outbox=OutboxStore(runtime.db))
     if not socket_mode:
         mount_slack(api, bolt)
-    return Bot(runtime, bolt, sender, with_body_limit(api), scheduler, webhooks)
+    return bolt, with_body_limit(api)
 
 
 def build_webhook_sender(runtime: Runtime) -> WebhookSender:
@@ -131,18 +170,26 @@ STARTUP_FAILURE_FILE = "startup-failure"
 
 
 def run_workers(settings: Settings) -> None:
-    """Migrate once, here; then `settings.workers` processes, each with its own runtime and bot built from the
-    same environment by `create_worker_app` (bot/workers.py). This process only supervises them."""
-    migrate.upgrade(settings.database_url)
+    """Migrate once, here; then `settings.workers` processes, each with its own runtime and HTTP app built from
+    the same environment by `create_worker_app` (bot/workers.py). This process supervises them and sends."""
+    runtime = build_runtime(settings)
+    senders = build_senders(runtime, connect_slack(runtime))
     group = Path(tempfile.mkdtemp(prefix=f"handoff-bot-{os.getpid()}-"))
     os.environ[GROUP_DIRECTORY_ENV] = str(group)  # the workers inherit it
+    inbox = WakeInbox(group, wake=senders.wake)  # bound before any worker can write
+    inbox.start()
+    senders.start()
+    log.info("process %d sends the Slack writes and webhooks and runs the scheduler", os.getpid())
     try:
         if not serve_workers(settings.workers, app="bot.server:create_worker_app", host=settings.host,
                              port=settings.port):
             failure = group / STARTUP_FAILURE_FILE
             reason = failure.read_text().strip() if failure.exists() else "see the log above"
             raise WorkerStartupError(f"a worker process could not start: {reason}")
-    finally:
+    finally:  # the workers have stopped: nothing more to wake, and their last writes are in the outbox
+        inbox.stop()
+        senders.stop()
+        runtime.close()
         shutil.rmtree(group, ignore_errors=True)
 
 
@@ -168,27 +215,17 @@ def create_worker_app() -> ASGIApp:
 
 
 def _build_worker(group_directory: Path) -> ASGIApp:
+    """HTTP only: the parent's senders send what this worker writes, woken by `poke`."""
     runtime = build_runtime(load_settings(), run_migrations=False)
-    bot = build_bot(runtime)
-    wake_here = runtime.notify
-    group = WorkerGroup(group_directory, lead=bot.start, wake=wake_here)
-
-    def notify() -> None:
-        wake_here()
-        group.poke()
-
-    def started() -> None:
-        group.start()
-        log.info("worker %d ready", os.getpid())
+    _, asgi = build_http(runtime, connect_slack(runtime))
+    poker = WakePoker(group_directory)
+    runtime.notify = poker.poke
 
     def stop() -> None:
-        group.stop()
-        bot.stop()
-        group.close()
+        poker.close()
         runtime.close()
 
-    runtime.notify = notify
-    return WorkerLifespan(bot.asgi, startup=started, shutdown=stop)
+    return WorkerLifespan(asgi, startup=lambda: log.info("worker %d ready", os.getpid()), shutdown=stop)
 
 
 class WorkerLifespan:

@@ -1,22 +1,21 @@
-"""`serve --workers N`: N server processes on one port, of which exactly one sends.
+"""`serve --workers N`: N server processes on one port; the parent sends.
 
 Each worker is a uvicorn server on a socket of its own, bound with SO_REUSEPORT, so that the kernel spreads
 new connections over the workers (uvicorn's own `workers=` shares one socket, and the first worker to wake
-accepted every connection of a burst: all 16 keep-alive clients of bench/intake.py on one core). The parent
-only starts, restarts and stops them.
+accepted every connection of a burst: all 16 keep-alive clients of bench/intake.py on one core). The workers
+only answer HTTP.
 
-Every worker answers HTTP. One of them, the leader, also runs the outbox sender, the webhook sender and the
+The parent starts, restarts and stops them, and runs the group's one outbox sender, webhook sender and
 scheduler: Slack's pace is per channel, so two independent pacers would send twice as fast and draw 429s,
-and the webhook sender's per-host limit would double. The leader is whoever holds a non-blocking `flock` on
-a file in the group's directory; the others try again every few seconds, so when the leader dies, another
-worker takes over. A write in another worker wakes the leader's senders with one byte on a Unix datagram
-socket the leader reads; a lost byte only costs the sender's own poll interval.
+and the webhook sender's per-host limit would double. (The senders used to run in one of the workers, which
+then answered its clients slowest: a third of its GIL went to sending. bench/ack.py's p99 went from 106 to
+61–70 ms when they moved out.) A write in a worker wakes the parent's senders with one byte on a Unix
+datagram socket in the group's directory; a lost byte only costs the sender's own poll interval.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import multiprocessing
 import os
@@ -32,88 +31,59 @@ from pathlib import Path
 log = logging.getLogger("handoff_bot.workers")
 
 GROUP_DIRECTORY_ENV = "HANDOFF_WORKER_GROUP"  # set by `serve` for its workers: where the group's files are
-RETRY_LEAD_SECONDS = 2.0
 WAKE_BYTE = b"!"
+WAKE_SOCKET = "wake.sock"
 STARTUP_FAILURE = 3  # uvicorn's exit code for a server that could not start (uvicorn.config.STARTUP_FAILURE)
-STOP_SECONDS = 20.0  # a worker's graceful stop (requests in flight, the senders' last Slack calls), then SIGKILL
+STOP_SECONDS = 20.0  # a worker's graceful stop (requests in flight), then SIGKILL
 
 
 class WorkerStartupError(Exception):
     """The workers could not start (the port is taken, or a worker could not build its app): one line."""
 
 
-class WorkerGroup:
-    """This worker's place in the group: `start` begins trying to lead; `poke` wakes the leader's senders."""
+class WakeInbox:
+    """The parent's end: `wake` runs (once per burst) whenever a worker pokes. Bound before any worker starts."""
 
-    def __init__(self, directory: Path, *, lead: Callable[[], None], wake: Callable[[], None],
-                 retry_seconds: float = RETRY_LEAD_SECONDS) -> None:
-        self.lock_path = directory / "sender.lock"
-        self.wake_path = str(directory / "wake.sock")
-        self._lead = lead  # starts this worker's senders and scheduler, once it leads
-        self._wake = wake  # wakes this worker's senders
-        self._retry_seconds = retry_seconds
+    def __init__(self, directory: Path, *, wake: Callable[[], None]) -> None:
+        self._wake = wake
         self._stop = threading.Event()
-        self._leading = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self._outbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._outbox.setblocking(False)
-
-    @property
-    def leading(self) -> bool:
-        return self._leading.is_set()
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(directory / WAKE_SOCKET))
+        self._socket.setblocking(False)
+        self._thread = threading.Thread(target=self._run, name="wake-inbox", daemon=True)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="worker-group", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop trying to lead and reading wake-ups; then the caller stops what `lead` started, then `close`s."""
         self._stop.set()
-        if self._thread is not None:
+        if self._thread.is_alive():
             self._thread.join(timeout)
-
-    def close(self) -> None:
-        """Give up the lead (after this worker's senders stopped, so that two never send at once)."""
-        self._outbox.close()
-        os.close(self._lock_fd)
-
-    def poke(self) -> None:
-        """Something was written: wake the leader's senders (from another worker; errors only delay it)."""
-        if self._leading.is_set():
-            return
-        with contextlib.suppress(OSError):  # no leader right now, or its socket buffer is full: it polls anyway
-            self._outbox.sendto(WAKE_BYTE, self.wake_path)
+        self._socket.close()
 
     def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._socket, select.POLLIN)
         while not self._stop.is_set():
-            if self._try_lock():
-                self._serve_as_leader()
-                return
-            self._stop.wait(self._retry_seconds)
+            if poller.poll(500):  # a timeout, to notice `stop`
+                _drain(self._socket)  # a burst of writes wakes the senders once
+                self._wake()
 
-    def _try_lock(self) -> bool:
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
 
-    def _serve_as_leader(self) -> None:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as inbox:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.wake_path)  # a dead leader's socket; only the lock holder gets here
-            inbox.bind(self.wake_path)
-            inbox.setblocking(False)
-            poller = select.poll()
-            poller.register(inbox, select.POLLIN)
-            self._leading.set()
-            log.info("worker %d sends the Slack writes and webhooks and runs the scheduler", os.getpid())
-            self._lead()
-            while not self._stop.is_set():
-                if poller.poll(500):  # a timeout, to notice `stop`
-                    _drain(inbox)  # a burst of writes wakes the senders once
-                    self._wake()
+class WakePoker:
+    """A worker's end: `poke` after a write wakes the parent's senders (errors only delay the send)."""
+
+    def __init__(self, directory: Path) -> None:
+        self._path = str(directory / WAKE_SOCKET)
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.setblocking(False)
+
+    def poke(self) -> None:
+        with contextlib.suppress(OSError):  # the parent is stopping, or its socket buffer is full: it polls anyway
+            self._socket.sendto(WAKE_BYTE, self._path)
+
+    def close(self) -> None:
+        self._socket.close()
 
 
 def _drain(inbox: socket.socket) -> None:

@@ -59,7 +59,7 @@ def running_bot(database_url: str, slack: FakeSlack, config: HandoffConfig, **se
                               "webhook_timeout_seconds": TIMEOUT, **settings}
     runtime = build_runtime(make_settings(database_url, **values), config=config)
     bot = build_bot(runtime)
-    bot.webhooks.backoff = Backoff(first=0.05, cap=0.2)
+    bot.senders.webhooks.backoff = Backoff(first=0.05, cap=0.2)
     bot.start()
     try:
         with LiveServer(bot.asgi) as server:
@@ -251,7 +251,7 @@ def test_410_gone_fails_the_delivery_at_once(hooks: SlackHarness, receiver: Webh
 def test_a_dead_endpoint_ends_failed_without_holding_up_another(
     hooks: SlackHarness, receiver: WebhookReceiver
 ) -> None:
-    hooks.bot.webhooks.give_up_after = timedelta(seconds=2)
+    hooks.bot.senders.webhooks.give_up_after = timedelta(seconds=2)
     with WebhookReceiver(WEBHOOK_SECRET.encode()) as dead:
         dead.always(Answer(500, sleep=2 * TIMEOUT))  # too slow for the timeout, and an error anyway
         doomed = [create(hooks, callback_url=dead.url(f"/callback/{n}")) for n in range(6)]

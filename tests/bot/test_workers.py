@@ -1,4 +1,4 @@
-"""`handoff-bot serve --workers N`: every worker answers, exactly one sends, SQLite writers take turns."""
+"""`handoff-bot serve --workers N`: every worker answers, the parent alone sends, SQLite writers take turns."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from bot import ids
-from bot.workers import WorkerGroup
+from bot.workers import WakeInbox, WakePoker
 from storage.db import Database
 from tests.bot.slack.e2e import wait_until
 from tests.bot.slack.test_restart import BotProcess, _environment
@@ -42,41 +42,38 @@ CLAIMERS = [f"UCLAIM{n:02d}" for n in range(12)]
 # --------------------------------------------------------------------------- the pieces, in one process
 
 
-def test_one_worker_leads_the_others_wake_it_and_one_takes_over_when_it_goes(tmp_path: Path) -> None:
-    started = {"first": threading.Event(), "second": threading.Event()}
-    woken = {"first": threading.Event(), "second": threading.Event()}
-    first = WorkerGroup(tmp_path, lead=started["first"].set, wake=woken["first"].set, retry_seconds=0.05)
-    second = WorkerGroup(tmp_path, lead=started["second"].set, wake=woken["second"].set, retry_seconds=0.05)
+def test_a_workers_poke_wakes_the_parents_senders_once_per_burst(tmp_path: Path) -> None:
+    woken: list[float] = []
+    wake = threading.Event()
+
+    def on_wake() -> None:
+        woken.append(time.monotonic())
+        wake.set()
+
+    inbox = WakeInbox(tmp_path, wake=on_wake)
+    inbox.start()
+    pokers = [WakePoker(tmp_path) for _ in range(2)]
     try:
-        first.start()
-        assert started["first"].wait(5) and first.leading
-        second.start()
-        time.sleep(0.2)  # several attempts to lead, all lost
-        assert not second.leading and not started["second"].is_set()
-
-        second.poke()  # a write in the second worker
-        assert woken["first"].wait(2)
-        woken["first"].clear()
-        first.poke()  # a write in the leader itself: its runtime.notify wakes its senders, no byte is sent
-        assert not woken["first"].wait(0.2)
-
-        first.stop()
-        assert not started["second"].wait(0.2)  # not before the first one's senders stopped and it let go
-        first.close()  # the leader goes: the second one takes over, and is woken the same way
-        assert started["second"].wait(2) and second.leading
-        third = WorkerGroup(tmp_path, lead=lambda: None, wake=lambda: None)
-        third.poke()
-        third.close()
-        assert woken["second"].wait(2)
+        assert not wake.wait(0.2)  # nothing written, nothing woken
+        pokers[0].poke()
+        assert wake.wait(2)
+        wake.clear()
+        for _ in range(50):  # a burst of writes, from both workers
+            for poker in pokers:
+                poker.poke()
+        assert wake.wait(2)
+        time.sleep(0.2)
+        assert 2 <= len(woken) < 50  # drained together, not one wake-up per byte
     finally:
-        second.stop()
-        second.close()
+        for poker in pokers:
+            poker.close()
+        inbox.stop()
 
 
-def test_a_poke_without_a_leader_is_dropped_quietly(tmp_path: Path) -> None:
-    follower = WorkerGroup(tmp_path, lead=lambda: None, wake=lambda: None)
-    follower.poke()  # nobody listens: no error, the leader-to-be scans the outbox when it starts
-    follower.close()
+def test_a_poke_without_a_parent_listening_is_dropped_quietly(tmp_path: Path) -> None:
+    poker = WakePoker(tmp_path)
+    poker.poke()  # nobody listens (the parent is stopping): no error, its senders scan the outbox when they start
+    poker.close()
 
 
 def test_sqlite_writers_of_two_processes_take_turns_on_the_write_lock_file(tmp_path: Path) -> None:
@@ -248,29 +245,29 @@ def _running(pid: int) -> bool:
     return state != "Z"  # a zombie has stopped; only its parent (here: init) has yet to reap it
 
 
-def _pids(bot: BotProcess, what: str) -> list[int]:
-    return [int(pid) for pid in re.findall(rf"worker (\d+) {what}", bot.log_path.read_text())]
+def _pids(bot: BotProcess, what: str, role: str = "worker") -> list[int]:
+    return [int(pid) for pid in re.findall(rf"{role} (\d+) {what}", bot.log_path.read_text())]
 
 
-def test_when_the_sending_worker_dies_another_sends_and_when_the_parent_dies_the_workers_stop(
+def test_the_parent_sends_when_a_worker_dies_and_when_the_parent_dies_the_workers_stop(
     make_database_url: Callable[[str], str], slack: FakeSlack, tmp_path: Path
 ) -> None:
     bot = serve_with_workers(make_database_url("sqlite"), slack, tmp_path)
     try:
-        [leader] = wait_until(lambda: _pids(bot, "sends"), what="a sending worker")
-        os.kill(leader, signal.SIGKILL)
-        wait_until(lambda: len(_pids(bot, "sends")) == 2, timeout=10, what="another worker sending")
-        assert _pids(bot, "sends")[1] != leader
+        [sender] = wait_until(lambda: _pids(bot, "sends", "process"), what="the sending process")
+        assert sender == bot.process.pid  # the parent, not a worker
+        workers = wait_until(lambda: pids if len(pids := _pids(bot, "ready")) == 2 else None, what="both workers")
+        os.kill(workers[0], signal.SIGKILL)
+        wait_until(lambda: len(_pids(bot, "ready")) == 3, timeout=30, what="the dead worker replaced")
         with httpx.Client(timeout=10) as client:
             _, handoff_id = _post(client, bot.url, payload())  # whichever worker answers, the card is posted
         wait_until(lambda: [c for c in slack.posted_cards() if f"H-{handoff_id}" in str(c.params.get("text"))],
                    timeout=10, what="the card")
-        wait_until(lambda: len(_pids(bot, "ready")) == 3, timeout=30, what="the dead worker replaced")
 
-        workers = [pid for pid in _pids(bot, "ready") if pid != leader]
+        alive = [pid for pid in _pids(bot, "ready") if pid != workers[0]]
         os.kill(bot.process.pid, signal.SIGKILL)
         bot.process.wait(5)
-        wait_until(lambda: not any(_running(pid) for pid in workers), timeout=15, what="the orphaned workers to stop")
+        wait_until(lambda: not any(_running(pid) for pid in alive), timeout=15, what="the orphaned workers to stop")
     finally:
         bot.stop()
         for group in Path(tempfile.gettempdir()).glob(f"handoff-bot-{bot.process.pid}-*"):  # left by the SIGKILL

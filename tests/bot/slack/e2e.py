@@ -45,7 +45,7 @@ def fast_pacing(harness: SlackHarness, rate: float = 50.0, burst: float = 10.0) 
 
     Retry-After pauses still apply: they live in the pacer too.
     """
-    harness.bot.sender.pacer = ChannelPacer(rate=rate, burst=burst)
+    harness.bot.senders.sender.pacer = ChannelPacer(rate=rate, burst=burst)
 
 
 def create(harness: SlackHarness, **fields: Any) -> dict[str, Any]:

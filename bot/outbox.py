@@ -190,7 +190,15 @@ class OutboxSender(Dispatcher):
             return set(self._in_flight)
 
     def dispatch_due(self, *, only_new: bool = False) -> float:
-        """Lease and hand out what is due now; return how long the dispatcher may sleep."""
+        """Lease and hand out what is due now; return how long the dispatcher may sleep.
+
+        `only_new` (a wake-up) looks only at the private notices and home tabs written since the last look: a
+        channel's rows go in order, so they wait for the full scans. Each look loads no more unpaced rows than
+        there are free sending slots: under a stream of refusals, hundreds of notices can be due at once.
+        """
+        room = self._workers * 2 - len(self._in_flight)
+        if room <= 0:
+            return 0.05  # every sending thread has work: look again soon
         now = self.clock()
         now_mono = time.monotonic()
         # Rows of lanes that cannot write now stay in the database, so one channel's backlog never hides
@@ -202,32 +210,41 @@ class OutboxSender(Dispatcher):
             return self.poll_seconds
         after = self._newest_seen if only_new else None
         self._newest_seen = newest
-        rows = self.store.due(now, limit=200, skip_targets=frozenset(busy), after_id=after,
-                              exclude_kinds=frozenset({WEBHOOK}))  # bot/webhooks.py sends those
-        if not only_new:  # private notices and home tabs never wait behind a long backlog of one channel
-            unpaced = self.store.due(now, limit=50, kinds=UNPACED_KINDS)
-            taken = {row.id for row in unpaced}
-            rows = unpaced + [row for row in rows if row.id not in taken]
+        # private notices and home tabs first: they never wait behind a long backlog of one channel
+        rows = self.store.due(now, limit=room, after_id=after, kinds=UNPACED_KINDS)
+        if not only_new:
+            rows += self.store.due(now, limit=200, skip_targets=frozenset(busy),
+                                   exclude_kinds=UNPACED_KINDS | {WEBHOOK})  # bot/webhooks.py sends those
         sleep = min([self.poll_seconds, *blocked.values()])
+        chosen: list[tuple[OutboxRow, str]] = []
         for row in rows:
             lane = self._lane(row)
-            if lane in busy or (only_new and is_paced(row)):  # a channel's rows go in order: full scans only
+            if lane in busy:
                 continue
             if is_paced(row) and not self.pacer.ready(lane, now_mono):
                 busy.add(lane)
                 sleep = min(sleep, max(0.01, self.pacer.wait_hint(lane, now_mono)))
                 continue
-            if len(self._in_flight) >= self._workers * 2:
-                return 0.05
-            if not self.store.lease(row, until=now + timedelta(seconds=self.lease_seconds)):
+            if len(chosen) >= room:
+                sleep = 0.05
+                break
+            busy.add(lane)
+            chosen.append((row, lane))
+        self._hand_out(chosen, now, now_mono)
+        return sleep
+
+    def _hand_out(self, chosen: list[tuple[OutboxRow, str]], now: datetime, now_mono: float) -> None:
+        """Lease the chosen rows in one write, and send those this sender got (another may have taken some)."""
+        leased = self.store.lease_many([row for row, _ in chosen], now=now,
+                                       until=now + timedelta(seconds=self.lease_seconds))
+        for row, lane in chosen:
+            if row.id not in leased:
                 continue
             if is_paced(row):
                 self.pacer.take(lane, now_mono)
-            busy.add(lane)
             with self._in_flight_lock:
                 self._in_flight.add(lane)
             self._pool.submit(self._deliver, row, lane)
-        return sleep
 
     @staticmethod
     def _lane(row: OutboxRow) -> str:

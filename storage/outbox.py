@@ -3,24 +3,32 @@
 A sender leases a row by moving its `next_attempt_at` into the future with a compare-and-set;
 a sender that dies leaves the lease to expire, and the row is due again. Several processes on one
 PostgreSQL database therefore never send the same row at once.
+
+The sender's own writes are many and small (a lease and a finish for every private notice). On SQLite they
+queue for the one write turn with every click's write, so a dispatch leases its rows in one write, and
+finishes from the sending threads share writes (storage/group_commit.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, update
-from sqlmodel import col, select
+from sqlalchemy import Table, func, update
+from sqlmodel import Session, col, select
 
 from storage.db import Database
+from storage.group_commit import GroupCommit
 from storage.tables import HandoffRow, OutboxRow
+
+_OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
+_Update = Callable[[Session], object]
 
 PENDING = "pending"
 SENT = "sent"
 FAILED = "failed"
 COALESCED = "coalesced"
-EPHEMERAL_KIND = "slack.ephemeral"
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,19 @@ class OutboxHealth:
 class OutboxStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._updates: GroupCommit[_Update, None] = GroupCommit(self._write_updates)
+
+    def _write_updates(self, updates: Sequence[_Update]) -> list[BaseException | None]:
+        """Several threads' finishes and retries in one transaction; if that fails, each on its own."""
+        try:
+            with self.db.write() as session:
+                for run in updates:
+                    run(session)
+            return [None] * len(updates)
+        except Exception as error:  # handed to the caller's thread, which raises it
+            if len(updates) == 1:
+                return [error]
+        return [self._write_updates([run])[0] for run in updates]
 
     def due(
         self, now: datetime, *, limit: int = 100, skip_targets: frozenset[str] = frozenset(),
@@ -55,8 +76,8 @@ class OutboxStore:
             query = query.where(col(OutboxRow.kind).in_(kinds))
         if exclude_kinds:
             query = query.where(col(OutboxRow.kind).not_in(exclude_kinds))
-        if skip_targets:  # channels paced or busy right now; private notices are never held back
-            query = query.where(or_(col(OutboxRow.kind) == EPHEMERAL_KIND, col(OutboxRow.target).not_in(skip_targets)))
+        if skip_targets:  # channels paced or busy right now
+            query = query.where(col(OutboxRow.target).not_in(skip_targets))
         with self.db.read() as session:
             return list(session.exec(query))
 
@@ -84,31 +105,50 @@ class OutboxStore:
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
-    def finish(self, row_id: int, *, state: str, now: datetime, error: str | None = None) -> None:
+    def lease_many(self, rows: Sequence[OutboxRow], *, now: datetime, until: datetime) -> set[int]:
+        """Take those of `rows` still pending and due at `now` until `until`, in one write; their ids.
+
+        A row another sender leased meanwhile is due only at its lease's end, past `now`: it is left out.
+        """
+        ids = [row.id for row in rows]
+        if not ids:
+            return set()
         with self.db.write() as session:
-            session.execute(
-                update(OutboxRow).where(col(OutboxRow.id) == row_id).values(state=state, done_at=now, last_error=error)
+            leased = session.execute(
+                update(_OUTBOX)
+                .where(_OUTBOX.c.id.in_(ids), _OUTBOX.c.state == PENDING, _OUTBOX.c.next_attempt_at <= now)
+                .values(next_attempt_at=until, attempts=_OUTBOX.c.attempts + 1)
+                .returning(_OUTBOX.c.id)
             )
+            return {int(row_id) for row_id in leased.scalars()}
+
+    def finish(self, row_id: int, *, state: str, now: datetime, error: str | None = None) -> None:
+        self._updates.run(lambda session: session.execute(
+            update(_OUTBOX).where(_OUTBOX.c.id == row_id).values(state=state, done_at=now, last_error=error)
+        ))
 
     def retry(self, row_id: int, *, at: datetime, error: str | None, refund_attempt: bool = False) -> None:
         """Release the lease; the row is due again at `at`."""
         values: dict[str, object] = {"next_attempt_at": at, "last_error": error}
         if refund_attempt:
-            values["attempts"] = OutboxRow.attempts - 1
-        with self.db.write() as session:
-            session.execute(update(OutboxRow).where(col(OutboxRow.id) == row_id).values(**values))
+            values["attempts"] = _OUTBOX.c.attempts - 1
+        statement = update(_OUTBOX).where(_OUTBOX.c.id == row_id).values(**values)
+        self._updates.run(lambda session: session.execute(statement))
 
     def record_card(self, row_id: int, handoff_id: int, *, ts: str, now: datetime) -> None:
         """Store the posted card's ts and finish its row in one transaction, before anything can retry."""
-        with self.db.write() as session:
+
+        def record(session: Session) -> None:
             session.execute(
                 update(HandoffRow)
                 .where(col(HandoffRow.id) == handoff_id, col(HandoffRow.card_ts).is_(None))
                 .values(card_ts=ts)
             )
             session.execute(
-                update(OutboxRow).where(col(OutboxRow.id) == row_id).values(state=SENT, done_at=now, last_error=None)
+                update(_OUTBOX).where(_OUTBOX.c.id == row_id).values(state=SENT, done_at=now, last_error=None)
             )
+
+        self._updates.run(record)
 
     def coalesce_updates(self, handoff_id: int, *, up_to_id: int, now: datetime) -> int:
         """Card updates rendered by a later send are done too: mark them, return how many."""

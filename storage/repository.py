@@ -22,7 +22,7 @@ from handoffs.ports import Created, CreateResult, Effect, IdempotencyConflict
 from storage.approvers import APPROVERS, approver_rows, sync_approvers
 from storage.db import Database
 from storage.group_commit import GroupCommit
-from storage.schedule import INSERT_SCHEDULE, first_look_rows, reschedule
+from storage.schedule import INSERT_SCHEDULE, first_look_rows, set_looks
 from storage.tables import EventRow, HandoffRow, OutboxRow, RouteCursor, SlackEventRow
 
 log = logging.getLogger("handoff_bot.storage")
@@ -88,11 +88,13 @@ def _outbox_rows(handoff_id: int | None, effects: list[Effect], now: datetime) -
 @dataclass
 class _SideRows:
     """The rows a batch of writes adds beside the handoffs themselves (schedule and approvers of new handoffs,
-    events, outbox rows), gathered over the batch and written with one statement per table: a statement each
-    per write cost more than the inserts did."""
+    changed handoffs' next looks, events, outbox rows), gathered over the batch and written with one statement
+    per table: a statement each per write cost more than the inserts did, and on SQLite every statement made
+    the batch, holding the write turn, wait for the GIL again."""
 
     schedule: list[dict[str, Any]] = field(default_factory=list)
     approvers: list[dict[str, Any]] = field(default_factory=list)
+    looks: dict[int, datetime | None] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
 
@@ -102,6 +104,9 @@ class _SideRows:
             if rows:
                 session.execute(statement, list(rows))
                 rows.clear()
+        if self.looks:
+            set_looks(session, self.looks)
+            self.looks.clear()
 
 
 NextLook = Callable[[Handoff], datetime | None]
@@ -317,7 +322,7 @@ class Repository:
             })
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return None
-            reschedule(session, handoff.id, self.next_look(after))
+            beside.looks[handoff.id] = self.next_look(after)
             beside.events.append(dict(
                 handoff_id=handoff.id, action=change.event, actor=actor.id, at=now,
                 from_status=handoff.status.value, to_status=after.status.value, data=change.data,

@@ -8,11 +8,12 @@ apart from `handoffs` so that a reminder changes no indexed column of `handoffs`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, text, update
+from sqlalchemy import Insert, Table, bindparam, delete, insert, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.db import is_postgres
@@ -35,18 +36,26 @@ def first_look_rows(handoff_id: int, look: datetime | None) -> list[dict[str, An
     return [] if look is None else [{"handoff_id": handoff_id, "next_nudge_at": look}]
 
 
-def schedule_new(session: Session, handoff_id: int, look: datetime | None) -> None:
-    rows = first_look_rows(handoff_id, look)
-    if rows:
-        session.execute(INSERT_SCHEDULE, rows)
+def _upsert(dialect_insert: Callable[[Table], Any]) -> Insert:
+    statement = dialect_insert(SCHEDULE)
+    return statement.on_conflict_do_update(
+        index_elements=[SCHEDULE.c.handoff_id], set_={"next_nudge_at": statement.excluded.next_nudge_at}
+    )
 
 
-def reschedule(session: Session, handoff_id: int, look: datetime | None) -> None:
-    """After a change of the handoff (whose row the caller has locked by writing it): its next look, or none."""
-    if look is None:
-        session.execute(_DROP, {"ids": [handoff_id]})
-    elif session.execute(_MOVE, {"id": handoff_id, "look": look}).rowcount == 0:  # type: ignore[attr-defined]
-        schedule_new(session, handoff_id, look)  # it had none: e.g. a closed handoff reopened
+_SET_LOOK = {"sqlite": _upsert(sqlite.insert), "postgresql": _upsert(postgresql.insert)}
+
+
+def set_looks(session: Session, looks: Mapping[int, datetime | None]) -> None:
+    """After changes of handoffs (whose rows the caller has locked by writing them): each one's next look, or
+    none. A row is moved, or added when it had none (e.g. a closed handoff reopened). One statement for all
+    the moves of a batch of writes, one for the drops: a statement per handoff cost more than the rows did."""
+    moves = [{"handoff_id": handoff_id, "next_nudge_at": look} for handoff_id, look in looks.items() if look]
+    if moves:
+        session.execute(_SET_LOOK[session.get_bind().dialect.name], moves)
+    settled = [handoff_id for handoff_id, look in looks.items() if look is None]
+    if settled:
+        session.execute(_DROP, {"ids": settled})
 
 
 def reschedule_many(session: Session, looks: Sequence[tuple[int, datetime | None]]) -> None:

@@ -150,6 +150,8 @@ def test_every_write_keeps_the_schedule_row_in_step(runtime: Runtime) -> None:
     assert claimed.due_at is not None and schedule_of(runtime, handoff_id) == claimed.due_at
     runtime.service.act(handoff_id, Request(Action.close, outcome="done"), Actor("UANNA"))
     assert schedule_of(runtime, handoff_id) is None  # closed: nothing more to look at, no row
+    reopened = runtime.service.act(handoff_id, Request(Action.reopen, reason="not done"), Actor("UMANAGER")).handoff
+    assert reopened.claim_by is not None and schedule_of(runtime, handoff_id) == reopened.claim_by  # a row again
 
 
 def test_the_migration_moves_each_next_look_into_the_schedule_and_back(runtime: Runtime) -> None:

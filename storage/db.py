@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import event, make_url, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, create_engine
@@ -209,6 +209,13 @@ class Database:
     def read(self) -> Iterator[Session]:
         with Session(self.reader, expire_on_commit=False) as session, session.begin():
             yield session
+
+    @contextmanager
+    def read_rows(self) -> Iterator[Connection]:
+        """A read of Core statements only, in one transaction: a connection without the ORM session's
+        bookkeeping, about half the cost of `read` for a single-row read on SQLite (every click does one)."""
+        with self.reader.connect() as connection, connection.begin():
+            yield connection
 
     def ping(self) -> bool:
         try:

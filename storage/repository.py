@@ -401,8 +401,8 @@ class Repository:
     # --- reads --------------------------------------------------------------------------------
 
     def get(self, handoff_id: int) -> Handoff | None:
-        with self.db.read() as session:
-            row = session.execute(_BY_ID, {"id": handoff_id}).first()
+        with self.db.read_rows() as connection:
+            row = connection.execute(_BY_ID, {"id": handoff_id}).first()
             return to_domain(row) if row else None
 
     def events(self, handoff_id: int, *, limit: int | None = None) -> list[Event]:

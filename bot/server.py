@@ -177,10 +177,10 @@ def run_workers(settings: Settings) -> None:
     group = Path(tempfile.mkdtemp(prefix=f"handoff-bot-{os.getpid()}-"))
     os.environ[GROUP_DIRECTORY_ENV] = str(group)  # the workers inherit it
     inbox = WakeInbox(group, wake=senders.wake)  # bound before any worker can write
-    inbox.start()
-    senders.start()
-    log.info("process %d sends the Slack writes and webhooks and runs the scheduler", os.getpid())
     try:
+        inbox.start()
+        senders.start()
+        log.info("process %d sends the Slack writes and webhooks and runs the scheduler", os.getpid())
         if not serve_workers(settings.workers, app="bot.server:create_worker_app", host=settings.host,
                              port=settings.port):
             failure = group / STARTUP_FAILURE_FILE

@@ -40,6 +40,7 @@ from bot.workers import (
     WorkerStartupError,
     serve_workers,
 )
+from handoffs.config import HandoffConfig
 from storage.outbox import OutboxStore
 
 log = logging.getLogger("handoff_bot.server")
@@ -139,7 +140,7 @@ def run(settings: Settings, *, socket_mode: bool = False) -> None:
     config = settings.load_handoff_config()
     settings.webhook_secrets(config)  # a webhook without its secret stops here, before the database is touched
     if settings.workers > 1:
-        run_workers(settings)
+        run_workers(settings, config)
         return
     runtime = build_runtime(settings, config=config)
     bot = build_bot(runtime, socket_mode=socket_mode)
@@ -169,10 +170,10 @@ def run(settings: Settings, *, socket_mode: bool = False) -> None:
 STARTUP_FAILURE_FILE = "startup-failure"
 
 
-def run_workers(settings: Settings) -> None:
+def run_workers(settings: Settings, config: HandoffConfig) -> None:
     """Migrate once, here; then `settings.workers` processes, each with its own runtime and HTTP app built from
     the same environment by `create_worker_app` (bot/workers.py). This process supervises them and sends."""
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, config=config)
     senders = build_senders(runtime, connect_slack(runtime))
     group = Path(tempfile.mkdtemp(prefix=f"handoff-bot-{os.getpid()}-"))
     os.environ[GROUP_DIRECTORY_ENV] = str(group)  # the workers inherit it

@@ -11,12 +11,15 @@ first caller still waiting writes the next one, so no caller ever writes more th
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+log = logging.getLogger("handoff_bot.storage")
 
 MAX_BATCH = 32
 
@@ -41,7 +44,9 @@ class GroupCommit(Generic[Item, Result]):
     """`run(item)` returns `write_batch([.., item, ..])`'s answer for `item`, or raises its error.
 
     `write_batch` gets the items in arrival order and returns one answer per item, an exception instance
-    for an item that failed alone; if it raises, every item of the batch gets that error.
+    for an item that failed alone. If it raises for a batch of several (a key taken by another process
+    meanwhile, a deadlock, a database error), each item is written again in a batch of its own, so that one
+    never fails another; if it raises for a batch of one, that item's caller gets the error.
     """
 
     def __init__(
@@ -72,12 +77,7 @@ class GroupCommit(Generic[Item, Result]):
         with self._lock:
             batch = self._queue[:self._max_batch]
             del self._queue[:self._max_batch]
-        try:
-            answers = list(self._write_batch([waiting.item for waiting in batch]))
-            if len(answers) != len(batch):
-                raise RuntimeError(f"a batch of {len(batch)} writes got {len(answers)} answers")
-        except BaseException as error:  # every caller of the batch hears of it
-            answers = [error] * len(batch)
+        answers = self._answers([waiting.item for waiting in batch])
         with self._lock:
             following = self._queue[0] if self._queue else None
             if following is None:
@@ -92,3 +92,16 @@ class GroupCommit(Generic[Item, Result]):
             waiting.ready.set()
         if following is not None:
             following.ready.set()
+
+    def _answers(self, items: list[Item]) -> list[Result | BaseException]:
+        try:
+            answers = list(self._write_batch(items))
+            if len(answers) != len(items):
+                raise RuntimeError(f"a batch of {len(items)} writes got {len(answers)} answers")
+            return answers
+        except BaseException as error:
+            if len(items) == 1:
+                return [error]  # its caller hears of it
+            log.info("a batch of %d writes failed as a whole (%s); writing them one by one",
+                     len(items), type(error).__name__)
+        return [self._answers([item])[0] for item in items]

@@ -43,17 +43,12 @@ class OutboxStore:
         self.db = db
         self._updates: GroupCommit[_Update, None] = GroupCommit(self._write_updates)
 
-    def _write_updates(self, updates: Sequence[_Update]) -> list[BaseException | None]:
-        """Several threads' finishes and retries in one transaction; if that fails, each on its own."""
-        try:
-            with self.db.write() as session:
-                for run in updates:
-                    run(session)
-            return [None] * len(updates)
-        except Exception as error:  # handed to the caller's thread, which raises it
-            if len(updates) == 1:
-                return [error]
-        return [self._write_updates([run])[0] for run in updates]
+    def _write_updates(self, updates: Sequence[_Update]) -> list[None]:
+        """Several threads' finishes and retries in one transaction (if it fails, GroupCommit writes each alone)."""
+        with self.db.write() as session:
+            for run in updates:
+                run(session)
+        return [None] * len(updates)
 
     def due(
         self, now: datetime, *, limit: int = 100, skip_targets: frozenset[str] = frozenset(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -24,8 +23,6 @@ from storage.db import Database
 from storage.group_commit import GroupCommit
 from storage.schedule import INSERT_SCHEDULE, first_look_rows, set_looks
 from storage.tables import EventRow, HandoffRow, OutboxRow, RouteCursor, SlackEventRow
-
-log = logging.getLogger("handoff_bot.storage")
 
 _DOMAIN_FIELDS = {f.name for f in fields(Handoff)}
 _OPEN_STATUSES = [s.value for s in Status if s not in TERMINAL]
@@ -162,26 +159,16 @@ class Repository:
 
     def _write_batch(self, writes: Sequence[_Write]) -> list[Any]:
         """Several concurrent writes in one transaction, each as it would be alone (a later one sees what an
-        earlier one wrote). When the batch fails as a whole (a key taken by another process meanwhile, a
-        deadlock, a database error), each write runs again on its own, so that one never fails another."""
-        if len(writes) > 1:
-            try:
-                return self._write_together(writes)
-            except Exception as error:  # each write is retried alone below
-                log.info("a batch of %d writes failed as a whole (%s); writing them one by one",
-                         len(writes), type(error).__name__)
-        return [self._write_alone(write) for write in writes]
+        earlier one wrote). If the batch fails as a whole, GroupCommit writes each again on its own."""
+        return self._write_together(writes) if len(writes) > 1 else [self._write_alone(writes[0])]
 
     def _write_alone(self, write: _Write) -> Any:
-        try:
-            for _ in range(3):
-                try:
-                    return self._write_together([write])[0]
-                except IntegrityError:
-                    continue  # a concurrent insert took an idempotency key: read it on the next pass
-            raise RuntimeError("could not store the handoff after repeated key conflicts")
-        except Exception as error:  # handed to the caller's thread, which raises it
-            return error
+        for _ in range(3):
+            try:
+                return self._write_together([write])[0]
+            except IntegrityError:
+                continue  # a concurrent insert took an idempotency key: read it on the next pass
+        raise RuntimeError("could not store the handoff after repeated key conflicts")
 
     def _write_together(self, writes: Sequence[_Write]) -> list[Any]:
         answers: list[Any] = [None] * len(writes)

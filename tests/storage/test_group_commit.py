@@ -53,18 +53,23 @@ def test_every_caller_gets_its_own_answer_and_each_item_is_written_once() -> Non
     assert max(len(batch) for batch in recorder.batches) <= 8
 
 
-def test_a_batch_that_fails_fails_its_callers_only() -> None:
+def test_a_batch_that_fails_is_written_again_one_by_one_and_only_the_failing_caller_hears_of_it() -> None:
     recorder = Recorder(fail_batches_with=6)
     group: GroupCommit[int, str] = GroupCommit(recorder, max_batch=4)
 
     results = all_at_once(24, group.run)
 
     failed_batch = next(batch for batch in recorder.batches if 6 in batch)
+    assert len(failed_batch) > 1  # shared with others, who must not fail with it
+    for item in failed_batch:
+        assert [item] in recorder.batches[recorder.batches.index(failed_batch):]  # then written on its own
     for item, result in enumerate(results):
-        if item in failed_batch:
+        if item == 6:
             assert isinstance(result, RuntimeError)
+        elif item % 2:
+            assert isinstance(result, Refused) and str(result) == f"odd {item}"
         else:
-            assert not isinstance(result, RuntimeError), (item, result)
+            assert result == f"stored {item}"
     assert group.run(8) == "stored 8"  # and the next caller writes again
 
 

@@ -2,8 +2,8 @@
 
 Same stack as `handoff-bot serve`: uvicorn, FastAPI, the bot's `/slack/events` adapter (Bolt dispatch in a
 worker thread, `bot.slack.http.mount_slack`), the bot's body-limit wrapper, a sync Bolt `App` with
-`process_before_response=True`, request signing checked, a local authorize function. What it lacks is the
-bot's work: no database, no domain call, no outbox.
+`process_before_response=True`, request signing checked, a local authorize function, start-up objects frozen
+out of the cyclic GC. What it lacks is the bot's work: no database, no domain call, no outbox.
 
     PORT=3001 SLACK_SIGNING_SECRET=... python bench/bare_bolt_app.py
 """
@@ -29,6 +29,7 @@ from starlette.types import ASGIApp  # noqa: E402
 
 from bot import ids  # noqa: E402
 from bot.api import with_body_limit  # noqa: E402
+from bot.server import freeze_startup_objects  # noqa: E402
 from bot.slack.http import mount_slack  # noqa: E402
 
 
@@ -65,6 +66,7 @@ def main() -> None:
     if not secret:
         sys.exit("bare_bolt_app: set SLACK_SIGNING_SECRET")
     app = create_bare_app(secret)
+    freeze_startup_objects()  # as `handoff-bot serve` does
     uvicorn.run(app, host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "3001")),
                 log_level="warning", access_log=False)
 

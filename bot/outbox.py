@@ -213,7 +213,7 @@ class OutboxSender(Dispatcher):
         # private notices and home tabs first: they never wait behind a long backlog of one channel
         rows = self.store.due(now, limit=room, after_id=after, kinds=UNPACED_KINDS)
         if not only_new:
-            rows += self.store.due(now, limit=200, skip_targets=frozenset(busy),
+            rows += self.store.due(now, limit=200, skip_targets=frozenset(busy), first_per_target=True,
                                    exclude_kinds=UNPACED_KINDS | {WEBHOOK})  # bot/webhooks.py sends those
         sleep = min([self.poll_seconds, *blocked.values()])
         chosen: list[tuple[OutboxRow, str]] = []

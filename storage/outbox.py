@@ -53,26 +53,28 @@ class OutboxStore:
     def due(
         self, now: datetime, *, limit: int = 100, skip_targets: frozenset[str] = frozenset(),
         after_id: int | None = None, kinds: frozenset[str] | None = None, exclude_kinds: frozenset[str] = frozenset(),
+        first_per_target: bool = False,
     ) -> list[OutboxRow]:
         """Pending rows whose time has come, oldest first (so each handoff's rows keep their order).
 
         With `after_id`, only rows written since: a primary-key range, cheap however long the backlog.
         `kinds` keeps only rows of those kinds, `exclude_kinds` leaves those out (each sender takes its own).
+        `first_per_target` loads only each target's oldest due row: a channel sends one row at a time, so
+        the rest of a long backlog would be loaded only to be left (it was 200 rows a scan).
         """
-        query = (
-            select(OutboxRow)
-            .where(OutboxRow.state == PENDING, col(OutboxRow.next_attempt_at) <= now)
-            .order_by(col(OutboxRow.id))
-            .limit(limit)
-        )
+        conditions = [OutboxRow.state == PENDING, col(OutboxRow.next_attempt_at) <= now]
         if after_id is not None:
-            query = query.where(col(OutboxRow.id) > after_id)
+            conditions.append(col(OutboxRow.id) > after_id)
         if kinds is not None:
-            query = query.where(col(OutboxRow.kind).in_(kinds))
+            conditions.append(col(OutboxRow.kind).in_(kinds))
         if exclude_kinds:
-            query = query.where(col(OutboxRow.kind).not_in(exclude_kinds))
+            conditions.append(col(OutboxRow.kind).not_in(exclude_kinds))
         if skip_targets:  # channels paced or busy right now
-            query = query.where(col(OutboxRow.target).not_in(skip_targets))
+            conditions.append(col(OutboxRow.target).not_in(skip_targets))
+        if first_per_target:
+            firsts = select(func.min(OutboxRow.id)).where(*conditions).group_by(col(OutboxRow.target))
+            conditions = [col(OutboxRow.id).in_(firsts)]
+        query = select(OutboxRow).where(*conditions).order_by(col(OutboxRow.id)).limit(limit)
         with self.db.read() as session:
             return list(session.exec(query))
 

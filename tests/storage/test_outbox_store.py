@@ -33,6 +33,19 @@ def test_a_row_is_leased_by_one_sender_only_and_not_before_it_is_due(runtime: Ru
     assert store.lease_many([], now=now, until=now) == set()
 
 
+def test_a_scan_for_paced_rows_loads_only_each_channels_oldest_due_row(runtime: Runtime) -> None:
+    targets = ["CA", "CB", "CA", "CC", "CB", "CA", "CC"]
+    runtime.repo.enqueue([private_notice(channel, "U0001", f"notice {n}") for n, channel in enumerate(targets)])
+    store = OutboxStore(runtime.db)
+    soon = utc_now() + timedelta(seconds=1)
+    rows = store.due(soon, limit=20)
+    assert [row.target for row in rows] == targets
+    store.retry(rows[0].id or 0, at=soon + timedelta(minutes=5), error="http_500")  # CA's oldest backs off
+    firsts = store.due(soon, limit=20, first_per_target=True, skip_targets=frozenset({"CC"}))
+    assert [(row.id, row.target) for row in firsts] == [(rows[1].id, "CB"), (rows[2].id, "CA")]
+    assert [row.id for row in store.due(soon, limit=1, first_per_target=True)] == [rows[1].id]
+
+
 def test_finishes_and_retries_from_many_threads_each_land(runtime: Runtime) -> None:
     rows = notices(runtime, 60)
     store = OutboxStore(runtime.db)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, func, update
+from sqlalchemy import ColumnElement, Table, func, update
 from sqlmodel import Session, col, select
 
 from storage.db import Database
@@ -62,7 +62,7 @@ class OutboxStore:
         `first_per_target` loads only each target's oldest due row: a channel sends one row at a time, so
         the rest of a long backlog would be loaded only to be left (it was 200 rows a scan).
         """
-        conditions = [OutboxRow.state == PENDING, col(OutboxRow.next_attempt_at) <= now]
+        conditions: list[ColumnElement[bool]] = [col(OutboxRow.state) == PENDING, col(OutboxRow.next_attempt_at) <= now]
         if after_id is not None:
             conditions.append(col(OutboxRow.id) > after_id)
         if kinds is not None:

@@ -163,7 +163,7 @@ class WebhookSender(Dispatcher):
                 break
             if not self._take_slot(row):
                 continue
-            if not self.store.lease(row, until=now + timedelta(seconds=self.lease_seconds)):
+            if not self.store.lease_many([row], now=now, until=now + timedelta(seconds=self.lease_seconds)):
                 self._free_slot(row)
                 continue
             started += 1

@@ -88,20 +88,6 @@ class OutboxStore:
                 select(func.min(OutboxRow.next_attempt_at)).where(OutboxRow.state == PENDING)
             ).one()
 
-    def lease(self, row: OutboxRow, *, until: datetime) -> bool:
-        """Take `row` for sending until `until`; False when another sender took it first."""
-        with self.db.write() as session:
-            result = session.execute(
-                update(OutboxRow)
-                .where(
-                    col(OutboxRow.id) == row.id,
-                    col(OutboxRow.state) == PENDING,
-                    col(OutboxRow.next_attempt_at) == row.next_attempt_at,
-                )
-                .values(next_attempt_at=until, attempts=OutboxRow.attempts + 1)
-            )
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
     def lease_many(self, rows: Sequence[OutboxRow], *, now: datetime, until: datetime) -> set[int]:
         """Take those of `rows` still pending and due at `now` until `until`, in one write; their ids.
 

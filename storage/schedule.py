@@ -50,7 +50,8 @@ def set_looks(session: Session, looks: Mapping[int, datetime | None]) -> None:
     """After changes of handoffs (whose rows the caller has locked by writing them): each one's next look, or
     none. A row is moved, or added when it had none (e.g. a closed handoff reopened). One statement for all
     the moves of a batch of writes, one for the drops: a statement per handoff cost more than the rows did."""
-    moves = [{"handoff_id": handoff_id, "next_nudge_at": look} for handoff_id, look in looks.items() if look]
+    moves = [{"handoff_id": handoff_id, "next_nudge_at": look} for handoff_id, look in looks.items()
+             if look is not None]
     if moves:
         session.execute(_SET_LOOK[session.get_bind().dialect.name], moves)
     settled = [handoff_id for handoff_id, look in looks.items() if look is None]

@@ -14,7 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import event, make_url, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, create_engine
@@ -211,11 +212,22 @@ class Database:
             yield session
 
     @contextmanager
-    def read_rows(self) -> Iterator[Connection]:
-        """A read of Core statements only, in one transaction: a connection without the ORM session's
-        bookkeeping, about half the cost of `read` for a single-row read on SQLite (every click does one)."""
-        with self.reader.connect() as connection, connection.begin():
-            yield connection
+    def read_cursor(self) -> Iterator[DBAPICursor]:
+        """A DBAPI cursor on a pooled reader connection, for one prepared SELECT (see `storage.lean`).
+
+        A single statement needs no transaction block of ours: SQLite runs it in autocommit, and PostgreSQL's
+        implicit transaction is rolled back when the pool takes the connection back. Without SQLAlchemy's
+        connection, transaction and result objects, the one-row read every click does costs a fifth as much.
+        """
+        connection = self.reader.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+        finally:
+            connection.close()
 
     def ping(self) -> bool:
         try:

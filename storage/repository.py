@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, Update, bindparam, func, insert, or_, text
@@ -21,6 +20,7 @@ from handoffs.ports import Created, CreateResult, Effect, IdempotencyConflict
 from storage.approvers import APPROVERS, approver_rows, sync_approvers
 from storage.db import Database
 from storage.group_commit import GroupCommit
+from storage.lean import Prepared
 from storage.schedule import INSERT_SCHEDULE, first_look_rows, set_looks
 from storage.tables import EventRow, HandoffRow, OutboxRow, RouteCursor, SlackEventRow
 
@@ -62,12 +62,19 @@ _ADVISORY_XACT_LOCKS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:k
 
 def to_domain(row: HandoffRow | Row[Any]) -> Handoff:
     if isinstance(row, Row) and row._fields == _COLUMN_NAMES:  # a plain row of every column: cheapest by position
-        values: dict[str, Any] = {name: row[index] for name, index in _ROW_POSITIONS}
-    else:
-        values = {name: getattr(row, name) for name in _DOMAIN_FIELDS if hasattr(row, name)}
-    values["status"] = Status(row.status)
-    values["urgency"] = Urgency(row.urgency)
-    values["facts"] = dict(row.facts or {})
+        return _from_columns(row)
+    return _domain({name: getattr(row, name) for name in _DOMAIN_FIELDS if hasattr(row, name)})
+
+
+def _from_columns(columns: Sequence[Any]) -> Handoff:
+    """The handoff of a row of every column of `handoffs`, in table order."""
+    return _domain({name: columns[index] for name, index in _ROW_POSITIONS})
+
+
+def _domain(values: dict[str, Any]) -> Handoff:
+    values["status"] = Status(values["status"])
+    values["urgency"] = Urgency(values["urgency"])
+    values["facts"] = dict(values["facts"] or {})
     return Handoff(**values)
 
 
@@ -138,6 +145,8 @@ class Repository:
         # kept in `nudge_schedule` by every write, so that the sweep reads an index range, never the table.
         self.next_look = next_look
         self._writes: GroupCommit[_Write, Any] = GroupCommit(self._write_batch)
+        self._cas: dict[tuple[str, ...], Prepared] = {}  # a compare-and-set per set of columns written
+        self._by_id = Prepared(_BY_ID, db.reader.dialect, result_types=[column.type for column in _HANDOFFS.c])
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -303,11 +312,7 @@ class Repository:
             values["urgency"] = after.urgency.value
 
         def apply_in(session: Session, beside: _SideRows) -> Handoff | None:
-            result = session.execute(_compare_and_set(tuple(values)), {
-                **{f"new_{name}": value for name, value in values.items()},
-                "id_": handoff.id, "version_": handoff.version, "status_": handoff.status.value,
-            })
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if not self._compare_and_set(session, handoff, values):
                 return None
             beside.looks[handoff.id] = self.next_look(after)
             beside.events.append(dict(
@@ -323,6 +328,22 @@ class Repository:
         after.version = handoff.version + 1
         after.updated_at = now
         return after
+
+    def _compare_and_set(self, session: Session, before: Handoff, values: dict[str, Any]) -> bool:
+        """Write `values` to the handoff if it is still as `before` was read; whether it was."""
+        columns = tuple(values)
+        statement = self._cas.get(columns)
+        if statement is None:
+            statement = self._cas[columns] = Prepared(_compare_and_set(columns), self.db.writer.dialect)
+        cursor = session.connection().connection.cursor()  # in the batch's transaction
+        try:
+            statement.execute(cursor, {
+                **{f"new_{name}": value for name, value in values.items()},
+                "id_": before.id, "version_": before.version, "status_": before.status.value,
+            })
+            return bool(cursor.rowcount == 1)
+        finally:
+            cursor.close()
 
     def log_refusal(
         self, handoff: Handoff, refused: Refused, *, action: str, actor: Actor, now: datetime,
@@ -388,9 +409,9 @@ class Repository:
     # --- reads --------------------------------------------------------------------------------
 
     def get(self, handoff_id: int) -> Handoff | None:
-        with self.db.read_rows() as connection:
-            row = connection.execute(_BY_ID, {"id": handoff_id}).first()
-            return to_domain(row) if row else None
+        with self.db.read_cursor() as cursor:
+            columns = self._by_id.first(cursor, {"id": handoff_id})
+        return _from_columns(columns) if columns else None
 
     def events(self, handoff_id: int, *, limit: int | None = None) -> list[Event]:
         with self.db.read() as session:
@@ -476,10 +497,8 @@ def _plain_rows(session: Session, query: SelectOfScalar[HandoffRow]) -> list[Row
     return list(session.execute(query.with_only_columns(*_HANDOFFS.c)))
 
 
-@lru_cache(maxsize=64)
 def _compare_and_set(columns: tuple[str, ...]) -> Update:
-    """`UPDATE handoffs SET <columns> WHERE id, version and status are as read`, built once per set of columns
-    (building and cache-keying the statement for every click cost as much as running it)."""
+    """`UPDATE handoffs SET <columns> WHERE id, version and status are as read`."""
     return (
         _HANDOFFS.update()
         .where(_HANDOFFS.c.id == bindparam("id_"), _HANDOFFS.c.version == bindparam("version_"),

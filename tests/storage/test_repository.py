@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlmodel import SQLModel
+from sqlalchemy import func
+from sqlmodel import SQLModel, select
 
 from bot.runtime import Runtime
 from handoffs.effects import POST_CARD, THREAD_REPLY, UPDATE_CARD
@@ -20,6 +21,7 @@ from handoffs.public import handoff_json
 from handoffs.service import HandoffService, NotFound
 from storage import migrate
 from storage.repository import Repository
+from storage.tables import HandoffRow
 from tests.factories import counts, lead, payload
 
 
@@ -105,6 +107,29 @@ def test_the_handoff_a_create_answers_is_the_one_stored(service: HandoffService,
     stored = service.get(created.id)
     assert handoff_json(created) == handoff_json(stored)
     assert dataclasses.asdict(created) == dataclasses.asdict(stored)
+
+
+def test_a_read_by_id_gives_what_a_core_query_gives_after_a_compare_and_set(
+    runtime: Runtime, service: HandoffService, clock: Clock
+) -> None:
+    """`get` and the compare-and-set run prepared statements on the driver's cursor (storage/lean.py): the
+    values they write and read must be exactly those of SQLAlchemy's own execution, on either backend."""
+    fields = {"due_at": "2031-01-02T10:04:05.678901+02:00", "owner": "UOWNER", "approvers": ["UBOSS"],
+              "confidence": 0.41, "missing_info": ["budget"], "facts": {"plan": "Pro"}}
+    handoff = submit(service, **fields).handoff
+    clock.now += timedelta(minutes=3)
+    edit = HandoffEdit(draft="Hello Jane, …", urgency="high", due_at=datetime(2032, 5, 6, 7, 8, 9, 10, tzinfo=UTC))
+    edited = service.act(handoff.id, Request(Action.edit, edit=edit), Actor("UOWNER")).handoff
+    [listed] = runtime.repo.page(limit=1).items  # a Core query, through SQLAlchemy's result processing
+    read = runtime.repo.get(handoff.id)
+    assert dataclasses.asdict(read) == dataclasses.asdict(listed) == dataclasses.asdict(edited)  # type: ignore[arg-type]
+    assert read is not None and read.due_at == edit.due_at and read.due_at.tzinfo is not None
+    assert (read.version, read.draft, read.confidence, read.facts) == (2, "Hello Jane, …", 0.41, {"plan": "Pro"})
+    with runtime.db.read() as session:  # stored as SQLAlchemy stores them: a Core comparison finds the row
+        found = session.exec(select(func.count()).select_from(HandoffRow).where(
+            HandoffRow.id == handoff.id, HandoffRow.updated_at == clock.now, HandoffRow.due_at == edit.due_at,
+            HandoffRow.urgency == "high")).one()
+    assert found == 1
 
 
 def test_an_idempotent_repeat_returns_the_stored_handoff_and_stores_nothing(

@@ -20,6 +20,9 @@ from storage.tables import HandoffApproverRow
 APPROVERS: Table = HandoffApproverRow.__table__  # type: ignore[attr-defined]
 
 
+APPROVER_COLUMNS = ("handoff_id", "user_id", "pending")  # of `approver_rows`
+
+
 def approval_pending(handoff: Handoff) -> bool:
     """The handoff waits for one of its approvers to approve (or reject) it."""
     return handoff.awaiting_approval and handoff.approved_at is None

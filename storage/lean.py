@@ -22,11 +22,15 @@ Processor = Callable[[Any], Any]
 
 
 class Prepared:
-    """`statement` compiled for `dialect`; `result_types` are the types of its result columns, in order."""
+    """`statement` compiled for `dialect`; `result_types` are the types of its result columns, in order.
 
-    def __init__(self, statement: ClauseElement, dialect: Dialect, *,
+    An INSERT is compiled for the `column_keys` its rows give. A row must give every parameter: a column
+    default is not filled in (a KeyError says which is missing).
+    """
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect, *, column_keys: Sequence[str] | None = None,
                  result_types: Sequence[TypeEngine[Any]] = ()) -> None:
-        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=column_keys))
         self.sql = compiled.string
         self._binds: list[tuple[str, Processor | None]] = [
             (name, bind.type.dialect_impl(dialect).bind_processor(dialect)) for name, bind in compiled.binds.items()
@@ -45,6 +49,9 @@ class Prepared:
     def execute(self, cursor: DBAPICursor, values: Mapping[str, Any]) -> DBAPICursor:
         cursor.execute(self.sql, self.parameters(values))
         return cursor
+
+    def execute_many(self, cursor: DBAPICursor, rows: Sequence[Mapping[str, Any]]) -> None:
+        cursor.executemany(self.sql, cast(Sequence[Any], [self.parameters(row) for row in rows]))
 
     def first(self, cursor: DBAPICursor, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The first row of the result, each value as the column's type reads it; None for no row."""

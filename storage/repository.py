@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, Update, bindparam, func, insert, or_, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -17,11 +18,11 @@ from handoffs.intake import IntakePlan
 from handoffs.lifecycle import Actor, Change, Refused
 from handoffs.model import TERMINAL, Event, Handoff, Status, Urgency
 from handoffs.ports import Created, CreateResult, Effect, IdempotencyConflict
-from storage.approvers import APPROVERS, approver_rows, sync_approvers
+from storage.approvers import APPROVER_COLUMNS, APPROVERS, approver_rows, sync_approvers
 from storage.db import Database
 from storage.group_commit import GroupCommit
 from storage.lean import Prepared
-from storage.schedule import INSERT_SCHEDULE, first_look_rows, set_looks
+from storage.schedule import INSERT_SCHEDULE, LOOK_COLUMNS, SET_LOOK, drop_settled, first_look_rows, look_moves
 from storage.tables import EventRow, HandoffRow, OutboxRow, RouteCursor, SlackEventRow
 
 _DOMAIN_FIELDS = {f.name for f in fields(Handoff)}
@@ -84,9 +85,13 @@ def event_to_domain(row: EventRow) -> Event:
                  dict(row.data or {}))
 
 
+_OUTBOX_COLUMNS = ("handoff_id", "kind", "target", "payload", "state", "attempts", "next_attempt_at", "created_at")
+_EVENT_COLUMNS = ("handoff_id", "action", "actor", "at", "from_status", "to_status", "data")
+
+
 def _outbox_rows(handoff_id: int | None, effects: list[Effect], now: datetime) -> list[dict[str, Any]]:
     return [dict(handoff_id=handoff_id, kind=effect.kind, target=effect.target, payload=effect.payload,
-                 next_attempt_at=now, created_at=now) for effect in effects]
+                 state="pending", attempts=0, next_attempt_at=now, created_at=now) for effect in effects]
 
 
 @dataclass
@@ -96,6 +101,7 @@ class _SideRows:
     per table: a statement each per write cost more than the inserts did, and on SQLite every statement made
     the batch, holding the write turn, wait for the GIL again."""
 
+    statements: _SideStatements
     schedule: list[dict[str, Any]] = field(default_factory=list)
     approvers: list[dict[str, Any]] = field(default_factory=list)
     looks: dict[int, datetime | None] = field(default_factory=dict)
@@ -103,14 +109,42 @@ class _SideRows:
     outbox: list[dict[str, Any]] = field(default_factory=list)
 
     def write(self, session: Session) -> None:
-        for statement, rows in ((INSERT_SCHEDULE, self.schedule), (_INSERT_APPROVERS, self.approvers),
-                                (_INSERT_EVENT, self.events), (_INSERT_OUTBOX, self.outbox)):
-            if rows:
-                session.execute(statement, list(rows))
-                rows.clear()
+        statements = self.statements
+        cursor = session.connection().connection.cursor()  # in the batch's transaction
+        try:
+            for statement, rows in ((statements.schedule, self.schedule), (statements.approvers, self.approvers),
+                                    (statements.events, self.events), (statements.outbox, self.outbox),
+                                    (statements.set_look, look_moves(self.looks))):
+                if rows:
+                    statement.execute_many(cursor, rows)
+                    rows.clear()
+        finally:
+            cursor.close()
         if self.looks:
-            set_looks(session, self.looks)
+            drop_settled(session, self.looks)
             self.looks.clear()
+
+
+@dataclass(frozen=True)
+class _SideStatements:
+    """The inserts of `_SideRows`, prepared for one dialect (storage/lean.py): with several rows of each in every
+    batch, their execution through the Core cost more than SQLite's work."""
+
+    schedule: Prepared
+    approvers: Prepared
+    events: Prepared
+    outbox: Prepared
+    set_look: Prepared
+
+    @classmethod
+    def for_dialect(cls, dialect: Dialect) -> _SideStatements:
+        return cls(
+            schedule=Prepared(INSERT_SCHEDULE, dialect, column_keys=LOOK_COLUMNS),
+            approvers=Prepared(_INSERT_APPROVERS, dialect, column_keys=APPROVER_COLUMNS),
+            events=Prepared(_INSERT_EVENT, dialect, column_keys=_EVENT_COLUMNS),
+            outbox=Prepared(_INSERT_OUTBOX, dialect, column_keys=_OUTBOX_COLUMNS),
+            set_look=Prepared(SET_LOOK[dialect.name], dialect, column_keys=LOOK_COLUMNS),
+        )
 
 
 NextLook = Callable[[Handoff], datetime | None]
@@ -145,6 +179,7 @@ class Repository:
         # kept in `nudge_schedule` by every write, so that the sweep reads an index range, never the table.
         self.next_look = next_look
         self._writes: GroupCommit[_Write, Any] = GroupCommit(self._write_batch)
+        self._side_statements = _SideStatements.for_dialect(db.writer.dialect)
         self._cas: dict[tuple[str, ...], Prepared] = {}  # a compare-and-set per set of columns written
         self._by_id = Prepared(_BY_ID, db.reader.dialect, result_types=[column.type for column in _HANDOFFS.c])
 
@@ -183,7 +218,7 @@ class Repository:
         answers: list[Any] = [None] * len(writes)
         with self.db.write() as session:
             self._lock_fingerprints(session, [write.fingerprint for write in writes if write.fingerprint])
-            beside = _SideRows()
+            beside = _SideRows(self._side_statements)
             for index in sorted(range(len(writes)), key=lambda index: writes[index].handoff_id):
                 answers[index] = writes[index].run(session, beside)
             beside.write(session)

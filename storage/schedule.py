@@ -43,17 +43,20 @@ def _upsert(dialect_insert: Callable[[Table], Any]) -> Insert:
     )
 
 
-_SET_LOOK = {"sqlite": _upsert(sqlite.insert), "postgresql": _upsert(postgresql.insert)}
+# After changes of handoffs (whose rows the caller has locked by writing them): each one's next look is moved,
+# or added when it had none (e.g. a closed handoff reopened). For an executemany of `look_moves` rows.
+SET_LOOK = {"sqlite": _upsert(sqlite.insert), "postgresql": _upsert(postgresql.insert)}
+LOOK_COLUMNS = ("handoff_id", "next_nudge_at")
 
 
-def set_looks(session: Session, looks: Mapping[int, datetime | None]) -> None:
-    """After changes of handoffs (whose rows the caller has locked by writing them): each one's next look, or
-    none. A row is moved, or added when it had none (e.g. a closed handoff reopened). One statement for all
-    the moves of a batch of writes, one for the drops: a statement per handoff cost more than the rows did."""
-    moves = [{"handoff_id": handoff_id, "next_nudge_at": look} for handoff_id, look in looks.items()
-             if look is not None]
-    if moves:
-        session.execute(_SET_LOOK[session.get_bind().dialect.name], moves)
+def look_moves(looks: Mapping[int, datetime | None]) -> list[dict[str, Any]]:
+    """The `SET_LOOK` rows of the handoffs that still have a next look."""
+    return [{"handoff_id": handoff_id, "next_nudge_at": look} for handoff_id, look in looks.items()
+            if look is not None]
+
+
+def drop_settled(session: Session, looks: Mapping[int, datetime | None]) -> None:
+    """Drop the rows of the handoffs with nothing more to look at, in one statement."""
     settled = [handoff_id for handoff_id, look in looks.items() if look is None]
     if settled:
         session.execute(_DROP, {"ids": settled})

@@ -58,6 +58,8 @@ def webhook_effects_for_change(
     An approval that also closes the handoff (`close_on_approve`) sends `approved`, then `closed`, so an
     endpoint that listens only for `closed` still learns that it finished.
     """
+    if not handoff.callback_url and not config.webhooks:
+        return []  # nobody to tell: skip building the handoff after the change (a tenth of a click's domain work)
     after = replace(handoff, status=change.to_status, **change.updates, version=handoff.version + 1, updated_at=at)
     effects = webhook_effects(after, change.event, actor, config, at=at)
     if change.action is Action.approve and change.to_status is Status.closed:

@@ -32,10 +32,12 @@ class Prepared:
                  result_types: Sequence[TypeEngine[Any]] = ()) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=column_keys))
         self.sql = compiled.string
-        self._binds: list[tuple[str, Processor | None]] = [
-            (name, bind.type.dialect_impl(dialect).bind_processor(dialect)) for name, bind in compiled.binds.items()
-        ]
-        self._positions = tuple(compiled.positiontup or ()) if compiled.positional else None
+        processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+                      for name, bind in compiled.binds.items()}
+        # (name, processor) in the order the driver takes them: positional (SQLite's "?"), else by name
+        self._positional = compiled.positional
+        order = compiled.positiontup if compiled.positional and compiled.positiontup else list(processors)
+        self._binds: list[tuple[str, Processor | None]] = [(name, processors[name]) for name in order]
         self._dialect = dialect
         self._result_types = list(result_types)
         # Built from the first result's description: a driver's type codes choose some processors (PostgreSQL's
@@ -43,8 +45,9 @@ class Prepared:
         self._results: list[Processor | None] | None = None
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        processed = {name: process(values[name]) if process else values[name] for name, process in self._binds}
-        return processed if self._positions is None else tuple(processed[name] for name in self._positions)
+        if self._positional:
+            return tuple(process(values[name]) if process else values[name] for name, process in self._binds)
+        return {name: process(values[name]) if process else values[name] for name, process in self._binds}
 
     def execute(self, cursor: DBAPICursor, values: Mapping[str, Any]) -> DBAPICursor:
         cursor.execute(self.sql, self.parameters(values))

@@ -1,6 +1,6 @@
 """Ack latency of the Claim button under 32 concurrent clients: the real bot against a bare Bolt app.
 
-    python bench/ack.py [--clients 32] [--requests 5000] [--seconds 20] [--handoffs 4500] [--workers 2]
+    python bench/ack.py [--clients 32] [--requests 5000] [--seconds 20] [--rounds 4] [--handoffs 5500] [--workers 2]
 
 Both servers run as subprocesses served the same way (uvicorn, FastAPI, the bot's `/slack/events` adapter,
 `process_before_response=True`, signed requests). The bare app (bench/bare_bolt_app.py) only acks; the bot
@@ -8,8 +8,11 @@ Both servers run as subprocesses served the same way (uvicorn, FastAPI, the bot'
 compare-and-set, the event log and outbox rows, before it acks. One in five presses hits a handoff that was
 claimed before the run (the refusal path: logged, and a private notice queued). Every press of a fresh
 claim is on its own handoff. The bot runs `--workers` processes (HANDOFF_WORKERS); the bare app is always one
-process: the reference is what a single Bolt process does. Signed bodies are built just before each run;
-after a 1 s warm-up, each run measures `--requests` requests or `--seconds` seconds, whichever ends first.
+process: the reference is what a single Bolt process does.
+
+Both servers are up together and measured in alternating slices (bare, bot, bot, bare, …; see `Interleaved`),
+each slice after the other server has settled. Each server's slices together measure `--requests` requests or
+`--seconds` seconds, whichever ends first; its first slice has a 1 s warm-up, later ones 0.3 s.
 """
 
 from __future__ import annotations
@@ -117,15 +120,67 @@ def count_claimed(port: int) -> int:
     return total
 
 
-def measured_load(server: ServerProcess, requests: list[bytes], args: argparse.Namespace) -> LoadResult:
-    """The timed run, with the CPU the server and this process (client and fake Slack) used during it."""
+def measured_load(server: ServerProcess, requests: list[bytes], args: argparse.Namespace, warmup: float) -> LoadResult:
+    """One slice of the run: a warm-up, then `args.requests / args.rounds` requests or `args.seconds / args.rounds`
+    seconds, with the CPU the server and this process (client and fake Slack) used during it."""
     server_cpu, own_cpu, wall = server.cpu_seconds(), process_cpu_seconds(), time.monotonic()
-    result = run_load(server.port, requests, concurrency=args.clients, warmup_s=args.warmup,
-                      max_requests=args.requests, max_seconds=args.seconds)
+    result = run_load(server.port, requests, concurrency=args.clients, warmup_s=warmup,
+                      max_requests=max(1, args.requests // args.rounds), max_seconds=args.seconds / args.rounds)
     wall = time.monotonic() - wall
     result.cpu = {"server": server.cpu_seconds() - server_cpu, "bench": process_cpu_seconds() - own_cpu,
                   "wall": wall}
     return result
+
+
+def merged(slices: list[LoadResult]) -> LoadResult:
+    total = LoadResult()
+    for part in slices:
+        total.latencies += part.latencies
+        for status, count in part.statuses.items():
+            total.statuses[status] = total.statuses.get(status, 0) + count
+        total.sent += part.sent
+        total.errors += part.errors
+        total.seconds += part.seconds
+        for key, value in part.cpu.items():
+            total.cpu[key] = total.cpu.get(key, 0.0) + value
+    return total
+
+
+def settle(server: ServerProcess, *, idle_cores: float = 0.1, window: float = 0.25, limit: float = 5.0) -> float:
+    """Wait until the server is nearly idle (its sender finishing the notices of the last slice), so that its
+    leftover work is not charged to the other server's slice; the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        before = server.cpu_seconds()
+        time.sleep(window)
+        if server.cpu_seconds() - before < idle_cores * window:
+            break
+    return time.monotonic() - started
+
+
+class Interleaved:
+    """Measures two servers in alternating slices (ABBA order), each taking its bodies in order across slices.
+
+    This machine's speed drifts by a third between runs a minute apart (the bare app's CPU per request ranged
+    0.50 to 0.92 ms one day); measured one after the other, the two servers met different machines. In
+    alternating slices each meets the same drift, and the ratio is theirs.
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.slices: dict[str, list[LoadResult]] = {"bare": [], "bot": []}
+        self.settled: list[float] = []
+
+    def run(self, servers: dict[str, tuple[ServerProcess, list[bytes]]]) -> dict[str, LoadResult]:
+        for round_index in range(self.args.rounds):
+            order = ["bare", "bot"] if round_index % 2 == 0 else ["bot", "bare"]
+            for name in order:
+                server, requests = servers[name]
+                offset = sum(part.sent for part in self.slices[name])
+                warmup = self.args.slice_warmup if self.slices[name] else self.args.warmup
+                self.slices[name].append(measured_load(server, requests[offset:], self.args, warmup))
+                self.settled.append(settle(server))
+        return {name: merged(parts) for name, parts in self.slices.items()}
 
 
 def figures(name: str, result: LoadResult) -> dict[str, float]:
@@ -141,52 +196,53 @@ def figures(name: str, result: LoadResult) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--requests", type=int, default=5000, help="measured requests per server")
+    parser.add_argument("--requests", type=int, default=5000, help="measured requests per server, over all rounds")
     parser.add_argument("--seconds", type=float, default=20.0, help="at most this long measured per server")
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--handoffs", type=int, default=4500, help="fresh handoffs to claim (created first)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating slices per server (ABBA order)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up of each server's first slice")
+    parser.add_argument("--slice-warmup", type=float, default=0.3, help="warm-up of each later slice")
+    parser.add_argument("--handoffs", type=int, default=5500, help="fresh handoffs to claim (created first)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                         help=f"the bot's worker processes, HANDOFF_WORKERS ({DEFAULT_WORKERS}); the bare app is one")
     args = parser.parse_args()
     run = time.strftime("%H%M%S")
 
-    print(f"ack bench: Claim button, {args.clients} concurrent clients, {args.warmup:.0f} s warm-up, "
-          f"then {args.requests} requests or {args.seconds:.0f} s per server; 1 press in {REFUSAL_EVERY} "
-          f"on an already-claimed handoff")
+    print(f"ack bench: Claim button, {args.clients} concurrent clients; {args.requests} requests or "
+          f"{args.seconds:.0f} s per server, in {args.rounds} alternating slices each (warm-ups {args.warmup:.1f} s "
+          f"first, {args.slice_warmup:.1f} s after); 1 press in {REFUSAL_EVERY} on an already-claimed handoff")
     print(f"  the bot: {args.workers} worker process(es); the bare Bolt app: 1 process (the reference)")
     print(f"  {machine_line()}")
 
-    # 1. The bare Bolt app. Its bodies look the same (ids are only values to it).
     bare = ServerProcess("bare", [sys.executable, str(ROOT / "bench" / "bare_bolt_app.py")],
                          {"SLACK_SIGNING_SECRET": SIGNING_SECRET}, free_port())
-    try:
-        bare.start()
-        # As many bodies as it could possibly use: it answers far faster than the bot.
-        spare = args.requests + int(args.warmup * 5000)
-        presses = plan(list(range(PRECLAIMED + 1, PRECLAIMED + 1 + spare)), list(range(1, PRECLAIMED + 1)))
-        requests = signed_clicks(bare.port, presses)
-        print(f"  bare Bolt app up; {len(requests)} signed bodies built; measuring …   ({machine_line()})")
-        bare_result = measured_load(bare, requests, args)
-    finally:
-        bare.stop()
-
-    # 2. The bot, with its handoffs created and some claimed before the run.
     with FakeSlack() as slack:
         bot = bot_server(slack.url, workers=args.workers)
         try:
+            bare.start()
             bot.start()
+            # 1. The bot's handoffs, created and some claimed before the run.
             started = time.monotonic()
             ids_created = create_handoffs(bot.port, PRECLAIMED + args.handoffs, run)
             claimed, fresh = ids_created[:PRECLAIMED], ids_created[PRECLAIMED:]
             setup = run_load(bot.port, signed_clicks(bot.port, [(h, OWNER, False) for h in claimed]), concurrency=4)
             if setup.statuses != {200: len(claimed)}:
                 raise RuntimeError(f"pre-claiming answered {setup.statuses}")
-            print(f"  bot up; {len(ids_created)} handoffs created and {len(claimed)} claimed in "
+            settle(bot)
+            print(f"  both up; {len(ids_created)} handoffs created and {len(claimed)} claimed in "
                   f"{time.monotonic() - started:.0f} s")
             presses = plan(fresh, claimed)
-            requests = signed_clicks(bot.port, presses)
-            print(f"  {len(requests)} signed bodies built; measuring …   ({machine_line()})")
-            bot_result = measured_load(bot, requests, args)
+            # The bare app's bodies look the same (ids are only values to it); as many as it could use.
+            spare = args.requests + int((2 * args.warmup + args.rounds * args.slice_warmup) * 5000)
+            bare_presses = plan(list(range(PRECLAIMED + 1, PRECLAIMED + 1 + spare)), list(range(1, PRECLAIMED + 1)))
+            bodies = {"bare": (bare, signed_clicks(bare.port, bare_presses)),
+                      "bot": (bot, signed_clicks(bot.port, presses))}
+            print(f"  {len(bodies['bare'][1])} + {len(bodies['bot'][1])} signed bodies built; measuring in "
+                  f"{args.rounds} rounds …   ({machine_line()})")
+            interleaved = Interleaved(args)
+            results = interleaved.run(bodies)
+            bare_result, bot_result = results["bare"], results["bot"]
+            print(f"  waited for the servers to settle after each slice: "
+                  f"{' '.join(f'{seconds:.1f}' for seconds in interleaved.settled)} s")
 
             # Did the presses do what they should? Every answered fresh press claimed its handoff for its
             # clicker; every press on a claimed one was refused and logged.
@@ -206,6 +262,7 @@ def main() -> int:
             notices = len(slack.ephemerals())
         finally:
             bot.stop()
+            bare.stop()
 
     print()
     print(f"  {'server':<10} {'count':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>8}   statuses")

@@ -2,9 +2,10 @@
 
 Through SQLAlchemy's Core, each execution builds a connection wrapper, an execution context and a result,
 and runs bind and result processing through several layers: about 150 µs a statement here, several times
-what SQLite takes to run it. On a click's path (read the handoff, compare-and-set it) that was most of its
-database time. A `Prepared` statement keeps SQLAlchemy's compilation for the dialect and the column types'
-own bind and result processors, so that values go in and come out exactly as a Core execution gives them.
+what SQLite takes to run it. On a click's path (read the handoff, compare-and-set it, add its event and
+outbox rows) that was most of its database time. A `Prepared` statement keeps SQLAlchemy's compilation for
+the dialect and the column types' own bind and result processors, so that values go in and come out exactly
+as a Core execution gives them.
 """
 
 from __future__ import annotations

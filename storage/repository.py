@@ -369,7 +369,7 @@ class Repository:
         columns = tuple(values)
         statement = self._cas.get(columns)
         if statement is None:
-            statement = self._cas[columns] = Prepared(_compare_and_set(columns), self.db.writer.dialect)
+            statement = self._cas[columns] = Prepared(_cas_statement(columns), self.db.writer.dialect)
         cursor = session.connection().connection.cursor()  # in the batch's transaction
         try:
             statement.execute(cursor, {
@@ -532,7 +532,7 @@ def _plain_rows(session: Session, query: SelectOfScalar[HandoffRow]) -> list[Row
     return list(session.execute(query.with_only_columns(*_HANDOFFS.c)))
 
 
-def _compare_and_set(columns: tuple[str, ...]) -> Update:
+def _cas_statement(columns: tuple[str, ...]) -> Update:
     """`UPDATE handoffs SET <columns> WHERE id, version and status are as read`."""
     return (
         _HANDOFFS.update()

@@ -51,8 +51,7 @@ LOOK_COLUMNS = ("handoff_id", "next_nudge_at")
 
 def look_moves(looks: Mapping[int, datetime | None]) -> list[dict[str, Any]]:
     """The `SET_LOOK` rows of the handoffs that still have a next look."""
-    return [{"handoff_id": handoff_id, "next_nudge_at": look} for handoff_id, look in looks.items()
-            if look is not None]
+    return [row for handoff_id, look in looks.items() for row in first_look_rows(handoff_id, look)]
 
 
 def drop_settled(session: Session, looks: Mapping[int, datetime | None]) -> None:

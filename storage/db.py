@@ -202,7 +202,9 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with self._writer_turn or nullcontext(), Session(self.writer, expire_on_commit=False) as session, \
+        # The turn is taken after the Session is made and let go before it closes (returning its connection
+        # to the pool): each waits for the GIL again, and the other processes' writes waited meanwhile.
+        with Session(self.writer, expire_on_commit=False) as session, self._writer_turn or nullcontext(), \
                 session.begin():
             yield session
 

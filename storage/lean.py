@@ -10,7 +10,9 @@ as a Core execution gives them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
+from itertools import chain
 from typing import Any, cast
 
 from sqlalchemy.engine import Dialect
@@ -20,6 +22,11 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
 Processor = Callable[[Any], Any]
+Bound = Sequence[Any] | dict[str, Any]  # a statement's parameters as the driver takes them (`Prepared.parameters`)
+
+# The one row of a positional INSERT's VALUES, e.g. " VALUES (?, ?, ?)"
+_QMARK_ROW = re.compile(r" VALUES (\((?:\?, )*\?\))")
+ROWS_PER_INSERT = 100  # × at most a dozen columns: far below SQLite's 32,766 parameters a statement
 
 
 class Prepared:
@@ -44,18 +51,41 @@ class Prepared:
         # Built from the first result's description: a driver's type codes choose some processors (PostgreSQL's
         # numbers), as they do for SQLAlchemy.
         self._results: list[Processor | None] | None = None
+        row = _QMARK_ROW.search(self.sql) if self._positional else None
+        # For many rows at once: the SQL before and after the row, and the row (see `run_many`)
+        self._around_row = (self.sql[:row.start(1)], row.group(1), self.sql[row.end(1):]) if row else None
 
-    def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+    def parameters(self, values: Mapping[str, Any]) -> Bound:
+        """`values` as the driver takes them, each through its column type's bind processor."""
         if self._positional:
             return tuple(process(values[name]) if process else values[name] for name, process in self._binds)
         return {name: process(values[name]) if process else values[name] for name, process in self._binds}
 
     def execute(self, cursor: DBAPICursor, values: Mapping[str, Any]) -> DBAPICursor:
-        cursor.execute(self.sql, self.parameters(values))
+        return self.run(cursor, self.parameters(values))
+
+    def run(self, cursor: DBAPICursor, bound: Bound) -> DBAPICursor:
+        """`execute` with parameters bound already: a writer binds before it takes the write turn."""
+        cursor.execute(self.sql, bound)
         return cursor
 
     def execute_many(self, cursor: DBAPICursor, rows: Sequence[Mapping[str, Any]]) -> None:
-        cursor.executemany(self.sql, cast(Sequence[Any], [self.parameters(row) for row in rows]))
+        self.run_many(cursor, [self.parameters(row) for row in rows])
+
+    def run_many(self, cursor: DBAPICursor, bound_rows: Sequence[Bound]) -> None:
+        """Run the statement for each of `bound_rows` (`parameters` of each row), in order.
+
+        A positional INSERT (SQLite's) takes its rows as one multi-row VALUES, a hundred at a time. SQLite's
+        executemany steps the statement once per row, and lets go of the GIL at every step: a batch holding
+        the write turn then waited for the GIL again after each row, behind whatever thread took it.
+        """
+        if self._around_row is None or len(bound_rows) == 1:
+            cursor.executemany(self.sql, cast(Sequence[Any], bound_rows))
+            return
+        before, one_row, after = self._around_row
+        for start in range(0, len(bound_rows), ROWS_PER_INSERT):
+            chunk = cast(Sequence[Sequence[Any]], bound_rows[start:start + ROWS_PER_INSERT])
+            cursor.execute(before + ", ".join([one_row] * len(chunk)) + after, tuple(chain.from_iterable(chunk)))
 
     def first(self, cursor: DBAPICursor, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The first row of the result, each value as the column's type reads it; None for no row."""

@@ -21,7 +21,7 @@ from handoffs.ports import Created, CreateResult, Effect, IdempotencyConflict
 from storage.approvers import APPROVER_COLUMNS, APPROVERS, approver_rows, sync_approvers
 from storage.db import Database
 from storage.group_commit import GroupCommit
-from storage.lean import Prepared
+from storage.lean import Bound, Prepared
 from storage.schedule import INSERT_SCHEDULE, LOOK_COLUMNS, SET_LOOK, drop_settled, first_look_rows, look_moves
 from storage.tables import EventRow, HandoffRow, OutboxRow, RouteCursor, SlackEventRow
 
@@ -99,25 +99,30 @@ class _SideRows:
     """The rows a batch of writes adds beside the handoffs themselves (schedule and approvers of new handoffs,
     changed handoffs' next looks, events, outbox rows), gathered over the batch and written with one statement
     per table: a statement each per write cost more than the inserts did, and on SQLite every statement made
-    the batch, holding the write turn, wait for the GIL again."""
+    the batch, holding the write turn, wait for the GIL again.
+
+    Rows are kept bound (`Prepared.parameters`): a change binds its rows before its batch takes the write turn.
+    """
 
     statements: _SideStatements
-    schedule: list[dict[str, Any]] = field(default_factory=list)
-    approvers: list[dict[str, Any]] = field(default_factory=list)
+    schedule: list[Bound] = field(default_factory=list)
+    approvers: list[Bound] = field(default_factory=list)
     looks: dict[int, datetime | None] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    outbox: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Bound] = field(default_factory=list)
+    outbox: list[Bound] = field(default_factory=list)
 
     def write(self, session: Session) -> None:
         statements = self.statements
         cursor = session.connection().connection.cursor()  # in the batch's transaction
         try:
             for statement, rows in ((statements.schedule, self.schedule), (statements.approvers, self.approvers),
-                                    (statements.events, self.events), (statements.outbox, self.outbox),
-                                    (statements.set_look, look_moves(self.looks))):
+                                    (statements.events, self.events), (statements.outbox, self.outbox)):
                 if rows:
-                    statement.execute_many(cursor, rows)
+                    statement.run_many(cursor, rows)
                     rows.clear()
+            moves = look_moves(self.looks)
+            if moves:
+                statements.set_look.execute_many(cursor, moves)
         finally:
             cursor.close()
         if self.looks:
@@ -145,6 +150,14 @@ class _SideStatements:
             outbox=Prepared(_INSERT_OUTBOX, dialect, column_keys=_OUTBOX_COLUMNS),
             set_look=Prepared(SET_LOOK[dialect.name], dialect, column_keys=LOOK_COLUMNS),
         )
+
+    def event(self, handoff_id: int, action: str, *, actor: str, at: datetime, from_status: str | None,
+              to_status: str, data: dict[str, Any]) -> Bound:
+        return self.events.parameters(dict(handoff_id=handoff_id, action=action, actor=actor, at=at,
+                                           from_status=from_status, to_status=to_status, data=data))
+
+    def outbox_rows(self, handoff_id: int | None, effects: list[Effect], now: datetime) -> list[Bound]:
+        return [self.outbox.parameters(row) for row in _outbox_rows(handoff_id, effects, now)]
 
 
 NextLook = Callable[[Handoff], datetime | None]
@@ -252,16 +265,18 @@ class Repository:
         # where building ORM rows, or reading back and converting every column, cost more than the database.
         values, handoff = self._new_row(session, plan)
         handoff.id = session.execute(_INSERT_HANDOFF, values).scalar_one()
-        beside.schedule.extend(first_look_rows(handoff.id, self.next_look(handoff)))
-        beside.approvers.extend(approver_rows(handoff))
-        beside.events.append(dict(
-            handoff_id=handoff.id, action="created", actor=plan.actor, at=plan.created_at, from_status=None,
+        statements = beside.statements
+        first_look = first_look_rows(handoff.id, self.next_look(handoff))
+        beside.schedule.extend(map(statements.schedule.parameters, first_look))
+        beside.approvers.extend(map(statements.approvers.parameters, approver_rows(handoff)))
+        beside.events.append(statements.event(
+            handoff.id, "created", actor=plan.actor, at=plan.created_at, from_status=None,
             to_status=handoff.status.value,
             data={"route": plan.route, "channel": plan.channel, "owner": handoff.owner, "queue": plan.queue,
                   "review_reasons": plan.review_reasons, "created_by": payload.created_by},
         ))
         derived = derived_effects(handoff) if derived_effects else []
-        beside.outbox.extend(_outbox_rows(handoff.id, [*effects, *derived], plan.created_at))
+        beside.outbox.extend(statements.outbox_rows(handoff.id, [*effects, *derived], plan.created_at))
         return CreateResult(handoff, Created.created)
 
     def _lock_fingerprints(self, session: Session, fingerprints: list[str]) -> None:
@@ -345,17 +360,21 @@ class Repository:
                       stall_at=after.stall_deadline())
         if "urgency" in values:
             values["urgency"] = after.urgency.value
+        # Everything bound here, in the caller's thread: the batch runs these while holding the write turn.
+        compare_and_set = self._compare_and_set_for(handoff, values)
+        statements = self._side_statements
+        event = statements.event(handoff.id, change.event, actor=actor.id, at=now, from_status=handoff.status.value,
+                                 to_status=after.status.value, data=change.data)
+        outbox = statements.outbox_rows(handoff.id, effects, now)
+        look = self.next_look(after)
 
         def apply_in(session: Session, beside: _SideRows) -> Handoff | None:
-            if not self._compare_and_set(session, handoff, values):
+            if not compare_and_set(session):
                 return None
-            beside.looks[handoff.id] = self.next_look(after)
-            beside.events.append(dict(
-                handoff_id=handoff.id, action=change.event, actor=actor.id, at=now,
-                from_status=handoff.status.value, to_status=after.status.value, data=change.data,
-            ))
+            beside.looks[handoff.id] = look
+            beside.events.append(event)
             sync_approvers(session, handoff, after)
-            beside.outbox.extend(_outbox_rows(handoff.id, effects, now))
+            beside.outbox.extend(outbox)
             return after
 
         if self._writes.run(_Write(apply_in, handoff_id=handoff.id)) is None:
@@ -364,21 +383,26 @@ class Repository:
         after.updated_at = now
         return after
 
-    def _compare_and_set(self, session: Session, before: Handoff, values: dict[str, Any]) -> bool:
-        """Write `values` to the handoff if it is still as `before` was read; whether it was."""
+    def _compare_and_set_for(self, before: Handoff, values: dict[str, Any]) -> Callable[[Session], bool]:
+        """The write of `values` to the handoff if it is still as `before` was read, bound now; run in a
+        session, it says whether the handoff was."""
         columns = tuple(values)
         statement = self._cas.get(columns)
         if statement is None:
             statement = self._cas[columns] = Prepared(_cas_statement(columns), self.db.writer.dialect)
-        cursor = session.connection().connection.cursor()  # in the batch's transaction
-        try:
-            statement.execute(cursor, {
-                **{f"new_{name}": value for name, value in values.items()},
-                "id_": before.id, "version_": before.version, "status_": before.status.value,
-            })
-            return bool(cursor.rowcount == 1)
-        finally:
-            cursor.close()
+        bound = statement.parameters({
+            **{f"new_{name}": value for name, value in values.items()},
+            "id_": before.id, "version_": before.version, "status_": before.status.value,
+        })
+
+        def compare_and_set(session: Session) -> bool:
+            cursor = session.connection().connection.cursor()  # in the batch's transaction
+            try:
+                return bool(statement.run(cursor, bound).rowcount == 1)
+            finally:
+                cursor.close()
+
+        return compare_and_set
 
     def log_refusal(
         self, handoff: Handoff, refused: Refused, *, action: str, actor: Actor, now: datetime,
@@ -392,21 +416,21 @@ class Repository:
         effects: list[Effect] | None = None,
     ) -> None:
         """An event that changes no state (a refusal, a nudge), with its side effects, in one transaction."""
+        statements = self._side_statements
+        event = statements.event(handoff.id, action, actor=actor.id, at=now, from_status=handoff.status.value,
+                                 to_status=handoff.status.value, data=data)
+        outbox = statements.outbox_rows(handoff.id, effects or [], now)
 
         def record_in(_session: Session, beside: _SideRows) -> None:
-            beside.events.append(dict(
-                handoff_id=handoff.id, action=action, actor=actor.id, at=now,
-                from_status=handoff.status.value, to_status=handoff.status.value, data=data,
-            ))
-            beside.outbox.extend(_outbox_rows(handoff.id, effects or [], now))
+            beside.events.append(event)
+            beside.outbox.extend(outbox)
 
         self._writes.run(_Write(record_in, handoff_id=handoff.id))
 
     def enqueue(self, effects: list[Effect], *, handoff_id: int | None = None) -> None:
         """Write side effects that belong to no change (e.g. a private notice about a stale button)."""
-        now = datetime.now(UTC)
-        self._writes.run(_Write(lambda _session, beside: beside.outbox.extend(_outbox_rows(handoff_id, effects, now)),
-                                handoff_id=handoff_id or 0))
+        outbox = self._side_statements.outbox_rows(handoff_id, effects, datetime.now(UTC))
+        self._writes.run(_Write(lambda _session, beside: beside.outbox.extend(outbox), handoff_id=handoff_id or 0))
 
     def slack_event_seen(self, *, event_id: str, channel: str, ts: str) -> bool:
         """Whether this Slack event, or another delivery of the same message, was handled already."""

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlmodel import SQLModel, select
 
 from bot.runtime import Runtime
@@ -20,8 +20,9 @@ from handoffs.ports import Created, IdempotencyConflict
 from handoffs.public import handoff_json
 from handoffs.service import HandoffService, NotFound
 from storage import migrate
+from storage.lean import Prepared
 from storage.repository import Repository
-from storage.tables import HandoffRow
+from storage.tables import EventRow, HandoffRow
 from tests.factories import counts, lead, payload
 
 
@@ -130,6 +131,25 @@ def test_a_read_by_id_gives_what_a_core_query_gives_after_a_compare_and_set(
             HandoffRow.id == handoff.id, HandoffRow.updated_at == clock.now, HandoffRow.due_at == edit.due_at,
             HandoffRow.urgency == "high")).one()
     assert found == 1
+
+
+def test_many_rows_at_once_are_stored_in_order_as_given(runtime: Runtime, service: HandoffService) -> None:
+    """A batch's side rows go in as multi-row VALUES on SQLite, a hundred a statement (storage/lean.py)."""
+    handoff = submit(service).handoff
+    columns = ("handoff_id", "action", "actor", "at", "from_status", "to_status", "data")
+    statement = Prepared(insert(EventRow.__table__), runtime.db.writer.dialect,  # type: ignore[attr-defined]
+                         column_keys=columns)
+    start = datetime(2031, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    rows = [dict(handoff_id=handoff.id, action="nudged", actor=f"U{n:03d}", at=start + timedelta(seconds=n),
+                 from_status="open", to_status="open", data={"n": n, "text": "é <b>"}) for n in range(150)]
+    with runtime.db.write() as session:
+        cursor = session.connection().connection.cursor()
+        statement.run_many(cursor, [statement.parameters(row) for row in rows])
+        cursor.close()
+    stored = [event for event in runtime.repo.events(handoff.id) if event.action == "nudged"]
+    assert [(event.actor, event.at, event.data) for event in stored] == [
+        (row["actor"], row["at"], row["data"]) for row in rows
+    ]
 
 
 def test_an_idempotent_repeat_returns_the_stored_handoff_and_stores_nothing(

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from sqlalchemy import Row, Table, Update, bindparam, func, insert, or_, text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -102,9 +103,11 @@ class _SideRows:
     the batch, holding the write turn, wait for the GIL again.
 
     Rows are kept bound (`Prepared.parameters`): a change binds its rows before its batch takes the write turn.
+    `cursor` is the batch's, in its transaction: its prepared statements (compare-and-sets, these rows) run on it.
     """
 
     statements: _SideStatements
+    cursor: DBAPICursor
     schedule: list[Bound] = field(default_factory=list)
     approvers: list[Bound] = field(default_factory=list)
     looks: dict[int, datetime | None] = field(default_factory=dict)
@@ -113,18 +116,14 @@ class _SideRows:
 
     def write(self, session: Session) -> None:
         statements = self.statements
-        cursor = session.connection().connection.cursor()  # in the batch's transaction
-        try:
-            for statement, rows in ((statements.schedule, self.schedule), (statements.approvers, self.approvers),
-                                    (statements.events, self.events), (statements.outbox, self.outbox)):
-                if rows:
-                    statement.run_many(cursor, rows)
-                    rows.clear()
-            moves = look_moves(self.looks)
-            if moves:
-                statements.set_look.execute_many(cursor, moves)
-        finally:
-            cursor.close()
+        for statement, rows in ((statements.schedule, self.schedule), (statements.approvers, self.approvers),
+                                (statements.events, self.events), (statements.outbox, self.outbox)):
+            if rows:
+                statement.run_many(self.cursor, rows)
+                rows.clear()
+        moves = look_moves(self.looks)
+        if moves:
+            statements.set_look.execute_many(self.cursor, moves)
         if self.looks:
             drop_settled(session, self.looks)
             self.looks.clear()
@@ -231,10 +230,14 @@ class Repository:
         answers: list[Any] = [None] * len(writes)
         with self.db.write() as session:
             self._lock_fingerprints(session, [write.fingerprint for write in writes if write.fingerprint])
-            beside = _SideRows(self._side_statements)
-            for index in sorted(range(len(writes)), key=lambda index: writes[index].handoff_id):
-                answers[index] = writes[index].run(session, beside)
-            beside.write(session)
+            cursor = session.connection().connection.cursor()  # one for the batch, in its transaction
+            try:
+                beside = _SideRows(self._side_statements, cursor)
+                for index in sorted(range(len(writes)), key=lambda index: writes[index].handoff_id):
+                    answers[index] = writes[index].run(session, beside)
+                beside.write(session)
+            finally:
+                cursor.close()
         return answers
 
     def _create_in(
@@ -369,7 +372,7 @@ class Repository:
         look = self.next_look(after)
 
         def apply_in(session: Session, beside: _SideRows) -> Handoff | None:
-            if not compare_and_set(session):
+            if not compare_and_set(beside.cursor):
                 return None
             beside.looks[handoff.id] = look
             beside.events.append(event)
@@ -383,9 +386,9 @@ class Repository:
         after.updated_at = now
         return after
 
-    def _compare_and_set_for(self, before: Handoff, values: dict[str, Any]) -> Callable[[Session], bool]:
-        """The write of `values` to the handoff if it is still as `before` was read, bound now; run in a
-        session, it says whether the handoff was."""
+    def _compare_and_set_for(self, before: Handoff, values: dict[str, Any]) -> Callable[[DBAPICursor], bool]:
+        """The write of `values` to the handoff if it is still as `before` was read, bound now; run on the
+        batch's cursor, it says whether the handoff was."""
         columns = tuple(values)
         statement = self._cas.get(columns)
         if statement is None:
@@ -395,14 +398,7 @@ class Repository:
             "id_": before.id, "version_": before.version, "status_": before.status.value,
         })
 
-        def compare_and_set(session: Session) -> bool:
-            cursor = session.connection().connection.cursor()  # in the batch's transaction
-            try:
-                return bool(statement.run(cursor, bound).rowcount == 1)
-            finally:
-                cursor.close()
-
-        return compare_and_set
+        return lambda cursor: bool(statement.run(cursor, bound).rowcount == 1)
 
     def log_refusal(
         self, handoff: Handoff, refused: Refused, *, action: str, actor: Actor, now: datetime,

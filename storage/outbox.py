@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 
 from sqlalchemy import ColumnElement, Table, bindparam, func, update
@@ -228,7 +228,3 @@ def _due_statement(
         firsts = select(func.min(OutboxRow.id)).where(*conditions).group_by(col(OutboxRow.target))
         conditions = [col(OutboxRow.id).in_(firsts)]
     return select(OutboxRow).where(*conditions).order_by(col(OutboxRow.id)).limit(bindparam("limit"))
-
-
-def lease_until(now: datetime, seconds: float) -> datetime:
-    return now + timedelta(seconds=seconds)

@@ -112,6 +112,11 @@ class ServerProcess:
         assert self.process is not None
         return process_tree_cpu_seconds(self.process.pid)
 
+    def main_cpu_seconds(self) -> float:
+        """CPU time of the first process alone (`serve --workers N`: the one that sends the outbox)."""
+        assert self.process is not None
+        return process_cpu_seconds(self.process.pid)
+
     def __enter__(self) -> ServerProcess:
         return self.start()
 

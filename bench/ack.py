@@ -123,12 +123,13 @@ def count_claimed(port: int) -> int:
 def measured_load(server: ServerProcess, requests: list[bytes], args: argparse.Namespace, warmup: float) -> LoadResult:
     """One slice of the run: a warm-up, then `args.requests / args.rounds` requests or `args.seconds / args.rounds`
     seconds, with the CPU the server and this process (client and fake Slack) used during it."""
-    server_cpu, own_cpu, wall = server.cpu_seconds(), process_cpu_seconds(), time.monotonic()
+    server_cpu, main_cpu, own_cpu = server.cpu_seconds(), server.main_cpu_seconds(), process_cpu_seconds()
+    wall = time.monotonic()
     result = run_load(server.port, requests, concurrency=args.clients, warmup_s=warmup,
                       max_requests=max(1, args.requests // args.rounds), max_seconds=args.seconds / args.rounds)
     wall = time.monotonic() - wall
-    result.cpu = {"server": server.cpu_seconds() - server_cpu, "bench": process_cpu_seconds() - own_cpu,
-                  "wall": wall}
+    result.cpu = {"server": server.cpu_seconds() - server_cpu, "main": server.main_cpu_seconds() - main_cpu,
+                  "bench": process_cpu_seconds() - own_cpu, "wall": wall}
     return result
 
 
@@ -144,6 +145,12 @@ def merged(slices: list[LoadResult]) -> LoadResult:
         for key, value in part.cpu.items():
             total.cpu[key] = total.cpu.get(key, 0.0) + value
     return total
+
+
+def split_of(cpu: dict[str, float]) -> str:
+    """The bot's CPU by process: its workers (the clicks) and its first process (the outbox's sends)."""
+    workers = cpu["server"] - cpu["main"]
+    return f" (workers {workers:.1f} s, sending process {cpu['main']:.1f} s)" if workers > 0.05 else ""
 
 
 def settle(server: ServerProcess, *, idle_cores: float = 0.1, window: float = 0.25, limit: float = 5.0) -> float:
@@ -273,8 +280,8 @@ def main() -> int:
     for name, result in (("bare Bolt", bare_result), ("bot", bot_result)):
         cpu = result.cpu
         print(f"  CPU during the {name} run ({cpu['wall']:.1f} s, {result.sent} requests): server "
-              f"{cpu['server']:.1f} s = {1000 * cpu['server'] / max(1, result.sent):.2f} ms per request; "
-              f"bench process (client + fake Slack) {cpu['bench']:.1f} s")
+              f"{cpu['server']:.1f} s = {1000 * cpu['server'] / max(1, result.sent):.2f} ms per request"
+              f"{split_of(cpu)}; bench process (client + fake Slack) {cpu['bench']:.1f} s")
     print(f"  p99(bot) / p99(bare) = {ratio:.2f}")
     print(f"  check: {claimed_now} handoffs claimed (expected {len(claimed) + len(fresh_pressed)}); "
           f"sampled fresh claims wrong: {len(wrong)}; refusals logged {refused_logged} "

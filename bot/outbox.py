@@ -213,8 +213,8 @@ class OutboxSender(Dispatcher):
         # private notices and home tabs first: they never wait behind a long backlog of one channel
         rows = self.store.due(now, limit=room, after_id=after, kinds=UNPACED_KINDS)
         if not only_new:
-            rows += self.store.due(now, limit=200, skip_targets=frozenset(busy), first_per_target=True,
-                                   exclude_kinds=UNPACED_KINDS | {WEBHOOK})  # bot/webhooks.py sends those
+            rows += self.store.first_due_per_target(  # bot/webhooks.py sends the webhooks
+                now, limit=200, skip_targets=frozenset(busy), exclude_kinds=UNPACED_KINDS | {WEBHOOK})
         sleep = min([self.poll_seconds, *blocked.values()])
         chosen: list[tuple[OutboxRow, str]] = []
         for row in rows:

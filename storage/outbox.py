@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import ColumnElement, Table, bindparam, func, update
+from sqlalchemy import ColumnElement, CompoundSelect, Table, bindparam, func, union_all, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -54,22 +54,35 @@ class OutboxStore:
 
     def due(
         self, now: datetime, *, limit: int = 100, skip_targets: frozenset[str] = frozenset(),
-        after_id: int | None = None, kinds: frozenset[str] | None = None, exclude_kinds: frozenset[str] = frozenset(),
-        first_per_target: bool = False,
+        after_id: int | None = None, kinds: frozenset[str] | None = None,
     ) -> list[OutboxRow]:
         """Pending rows whose time has come, oldest first (so each handoff's rows keep their order).
 
         With `after_id`, only rows written since: a primary-key range, cheap however long the backlog.
-        `kinds` keeps only rows of those kinds, `exclude_kinds` leaves those out (each sender takes its own).
-        `first_per_target` loads only each target's oldest due row: a channel sends one row at a time, so
-        the rest of a long backlog would be loaded only to be left (it was 200 rows a scan).
+        `kinds` keeps only rows of those kinds (each sender takes its own).
         """
-        statement = _due_statement(after_id is not None, kinds is not None, bool(exclude_kinds), bool(skip_targets),
-                                   first_per_target)
+        statement = _due_statement(after_id is not None, kinds is not None, bool(skip_targets))
         parameters = {"now": now, "limit": limit, "after_id": after_id, "kinds": sorted(kinds or ()),
-                      "exclude_kinds": sorted(exclude_kinds), "skip_targets": sorted(skip_targets)}
+                      "skip_targets": sorted(skip_targets)}
         with self.db.read() as session:
             return list(session.exec(statement, params=parameters))
+
+    def first_due_per_target(
+        self, now: datetime, *, limit: int = 100, skip_targets: frozenset[str] = frozenset(),
+        exclude_kinds: frozenset[str] = frozenset(),
+    ) -> list[OutboxRow]:
+        """Each target's oldest due row (not of `exclude_kinds`), oldest first, leaving out `skip_targets`.
+
+        A channel sends one row at a time, so the rest of its backlog need not be read, and a paced channel's
+        backlog is not read at all: the targets are found by hopping through the (state, target, id) index,
+        one probe for each target, and only free targets are searched for their first due row. The scan runs
+        up to ten times a second; on SQLite at 21,000 pending rows of one channel it took 9.7–19 ms when it
+        walked every due row, 0.8–0.9 ms now (about what it takes at 300).
+        """
+        parameters = {"now": now, "exclude_kinds": sorted(exclude_kinds), "skip_targets": sorted(skip_targets)}
+        with self.db.read() as session:
+            ids = [row_id for row_id in session.execute(_FIRST_DUE_IDS, parameters).scalars() if row_id is not None]
+            return list(session.exec(_ROWS_IF_DUE, params={**parameters, "ids": ids}))[:limit] if ids else []
 
     def newest_id(self) -> int:
         with self.db.read() as session:
@@ -211,20 +224,52 @@ _FINISH = (
 
 
 @lru_cache(maxsize=32)
-def _due_statement(
-    after_id: bool, kinds: bool, exclude_kinds: bool, skip_targets: bool, first_per_target: bool
-) -> SelectOfScalar[OutboxRow]:
+def _due_statement(after_id: bool, kinds: bool, skip_targets: bool) -> SelectOfScalar[OutboxRow]:
     conditions: list[ColumnElement[bool]] = [col(OutboxRow.state) == PENDING,
                                              col(OutboxRow.next_attempt_at) <= bindparam("now")]
     if after_id:
         conditions.append(col(OutboxRow.id) > bindparam("after_id"))
     if kinds:
         conditions.append(col(OutboxRow.kind).in_(bindparam("kinds", expanding=True)))
-    if exclude_kinds:
-        conditions.append(col(OutboxRow.kind).not_in(bindparam("exclude_kinds", expanding=True)))
     if skip_targets:  # channels paced or busy right now
         conditions.append(col(OutboxRow.target).not_in(bindparam("skip_targets", expanding=True)))
-    if first_per_target:
-        firsts = select(func.min(OutboxRow.id)).where(*conditions).group_by(col(OutboxRow.target))
-        conditions = [col(OutboxRow.id).in_(firsts)]
     return select(OutboxRow).where(*conditions).order_by(col(OutboxRow.id)).limit(bindparam("limit"))
+
+
+def _first_due_ids() -> CompoundSelect:
+    """The pending targets by a loose index scan (a recursive CTE: each step is one probe of ix_outbox_target
+    for the next target after the last), then each free target's first due row, walked in id order.
+
+    On PostgreSQL this needs the table's statistics to be current, as every query does: a plan cached on a
+    connection while the table was small read the whole table for each target (40 ms at 18,000 pending rows)
+    until an ANALYZE (autovacuum's) replaced it (1.4 ms).
+    """
+    probe = _OUTBOX.alias("probe")
+    first = (select(func.min(probe.c.target).label("target")).where(probe.c.state == PENDING)
+             .cte("pending_targets", recursive=True))
+    previous = first.alias("previous")
+    after = select(func.min(probe.c.target)).where(probe.c.state == PENDING, probe.c.target > previous.c.target)
+    targets = first.union_all(select(after.scalar_subquery()).where(previous.c.target.is_not(None)))
+
+    first_due = (select(probe.c.id)
+                 .where(probe.c.state == PENDING, probe.c.target == targets.c.target,
+                        probe.c.next_attempt_at <= bindparam("now"),
+                        probe.c.kind.not_in(bindparam("exclude_kinds", expanding=True)))
+                 .order_by(probe.c.id).limit(1))
+    per_target = (select(first_due.scalar_subquery())
+                  .where(targets.c.target.is_not(None),
+                         targets.c.target.not_in(bindparam("skip_targets", expanding=True))))
+    # Rows without a target (none is written so; the send fails them, visibly) form one lane: its oldest row,
+    # taken below if due. Asked for due rows here, SQLite would walk every due row through ix_outbox_due.
+    untargeted = select(probe.c.id).where(probe.c.state == PENDING, probe.c.target.is_(None)).order_by(probe.c.id)
+    return union_all(per_target, select(untargeted.limit(1).scalar_subquery()))
+
+
+# The rows are loaded by primary key in a second statement: joined to the ids above, PostgreSQL's planner (on
+# statistics older than a fast-growing backlog) chose to read the whole table instead.
+_FIRST_DUE_IDS = _first_due_ids()
+_ROWS_IF_DUE = (select(OutboxRow)
+                .where(col(OutboxRow.id).in_(bindparam("ids", expanding=True)),
+                       col(OutboxRow.next_attempt_at) <= bindparam("now"),
+                       col(OutboxRow.kind).not_in(bindparam("exclude_kinds", expanding=True)))
+                .order_by(col(OutboxRow.id)))

@@ -144,6 +144,7 @@ class OutboxRow(SQLModel, table=True):
         Index("ix_outbox_due", "state", "next_attempt_at"),
         Index("ix_outbox_kind_due", "kind", "state", "next_attempt_at"),  # one sender's own rows (migration 0008)
         Index("ix_outbox_handoff", "handoff_id"),
+        Index("ix_outbox_target", "state", "target", "id"),  # each channel's first due row (migration 0010)
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=Id)

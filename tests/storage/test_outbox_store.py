@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlmodel import select
 
 from bot.runtime import Runtime
-from handoffs.effects import private_notice
+from handoffs.effects import UPDATE_CARD, private_notice
+from handoffs.ports import Effect
 from handoffs.service import utc_now
-from storage.outbox import FAILED, PENDING, SENT, OutboxStore
+from storage.outbox import _FIRST_DUE_IDS, FAILED, PENDING, SENT, OutboxStore
 from storage.tables import OutboxRow
 
 
@@ -41,9 +43,26 @@ def test_a_scan_for_paced_rows_loads_only_each_channels_oldest_due_row(runtime: 
     rows = store.due(soon, limit=20)
     assert [row.target for row in rows] == targets
     store.retry(rows[0].id or 0, at=soon + timedelta(minutes=5), error="http_500")  # CA's oldest backs off
-    firsts = store.due(soon, limit=20, first_per_target=True, skip_targets=frozenset({"CC"}))
+    firsts = store.first_due_per_target(soon, limit=20, skip_targets=frozenset({"CC"}))
     assert [(row.id, row.target) for row in firsts] == [(rows[1].id, "CB"), (rows[2].id, "CA")]
-    assert [row.id for row in store.due(soon, limit=1, first_per_target=True)] == [rows[1].id]
+    assert [row.id for row in store.first_due_per_target(soon, limit=1)] == [rows[1].id]
+    assert [row.target for row in store.first_due_per_target(soon, exclude_kinds=frozenset({rows[0].kind}))] == []
+    runtime.repo.enqueue([Effect(UPDATE_CARD, None)])  # never written so; still found, so that its send fails it
+    assert [row.target for row in store.first_due_per_target(soon)] == ["CB", "CA", "CC", None]
+
+
+def test_the_scan_for_paced_rows_reads_no_channels_backlog(runtime: Runtime) -> None:
+    """Each step of the scan is an index search: a paced channel's thousands of rows are never walked."""
+    if not runtime.db.is_sqlite:
+        pytest.skip("reads SQLite's query plan")
+    with runtime.db.read() as session:
+        compiled = _FIRST_DUE_IDS.compile(dialect=session.get_bind().dialect)
+        sql = compiled.string.replace("__[POSTCOMPILE_exclude_kinds]", "?").replace("__[POSTCOMPILE_skip_targets]", "?")
+        explained = session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", (0,) * sql.count("?"))
+        plan = [row[3] for row in explained]
+    outbox_steps = [step for step in plan if " probe " in f"{step} "]
+    assert outbox_steps and all(step.startswith("SEARCH probe USING") and "ix_outbox_target" in step
+                                for step in outbox_steps), plan
 
 
 def test_finishes_and_retries_from_many_threads_each_land(runtime: Runtime) -> None:

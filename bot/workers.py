@@ -42,7 +42,7 @@ class WorkerStartupError(Exception):
 
 
 class WakeInbox:
-    """The parent's end: `wake` runs (once per burst) whenever a worker pokes. Bound before any worker starts."""
+    """The parent's end: `wake` runs when workers poke, once for all the pokes waiting. Bound before workers start."""
 
     def __init__(self, directory: Path, *, wake: Callable[[], None]) -> None:
         self._wake = wake

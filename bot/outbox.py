@@ -160,10 +160,10 @@ class OutboxSender(Dispatcher):
         self.usergroups = UsergroupMembers(client)
 
     def _run(self) -> None:
-        """Full scans on a timer (retries, paced channels coming free); on a wake-up, only the new rows.
-
-        A full scan walks every due row, which under a long paced backlog costs milliseconds; a write
-        wakes the dispatcher many times a second, so those wake-ups look only at rows written since.
+        """Full scans on a timer (retries, paced channels coming free) and after a wake-up (a write, or a finished
+        send that frees its channel for its next row), at most ten a second; within that gap, a wake-up looks
+        at once only at the private notices and home tabs written since: writes wake the dispatcher many times
+        a second, and those rows should not wait.
         """
         next_full = last_full = 0.0
         while not self._stop.is_set():
@@ -175,6 +175,8 @@ class OutboxSender(Dispatcher):
                     next_full = 0.0  # a full scan now
                 else:
                     self._safely(lambda: self.dispatch_due(only_new=True))
+                    # and a full one once the gap is over: a finished send frees its channel for its next row
+                    next_full = min(next_full, last_full + MIN_FULL_SCAN_GAP)
 
     def _safely(self, dispatch: Callable[[], float]) -> float:
         try:

@@ -70,6 +70,17 @@ def test_rate_limits_and_server_errors_deliver_every_card_and_reply_exactly_once
     assert len(harness.slack.calls("chat.update", ok=False)) == 2
 
 
+def test_a_finished_send_frees_its_channel_for_its_next_row_without_waiting_for_the_timer(
+    harness: SlackHarness,
+) -> None:
+    fast_pacing(harness)  # the pace allows a burst: only the sender's scans decide when each card goes
+    harness.bot.senders.sender.poll_seconds = 10.0  # on its timer alone, one card of the channel each 10 s
+    created = [create(harness) for _ in range(5)]
+    assert_each_card_once(harness, created)
+    sent_at = sorted(c.received_at for c in harness.slack.posted_cards())
+    assert sent_at[-1] - sent_at[0] < 3.0
+
+
 def test_handoffs_are_accepted_while_slack_is_down_and_delivered_once_when_it_is_back(harness: SlackHarness) -> None:
     fast_pacing(harness)
     harness.slack.down()

@@ -210,7 +210,7 @@ class LoadResult:
 
 
 async def _load(port: int, requests: Sequence[bytes], concurrency: int, warmup_s: float, max_requests: int,
-                max_seconds: float, keep_bodies: bool) -> LoadResult:
+                max_seconds: float, keep_bodies: bool, rate: float | None = None) -> LoadResult:
     result = LoadResult()
     queue = iter(requests)
     loop_start = time.perf_counter()
@@ -228,8 +228,13 @@ async def _load(port: int, requests: Sequence[bytes], concurrency: int, warmup_s
                 request = next(queue, None)
                 if request is None:
                     return
-                result.sent += 1
-                started = time.perf_counter()
+                if rate:  # open loop: request n is due at n / rate, and its latency counts from then
+                    started = loop_start + result.sent / rate
+                    result.sent += 1
+                    await asyncio.sleep(max(0.0, started - time.perf_counter()))
+                else:
+                    result.sent += 1
+                    started = time.perf_counter()
                 try:
                     writer.write(request)
                     status, body = await asyncio.wait_for(_read_response(reader), timeout=30)
@@ -263,11 +268,15 @@ async def _load(port: int, requests: Sequence[bytes], concurrency: int, warmup_s
 
 
 def run_load(port: int, requests: Sequence[bytes], *, concurrency: int, warmup_s: float = 0.0,
-             max_requests: int | None = None, max_seconds: float = 3600.0, keep_bodies: bool = False) -> LoadResult:
+             max_requests: int | None = None, max_seconds: float = 3600.0, keep_bodies: bool = False,
+             rate: float | None = None) -> LoadResult:
     """Send `requests` in order over `concurrency` keep-alive connections (asyncio, raw sockets: a cheap client).
 
+    Closed loop by default: each connection sends its next request when answered. With `rate`, open loop: the
+    n-th request is due n / rate seconds after the start and is timed from then, so waiting for a free
+    connection counts in its latency (a server that falls behind is not excused by sending fewer requests).
     Requests started in the first `warmup_s` seconds are not measured; measuring stops after `max_requests`
     measured requests or `max_seconds`, or when `requests` run out.
     """
     limit = len(requests) if max_requests is None else max_requests
-    return asyncio.run(_load(port, requests, concurrency, warmup_s, limit, max_seconds, keep_bodies))
+    return asyncio.run(_load(port, requests, concurrency, warmup_s, limit, max_seconds, keep_bodies, rate))

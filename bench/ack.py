@@ -1,6 +1,7 @@
 """Ack latency of the Claim button under 32 concurrent clients: the real bot against a bare Bolt app.
 
     python bench/ack.py [--clients 32] [--requests 5000] [--seconds 20] [--rounds 4] [--handoffs 5500] [--workers 2]
+                        [--rate R]
 
 Both servers run as subprocesses served the same way (uvicorn, FastAPI, the bot's `/slack/events` adapter,
 `process_before_response=True`, signed requests). The bare app (bench/bare_bolt_app.py) only acks; the bot
@@ -13,6 +14,11 @@ process: the reference is what a single Bolt process does.
 Both servers are up together and measured in alternating slices (bare, bot, bot, bare, …; see `Interleaved`),
 each slice after the other server has settled. Each server's slices together measure `--requests` requests or
 `--seconds` seconds, whichever ends first; its first slice has a 1 s warm-up, later ones 0.3 s.
+
+By default each of the 32 clients presses again as soon as it is answered (closed loop): both servers run
+flat out, so the latencies measure each server's throughput (about 32 / requests a second). `--rate R` offers
+both servers the same R presses a second instead (open loop, still over at most 32 connections), each press
+timed from when it was due: the ack latency a team sees when clicks arrive at that pace.
 """
 
 from __future__ import annotations
@@ -125,7 +131,7 @@ def measured_load(server: ServerProcess, requests: list[bytes], args: argparse.N
     seconds, with the CPU the server and this process (client and fake Slack) used during it."""
     server_cpu, main_cpu, own_cpu = server.cpu_seconds(), server.main_cpu_seconds(), process_cpu_seconds()
     wall = time.monotonic()
-    result = run_load(server.port, requests, concurrency=args.clients, warmup_s=warmup,
+    result = run_load(server.port, requests, concurrency=args.clients, warmup_s=warmup, rate=args.rate,
                       max_requests=max(1, args.requests // args.rounds), max_seconds=args.seconds / args.rounds)
     wall = time.monotonic() - wall
     result.cpu = {"server": server.cpu_seconds() - server_cpu, "main": server.main_cpu_seconds() - main_cpu,
@@ -211,10 +217,16 @@ def main() -> int:
     parser.add_argument("--handoffs", type=int, default=5500, help="fresh handoffs to claim (created first)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                         help=f"the bot's worker processes, HANDOFF_WORKERS ({DEFAULT_WORKERS}); the bare app is one")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="open loop: offer both servers this many presses a second (default: closed loop)")
     args = parser.parse_args()
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be a positive number of presses a second")
     run = time.strftime("%H%M%S")
 
-    print(f"ack bench: Claim button, {args.clients} concurrent clients; {args.requests} requests or "
+    load = f"{args.rate:g} presses/s offered over at most {args.clients} connections" if args.rate else \
+        f"{args.clients} concurrent clients"
+    print(f"ack bench: Claim button, {load}; {args.requests} requests or "
           f"{args.seconds:.0f} s per server, in {args.rounds} alternating slices each (warm-ups {args.warmup:.1f} s "
           f"first, {args.slice_warmup:.1f} s after); 1 press in {REFUSAL_EVERY} on an already-claimed handoff")
     print(f"  the bot: {args.workers} worker process(es); the bare Bolt app: 1 process (the reference)")
@@ -294,7 +306,8 @@ def main() -> int:
     if not (all_ok and correct):
         print("  WARNING: some requests failed or the bot's state is not what the presses should have made")
     passed = bot_row["p99"] <= TARGET_P99_MS and ratio <= TARGET_RATIO and all_ok and correct
-    print(f"  target p99 ≤ {TARGET_P99_MS:.0f} ms and ratio ≤ {TARGET_RATIO}: {verdict(passed)}")
+    at = f" at {args.rate:g} presses/s offered" if args.rate else ""
+    print(f"  target p99 ≤ {TARGET_P99_MS:.0f} ms and ratio ≤ {TARGET_RATIO}{at}: {verdict(passed)}")
     return 0
 
 

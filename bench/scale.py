@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from harness import (
     Client,
@@ -61,7 +61,7 @@ from bot.slack.command_parser import Command, Mine, Stalled
 from bot.slack.listeners.commands import Caller, respond
 from handoffs.config import DEFAULT_SLA, HandoffConfig, parse_config
 from handoffs.intake import fingerprint, payload_hash
-from handoffs.model import TERMINAL, Handoff, HandoffIn, Status, Urgency
+from handoffs.model import TERMINAL, Handoff, HandoffIn, Source, Status, Urgency
 from handoffs.nudges import earliest_look
 from handoffs.service import HandoffService
 from storage import migrate
@@ -344,7 +344,7 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
         created_at = _iso(created, tz_suffix)
         shim.status, shim.requires_approval = status, requires_approval
         shim.claim_by, shim.due_at, shim.approved_at = claim_by, due_at, approved_at
-        stall_at = shim.stall_deadline()
+        stall_at = cast("float | None", Handoff.stall_deadline(cast(Handoff, shim)))  # epoch seconds in, out
         if approvers:
             pending = approval_pending(shim)  # type: ignore[arg-type]
             approver_rows.extend((hid, user, pending) for user in approvers)
@@ -404,7 +404,8 @@ def check_derived_columns(now: float, seed: int) -> None:
             summary=row[index["summary"]], draft=row[index["draft"]], facts=json.loads(row[index["facts"]]),
             urgency=row[index["urgency"]], confidence=row[index["confidence"]],
             missing_info=json.loads(row[index["missing_info"]]), risk_flags=json.loads(row[index["risk_flags"]]),
-            source=source, created_by=row[index["created_by"]], external_id=row[index["external_id"]],
+            source=Source.model_validate(source), created_by=row[index["created_by"]],
+            external_id=row[index["external_id"]],
             callback_url=row[index["callback_url"]],
         )
         assert row[index["payload_hash"]] == payload_hash(payload), "payload_hash differs from handoffs.intake"

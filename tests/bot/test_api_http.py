@@ -101,7 +101,7 @@ def test_a_duplicate_answers_200_with_duplicate_of_and_counts_it(client: httpx.C
 
 
 def test_review_triggers_send_it_for_approval_in_the_review_channel(client: httpx.Client) -> None:
-    triggers = [
+    triggers: list[tuple[dict[str, Any], str]] = [
         ({"confidence": 0.4}, "confidence 0.40 is below 0.70"),
         ({"missing_info": ["budget"]}, "1 missing item(s)"),
         ({"risk_flags": ["legal", "pricing"]}, "2 risk flag(s)"),

@@ -7,6 +7,7 @@ import pytest
 
 from handoffs.config import HandoffConfig, parse_config
 from handoffs.intake import (
+    IntakePlan,
     IntakeRejected,
     NoRoute,
     check_kind_rules,
@@ -26,7 +27,7 @@ def config() -> HandoffConfig:
     return parse_config(DEFAULT_CONFIG)
 
 
-def plan(config: HandoffConfig, **fields: Any):  # type: ignore[no-untyped-def]
+def plan(config: HandoffConfig, **fields: Any) -> IntakePlan:
     return plan_intake(HandoffIn.model_validate(fields), config, actor="producer", now=NOW)
 
 

@@ -40,7 +40,7 @@ def unclaimed(claim_by: datetime, **fields: Any) -> Handoff:
 def run_sweeps(handoff: Handoff, config: HandoffConfig, start: datetime, seconds: int,
                zone: ZoneInfo = BERLIN) -> list[tuple[int, Step]]:
     """Tick once a second like the sweep; apply each nudge/escalation as storage would. (second, step) acted."""
-    acted = []
+    acted: list[tuple[int, Step]] = []
     look = earliest_look(handoff, config)
     for second in range(seconds + 1):
         now = start + second * S

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from handoffs.config import BusinessHours, parse_config
+from handoffs.config import BusinessHours, HandoffConfig, parse_config
 from handoffs.model import Urgency
 from handoffs.sla import add_business_time, claim_deadline, next_business_moment, resolve_deadline
 
@@ -13,8 +13,8 @@ BERLIN = ZoneInfo("Europe/Berlin")
 HOURS = BusinessHours.model_validate({"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "18:00"})
 
 
-def berlin(*args: int) -> datetime:
-    return datetime(*args, tzinfo=BERLIN)
+def berlin(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=BERLIN)
 
 
 def test_a_deadline_spanning_a_weekend_resumes_on_monday_morning() -> None:
@@ -68,7 +68,7 @@ def test_without_business_hours_time_runs_around_the_clock() -> None:
 
 
 @pytest.fixture
-def berlin_config():  # type: ignore[no-untyped-def]
+def berlin_config() -> HandoffConfig:
     return parse_config({
         "timezone": "Europe/Berlin",
         "business_hours": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "18:00"},
@@ -81,7 +81,7 @@ def berlin_config():  # type: ignore[no-untyped-def]
     })
 
 
-def test_claim_and_resolve_deadlines_use_the_route_sla_before_the_global_one(berlin_config) -> None:  # type: ignore[no-untyped-def]
+def test_claim_and_resolve_deadlines_use_the_route_sla_before_the_global_one(berlin_config: HandoffConfig) -> None:
     friday = berlin(2025, 3, 14, 17, 50)
     vip = berlin_config.route_named("vip")
     assert claim_deadline(berlin_config, vip, Urgency.urgent, friday) == berlin(2025, 3, 14, 17, 55)

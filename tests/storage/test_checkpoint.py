@@ -30,9 +30,9 @@ def test_commits_do_not_checkpoint_and_the_checkpointer_does(tmp_path: Path) -> 
         grown = wal.stat().st_size
         assert grown > 1000 * 4096  # no commit copied the log back and restarted it
         checkpointer = Checkpointer(str(path), every=3600)
-        connection = checkpointer.checkpoint()
-        assert connection is not None
-        connection.close()
+        own_connection = checkpointer.checkpoint()
+        assert own_connection is not None
+        own_connection.close()
         _write_rows(db, 10)
         assert wal.stat().st_size == grown  # all of it was copied back, so the next writes reuse the log
         checkpointer.stop()

@@ -81,7 +81,11 @@ def test_finishes_and_retries_from_many_threads_each_land(runtime: Runtime) -> N
             store.finish(row.id, state=FAILED, now=now, error="channel_not_found")
 
     barrier = threading.Barrier(len(rows))
-    threads = [threading.Thread(target=lambda row=row: (barrier.wait(5), finish(row))) for row in rows]
+    def finish_together(row: OutboxRow) -> None:
+        barrier.wait(5)
+        finish(row)
+
+    threads = [threading.Thread(target=finish_together, args=(row,)) for row in rows]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -15,8 +15,8 @@ from sqlmodel import SQLModel, select
 from bot.runtime import Runtime
 from handoffs.effects import POST_CARD, THREAD_REPLY, UPDATE_CARD
 from handoffs.lifecycle import Action, Actor, Refused, Request
-from handoffs.model import HandoffEdit, HandoffIn, Status
-from handoffs.ports import Created, IdempotencyConflict
+from handoffs.model import HandoffEdit, HandoffIn, Status, Urgency
+from handoffs.ports import Created, CreateResult, IdempotencyConflict
 from handoffs.public import handoff_json
 from handoffs.service import HandoffService, NotFound
 from storage import migrate
@@ -44,7 +44,7 @@ def service(runtime: Runtime, clock: Clock) -> HandoffService:
     return HandoffService(runtime.repo, runtime.config, clock)
 
 
-def submit(service: HandoffService, **fields: Any):  # type: ignore[no-untyped-def]
+def submit(service: HandoffService, **fields: Any) -> CreateResult:
     return service.submit(HandoffIn.model_validate(payload(**fields)), actor="producer")
 
 
@@ -119,12 +119,14 @@ def test_a_read_by_id_gives_what_a_core_query_gives_after_a_compare_and_set(
               "confidence": 0.41, "missing_info": ["budget"], "facts": {"plan": "Pro"}}
     handoff = submit(service, **fields).handoff
     clock.now += timedelta(minutes=3)
-    edit = HandoffEdit(draft="Hello Jane, …", urgency="high", due_at=datetime(2032, 5, 6, 7, 8, 9, 10, tzinfo=UTC))
+    edit = HandoffEdit(draft="Hello Jane, …", urgency=Urgency.high,
+                       due_at=datetime(2032, 5, 6, 7, 8, 9, 10, tzinfo=UTC))
     edited = service.act(handoff.id, Request(Action.edit, edit=edit), Actor("UOWNER")).handoff
     [listed] = runtime.repo.page(limit=1).items  # a Core query, through SQLAlchemy's result processing
     read = runtime.repo.get(handoff.id)
     assert dataclasses.asdict(read) == dataclasses.asdict(listed) == dataclasses.asdict(edited)  # type: ignore[arg-type]
-    assert read is not None and read.due_at == edit.due_at and read.due_at.tzinfo is not None
+    assert read is not None and read.due_at is not None and read.due_at == edit.due_at
+    assert read.due_at.tzinfo is not None
     assert (read.version, read.draft, read.confidence, read.facts) == (2, "Hello Jane, …", 0.41, {"plan": "Pro"})
     with runtime.db.read() as session:  # stored as SQLAlchemy stores them: a Core comparison finds the row
         found = session.exec(select(func.count()).select_from(HandoffRow).where(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from alembic import command
 from sqlalchemy import func, select, text
+from sqlmodel import col
 
 from bot.runtime import Runtime, build_runtime
 from bot.sweep import Sweeper
@@ -48,7 +49,8 @@ def submit(runtime: Runtime, count: int) -> list[int]:
 def sweep_events(runtime: Runtime) -> Counter[tuple[int, str]]:
     with runtime.db.read() as session:
         rows = session.execute(
-            select(EventRow.handoff_id, EventRow.action).where(EventRow.action.in_(["nudged", "escalated"]))  # type: ignore[attr-defined]
+            select(col(EventRow.handoff_id), col(EventRow.action))
+            .where(col(EventRow.action).in_(["nudged", "escalated"]))
         ).all()
     return Counter((handoff_id, action) for handoff_id, action in rows)
 
@@ -100,15 +102,15 @@ def test_a_handoff_the_policy_cannot_decide_does_not_block_the_others(
     monkeypatch.setattr(sweeper, "_decide", poisoned)
     assert sweeper.tick().nudged == 2
     with runtime.db.read() as session:
-        later = session.execute(select(NudgeScheduleRow.next_nudge_at)
-                                .where(NudgeScheduleRow.handoff_id == ids[1])).scalar_one()
+        later = session.execute(select(col(NudgeScheduleRow.next_nudge_at))
+                                .where(col(NudgeScheduleRow.handoff_id) == ids[1])).scalar_one()
     assert later == runtime.clock() + timedelta(hours=1)
 
 
 def test_concurrent_sweeps_nudge_each_due_handoff_once(runtime: Runtime, database_url: str) -> None:
     """Four sweepers (one runtime each, like four processes) race over 300 due handoffs."""
     ids = submit(runtime, 300)
-    deadline = max(runtime.repo.get(i).claim_by for i in ids)  # type: ignore[union-attr, type-var]
+    deadline = max(_claim_by(runtime, handoff_id) for handoff_id in ids)
     now = deadline + timedelta(seconds=1)
     others = [build_runtime(make_settings(database_url), config=runtime.config, run_migrations=False,
                             clock=lambda: now) for _ in range(4)]
@@ -128,8 +130,14 @@ def test_concurrent_sweeps_nudge_each_due_handoff_once(runtime: Runtime, databas
     counts = sweep_events(runtime)
     assert set(counts.values()) == {1} and len(counts) == 300
     with runtime.db.read() as session:
-        nudged = session.execute(select(func.count()).select_from(HandoffRow).where(HandoffRow.nudge_count == 1))
+        nudged = session.execute(select(func.count()).select_from(HandoffRow).where(col(HandoffRow.nudge_count) == 1))
         assert nudged.scalar_one() == 300
+
+
+def _claim_by(runtime: Runtime, handoff_id: int) -> datetime:
+    handoff = runtime.repo.get(handoff_id)
+    assert handoff is not None and handoff.claim_by is not None
+    return handoff.claim_by
 
 
 def _claim_change(runtime: Runtime, handoff: Handoff) -> Any:
@@ -138,8 +146,8 @@ def _claim_change(runtime: Runtime, handoff: Handoff) -> Any:
 
 def schedule_of(runtime: Runtime, handoff_id: int) -> datetime | None:
     with runtime.db.read() as session:
-        return session.execute(select(NudgeScheduleRow.next_nudge_at)
-                               .where(NudgeScheduleRow.handoff_id == handoff_id)).scalar_one_or_none()
+        return session.execute(select(col(NudgeScheduleRow.next_nudge_at))
+                               .where(col(NudgeScheduleRow.handoff_id) == handoff_id)).scalar_one_or_none()
 
 
 def test_every_write_keeps_the_schedule_row_in_step(runtime: Runtime) -> None:

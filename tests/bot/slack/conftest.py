@@ -41,8 +41,8 @@ class SlackHarness:
         """Wait for the handoff's card to be posted, and return that chat.postMessage call."""
         def posted() -> list[Any]:
             handoff = self.runtime.repo.get(handoff_id)
-            return [c for c in self.slack.posted_cards() if handoff and handoff.card_ts and
-                    c.response.get("ts") == handoff.card_ts]
+            return [c for c in self.slack.posted_cards() if handoff and handoff.card_ts and c.response is not None
+                    and c.response.get("ts") == handoff.card_ts]
         return _wait(posted)[0]
 
     def click(self, action_id: str, handoff_id: int, user: str, **kwargs: Any) -> httpx.Response:

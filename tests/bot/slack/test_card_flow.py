@@ -24,7 +24,7 @@ from tests.fakes.slack_api import Call
 from tests.fakes.slack_signing import select_value, text_value
 
 
-def _buttons(call: object) -> set[str]:
+def _buttons(call: Call) -> set[str]:
     blocks = call.params["blocks"]
     return {e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]}
 
@@ -42,7 +42,7 @@ def test_created_handoff_posts_one_card_then_claim_updates_it_and_replies_in_thr
     update = harness.slack.wait_for(lambda c: c.method == "chat.update" and c.params.get("ts") == card_ts)[0]
     assert ids.CLAIM not in _buttons(update)
     assert ids.CLOSE in _buttons(update)
-    reply = harness.slack.wait_for(lambda c: c.method == "chat.postMessage" and c.params.get("thread_ts"))[0]
+    reply = harness.slack.wait_for(lambda c: c.method == "chat.postMessage" and bool(c.params.get("thread_ts")))[0]
     assert "UALICE" in reply.params["text"]
     assert len(harness.slack.posted_cards()) == 1
     assert harness.events(created["id"]) == ["created", "claimed"]
@@ -73,7 +73,7 @@ def test_close_through_the_modal_ends_with_outcome_and_no_buttons(harness: Slack
 # ---------------------------------------------------------------------------------------------------------------
 # Every button end to end: one card, updated in place, each change also a reply in the card's thread.
 
-def _is_open(call: object) -> bool:
+def _is_open(call: Call) -> bool:
     return ids.CLAIM in _buttons(call)
 
 

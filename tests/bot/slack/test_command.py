@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from bot import ids
 from bot.runtime import build_runtime
@@ -108,12 +109,12 @@ def state(h: SlackHarness) -> dict[str, Any]:
     """Everything a command could change: each handoff, its events (refusals aside), the outbox."""
     with h.runtime.db.read() as session:
         handoffs = session.execute(select(
-            HandoffRow.id, HandoffRow.status, HandoffRow.version, HandoffRow.owner, HandoffRow.outcome,
-            HandoffRow.outcome_note, HandoffRow.stall_at,
-        ).order_by(HandoffRow.id)).all()
+            *(col(column) for column in (HandoffRow.id, HandoffRow.status, HandoffRow.version, HandoffRow.owner,
+                                         HandoffRow.outcome, HandoffRow.outcome_note, HandoffRow.stall_at)),
+        ).order_by(col(HandoffRow.id))).all()
         events = session.execute(
-            select(EventRow.handoff_id, EventRow.action, func.count())
-            .where(EventRow.action != "refused").group_by(EventRow.handoff_id, EventRow.action)
+            select(col(EventRow.handoff_id), col(EventRow.action), func.count())
+            .where(col(EventRow.action) != "refused").group_by(col(EventRow.handoff_id), col(EventRow.action))
         ).all()
         outbox = session.execute(select(func.count()).select_from(OutboxRow)).scalar_one()
     return {"handoffs": [tuple(row) for row in handoffs], "events": sorted(tuple(row) for row in events),

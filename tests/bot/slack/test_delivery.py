@@ -34,7 +34,8 @@ def assert_each_card_once(harness: SlackHarness, created: list[dict[str, object]
         posts = card_posts(harness, str(handoff["ref"]))
         assert len(posts) == 1, f"{handoff['ref']} was posted {len(posts)} times"
         stored = harness.runtime.repo.get(int(str(handoff["id"])))
-        assert stored is not None and stored.card_ts == posts[0].response["ts"]  # type: ignore[index]
+        assert posts[0].response is not None
+        assert stored is not None and stored.card_ts is not None and stored.card_ts == posts[0].response["ts"]
         stamps[stored.id] = stored.card_ts
     assert len(harness.slack.posted_cards()) == len(created)
     return stamps

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -127,10 +128,12 @@ def test_metadata_and_json_block_make_handoffs_and_an_invalid_one_gets_one_reply
     assert intake.runtime.repo.events(second.id)[0].actor == PRODUCER_BOT
 
     for handoff in (first, second):
-        [reply] = wait_until(lambda h=handoff: replies(intake, h.source_ts), what=f"the reply on {handoff.ref}")
+        source_ts = handoff.source_ts
+        assert source_ts is not None
+        [reply] = wait_until(partial(replies, intake, source_ts), what=f"the reply on {handoff.ref}")
         link = card_link(intake, handoff.id)
         assert reply.params["text"] == f"📌 Handoff {handoff.ref} created: <{link}|open the card>"
-        [reacted] = wait_until(lambda h=handoff: reactions(intake, h.source_ts), what=f"✅ on {handoff.ref}")
+        [reacted] = wait_until(partial(reactions, intake, source_ts), what=f"✅ on {handoff.ref}")
         assert reacted.params["name"] == "white_check_mark"
 
     [problems] = wait_until(lambda: replies(intake, "1700000003.000100"), what="the reply listing the problems")

@@ -44,7 +44,8 @@ def _initial(view: dict[str, Any], block_id: str) -> Any:
     return _blocks(view)[block_id]["element"].get("initial_value")
 
 
-def _valid_values(title: str = "Customer ACME wants a demo", **extra: dict[str, Any]) -> dict[str, Any]:
+def _valid_values(title: str = "Customer ACME wants a demo", blocks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The new-handoff modal's state, every field valid; `blocks` replaces some of them by block id."""
     return input_values(**{
         ids.NEW_TITLE: text_value(title),
         ids.NEW_NEXT_ACTION: text_value("Book the demo with Jane"),
@@ -53,7 +54,7 @@ def _valid_values(title: str = "Customer ACME wants a demo", **extra: dict[str, 
         ids.NEW_SUMMARY: text_value(None),
         ids.NEW_OWNER: user_value(None),
         ids.NEW_DUE_AT: {"type": "datetimepicker", "selected_date_time": None},
-        **extra,
+        **(blocks or {}),
     })
 
 
@@ -89,7 +90,7 @@ def test_the_modal_from_a_message_is_prefilled_and_carries_only_the_source(hando
 
 def test_the_parser_makes_a_handoff_with_a_slack_source() -> None:
     due = datetime(2031, 5, 6, 7, 8, tzinfo=UTC)
-    values = _valid_values(**{
+    values = _valid_values(blocks={
         ids.NEW_SUMMARY: text_value("  They asked on the call.\r\nBudget is fine.  "),
         ids.NEW_OWNER: user_value("UANNA"),
         ids.NEW_URGENCY: select_value("high"),
@@ -106,13 +107,13 @@ def test_the_parser_makes_a_handoff_with_a_slack_source() -> None:
 
 def test_the_parser_names_the_block_of_each_problem() -> None:
     with pytest.raises(ModalError) as empty:
-        parse_new_handoff(_valid_values(title="   ", **{ids.NEW_NEXT_ACTION: text_value("")}), NewModalSource())
+        parse_new_handoff(_valid_values(title="   ", blocks={ids.NEW_NEXT_ACTION: text_value("")}), NewModalSource())
     assert set(empty.value.errors) == {ids.NEW_TITLE, ids.NEW_NEXT_ACTION}
     with pytest.raises(ModalError) as long_title:
         parse_new_handoff(_valid_values(title="x" * 151), NewModalSource())
     assert set(long_title.value.errors) == {ids.NEW_TITLE}
     with pytest.raises(ModalError) as bad_owner:
-        parse_new_handoff(_valid_values(**{ids.NEW_OWNER: user_value("not-a-user")}), NewModalSource())
+        parse_new_handoff(_valid_values(blocks={ids.NEW_OWNER: user_value("not-a-user")}), NewModalSource())
     assert set(bad_owner.value.errors) == {ids.NEW_OWNER}
 
 
@@ -194,7 +195,7 @@ def test_a_message_shortcut_makes_a_handoff_linked_both_ways(harness: SlackHarne
     assert _initial(view, ids.NEW_SUMMARY) == text
     assert not harness.slack.calls("chat.getPermalink")  # the permalink came from the payload
 
-    values = _valid_values(**{ids.NEW_SUMMARY: text_value(text)})
+    values = _valid_values(blocks={ids.NEW_SUMMARY: text_value(text)})
     submitted = submit_view(harness, opened, values, "UALICE")
     assert submitted.status_code == 200, submitted.text
     assert submitted.json()["response_action"] == "update"
@@ -227,7 +228,7 @@ def test_the_global_shortcut_opens_an_empty_modal_and_submits_without_a_source(h
     assert _initial(view, ids.NEW_TITLE) is None
     assert NewModalSource.parse(view["private_metadata"]) == NewModalSource()
 
-    submitted = submit_view(harness, opened, _valid_values(title="Renew the TLS certificate", **{
+    submitted = submit_view(harness, opened, _valid_values(title="Renew the TLS certificate", blocks={
         ids.NEW_OWNER: user_value("UCAROL"), ids.NEW_URGENCY: select_value("high"),
     }), "UBOB")
     assert submitted.status_code == 200 and submitted.json()["response_action"] == "update"
@@ -253,10 +254,10 @@ def test_modal_problems_are_shown_inline_on_their_field(harness: SlackHarness) -
     empty_title = _errors(submit_view(harness, opened, _valid_values(title=""), "UBOB"))
     assert list(empty_title) == [ids.NEW_TITLE]
 
-    lead = _errors(submit_view(harness, opened, _valid_values(**{ids.NEW_KIND: select_value("lead")}), "UBOB"))
+    lead = _errors(submit_view(harness, opened, _valid_values(blocks={ids.NEW_KIND: select_value("lead")}), "UBOB"))
     assert list(lead) == [ids.NEW_KIND] and "company" in lead[ids.NEW_KIND]
 
-    bad_owner = _errors(submit_view(harness, opened, _valid_values(**{ids.NEW_OWNER: user_value("bob")}), "UBOB"))
+    bad_owner = _errors(submit_view(harness, opened, _valid_values(blocks={ids.NEW_OWNER: user_value("bob")}), "UBOB"))
     assert list(bad_owner) == [ids.NEW_OWNER]
 
     expired = view_submission_body(ids.NEW_MODAL, _valid_values(), "UBOB", private_metadata="garbage")

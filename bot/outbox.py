@@ -25,6 +25,7 @@ from bot.blocks.home import home_view
 from bot.blocks.nudges import escalation_blocks, nudge_blocks
 from bot.blocks.replies import outcome_reply_text, source_reply_text
 from bot.dispatcher import Dispatcher
+from bot.posted_cards import card_metadata, find_posted_card
 from bot.usergroups import UsergroupMembers
 from handoffs.config import HandoffConfig
 from handoffs.effects import (
@@ -339,23 +340,49 @@ class OutboxSender(Dispatcher):
         if handoff.card_ts:  # posted already (by an earlier row); never post a card twice
             self.store.finish(row.id, state=COALESCED, now=self.clock())
             return
+        if row.attempts > 0 and (ts := self._posted_before(row, handoff)) is not None:
+            log.info("card of %s was posted by an earlier try (%s): recorded, not posted again", handoff.ref, ts)
+            self.store.record_card(row.id, handoff.id, ts=ts, now=self.clock())
+            return
         message = card_message(handoff, self.config, now=self.clock())
         response = self.client.chat_postMessage(
-            channel=row.target or "", unfurl_links=False, unfurl_media=False, **message
+            channel=row.target or "", unfurl_links=False, unfurl_media=False, metadata=card_metadata(handoff.id),
+            **message,
         )
         self.store.record_card(row.id, handoff.id, ts=str(response["ts"]), now=self.clock())
 
+    def _posted_before(self, row: OutboxRow, handoff: Handoff) -> str | None:
+        """After a try whose outcome is unknown (a timeout, a 5xx, a sender that died): the card it may have
+        posted. Without the history scopes (an app created from an older manifest) the card is posted again."""
+        try:
+            return find_posted_card(self.client, row.target or "", handoff.id, since=row.created_at)
+        except SlackApiError as error:
+            if error.response.get("error") != "missing_scope":
+                raise
+            log.warning("cannot look for an earlier post of %s's card (missing_scope: channels:history / "
+                        "groups:history); posting it again", handoff.ref)
+            return None
+
     def _update_card(self, row: OutboxRow) -> None:
         assert row.id is not None
+        # Which pending updates this send stands for is read before the handoff: a change committed after
+        # that read is either in the state rendered or left pending for a send of its own. Read the other way
+        # round, a change committed between the two reads was marked sent and never shown.
+        covered = self._latest_update_id(row)
         handoff = self._handoff(row)
         if not handoff.card_ts:
             self._await_card(row, handoff, coalesce=True)
             return
-        up_to = self.store.latest_pending_id(handoff.id, UPDATE_CARD) or row.id
         message = card_message(handoff, self.config, now=self.clock())
         self.client.chat_update(channel=handoff.channel or row.target or "", ts=handoff.card_ts, **message)
-        self.store.coalesce_updates(handoff.id, up_to_id=max(up_to, row.id), now=self.clock())
+        self.store.coalesce_updates(handoff.id, up_to_id=covered, now=self.clock())
         self.store.finish(row.id, state=SENT, now=self.clock())
+
+    def _latest_update_id(self, row: OutboxRow) -> int:
+        assert row.id is not None
+        if row.handoff_id is None:
+            return row.id
+        return max(self.store.latest_pending_id(row.handoff_id, UPDATE_CARD) or row.id, row.id)
 
     def _thread_reply(self, row: OutboxRow) -> None:
         assert row.id is not None

@@ -315,7 +315,9 @@ def _actions(handoff: Handoff) -> Block | None:
     if overflow is not None:
         elements.append(overflow)
     elements.append(UserSelectElement(action_id=ids.REASSIGN, placeholder=PlainTextObject(text="Reassign…")))
-    return ActionsBlock(block_id=ids.CARD_ACTIONS_BLOCK, elements=elements)
+    # The picker's choice carries no value: the block id tells which handoff (also on a private copy of the
+    # card, from `/handoff show`, whose message is not the card the database knows)
+    return ActionsBlock(block_id=f"{ids.CARD_ACTIONS_BLOCK}:{handoff.id}", elements=elements)
 
 
 # ---------------------------------------------------------------- public

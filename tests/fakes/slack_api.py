@@ -87,6 +87,7 @@ class _Fault:
     error: str
     retry_after: int
     remaining: int
+    performed: bool = False  # the call takes effect, and only its answer is the failure
 
 
 @dataclass
@@ -198,7 +199,8 @@ class FakeSlack:
     - ``users``: user id -> fields merged over the default ``users.info`` user
     - ``usergroups``: usergroup id -> list of user ids for ``usergroups.users.list``
     - ``channels``: channel id -> name for ``conversations.info``
-    - ``messages``: channel id -> message dicts answered by ``conversations.history`` / ``.replies``
+    - ``messages``: channel id -> message dicts answered by ``conversations.history`` (before what was posted
+      there) and ``conversations.replies``
     - ``valid_tokens``: when set, only these ``xoxb-`` tokens are accepted (others get ``invalid_auth``)
     """
 
@@ -206,7 +208,7 @@ class FakeSlack:
         self._lock = threading.RLock()
         self._calls: list[Call] = []
         self._index = itertools.count(1)
-        self._ts_counter = itertools.count(1)
+        self._last_ts_us = 0
         self._view_counter = itertools.count(1)
         self._posted: dict[tuple[str, str], dict[str, Any]] = {}
         self._faults: dict[str, list[_Fault]] = {}
@@ -330,6 +332,12 @@ class FakeSlack:
             error = "ratelimited" if status == 429 else "internal_error"
         with self._lock:
             self._faults.setdefault(method, []).append(_Fault(status, error, max(1, int(retry_after)), count))
+
+    def lose_answer_next(self, method: str, count: int = 1, status: int = 500) -> None:
+        """The next ``count`` calls of ``method`` take effect (a message is stored), but answer ``status`` with
+        ``internal_error``: the caller cannot tell that it worked, as after a timeout or a crash."""
+        with self._lock:
+            self._faults.setdefault(method, []).append(_Fault(status, "internal_error", 1, count, performed=True))
 
     def fail_channel(self, channel: str, error: str | None = "channel_not_found") -> None:
         """Every call whose ``channel`` param is ``channel`` gets ``{"ok": false, "error": error}``; None heals it."""
@@ -463,6 +471,12 @@ class FakeSlack:
             found = self._posted.get((channel, ts))
             return dict(found) if found is not None else None
 
+    def channel_messages(self, channel: str) -> list[dict[str, Any]]:
+        """What is in `channel` now, outside threads, oldest first (including posts whose answer was lost)."""
+        with self._lock:
+            found = [dict(m) for (where, _), m in self._posted.items() if where == channel and not m.get("thread_ts")]
+        return sorted(found, key=lambda m: float(m["ts"]))
+
     def _successful(self, method: str, include_failed: bool) -> list[Call]:
         return self.calls(method, ok=None if include_failed else True)
 
@@ -507,6 +521,10 @@ class FakeSlack:
             fault.remaining -= 1
             if fault.remaining <= 0:
                 faults.pop(0)
+            if fault.performed:
+                handler = _METHODS.get(call.method)
+                if handler is not None:
+                    handler(self, call.params)
             answer = _Answer(fault.status, {"ok": False, "error": fault.error})
             if fault.status in (429, 503):
                 answer.headers["Retry-After"] = str(fault.retry_after)
@@ -542,8 +560,9 @@ class FakeSlack:
     # ------------------------------------------------------------------ method implementations (under lock)
 
     def _next_ts(self) -> str:
-        n = next(self._ts_counter) * 100
-        return f"{1700000000 + n // 1_000_000}.{n % 1_000_000:06d}"
+        """Like Slack's: the time of posting, in microseconds, unique."""
+        self._last_ts_us = max(int(time.time() * 1_000_000), self._last_ts_us + 1)
+        return f"{self._last_ts_us // 1_000_000}.{self._last_ts_us % 1_000_000:06d}"
 
     def _view(self, params: dict[str, Any], view_id: str | None = None) -> dict[str, Any]:
         posted = params.get("view")
@@ -694,9 +713,22 @@ class FakeSlack:
         return {"ok": True, "channel": {"id": channel_id}}
 
     def _history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The configured messages, then what was posted to the channel (not in threads) after ``oldest``,
+        newest first, ``limit`` a page; metadata only with ``include_all_metadata``, as Slack does."""
         channel = str(params.get("channel") or "")
-        messages = list(self.messages.get(channel, []))
-        return {"ok": True, "messages": messages, "has_more": False, "response_metadata": {"next_cursor": ""}}
+        oldest = float(params.get("oldest") or 0)
+        posted = sorted(
+            (m for (where, ts), m in self._posted.items()
+             if where == channel and not m.get("thread_ts") and float(ts) > oldest),
+            key=lambda m: float(m["ts"]), reverse=True,
+        )
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        messages = [m if with_metadata else {k: v for k, v in m.items() if k != "metadata"}
+                    for m in [*self.messages.get(channel, []), *posted]]
+        start, limit = int(params.get("cursor") or 0), int(params.get("limit") or 100)
+        page, rest = messages[start:start + limit], messages[start + limit:]
+        cursor = str(start + limit) if rest else ""
+        return {"ok": True, "messages": page, "has_more": bool(rest), "response_metadata": {"next_cursor": cursor}}
 
     def _replies(self, params: dict[str, Any]) -> dict[str, Any]:
         channel, ts = str(params.get("channel") or ""), params.get("ts")

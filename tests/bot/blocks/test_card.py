@@ -83,7 +83,7 @@ def assert_inert(dumped: str) -> None:
 
 
 def actions_block(blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
-    found = [block for block in blocks if block.get("block_id") == ids.CARD_ACTIONS_BLOCK]
+    found = [block for block in blocks if str(block.get("block_id")).partition(":")[0] == ids.CARD_ACTIONS_BLOCK]
     assert len(found) <= 1
     return found[0] if found else None
 

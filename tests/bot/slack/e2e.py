@@ -78,7 +78,7 @@ def click_overflow(harness: SlackHarness, verb: str, handoff_id: int, user: str)
     handoff = harness.runtime.repo.get(handoff_id)
     assert handoff is not None and handoff.card_ts and handoff.channel
     action = {
-        "action_id": ids.MORE, "block_id": ids.CARD_ACTIONS_BLOCK, "type": "overflow",
+        "action_id": ids.MORE, "block_id": f"{ids.CARD_ACTIONS_BLOCK}:{handoff_id}", "type": "overflow",
         "selected_option": {"text": {"type": "plain_text", "text": verb}, "value": f"{verb}:{handoff_id}"},
         "action_ts": f"{time.time():.6f}",
     }
@@ -87,16 +87,22 @@ def click_overflow(harness: SlackHarness, verb: str, handoff_id: int, user: str)
     return post_signed(harness.events_url, body, FORM, SIGNING_SECRET)
 
 
-def pick_user(harness: SlackHarness, handoff_id: int, user: str, selected: str) -> httpx.Response:
-    """Choose a person in the card's Reassign user picker (the element carries no value: the card ts tells)."""
+def pick_user(
+    harness: SlackHarness, handoff_id: int, user: str, selected: str, *, message_ts: str | None = None,
+    legacy_block: bool = False,
+) -> httpx.Response:
+    """Choose a person in the card's Reassign user picker. The element carries no value: its block id names the
+    handoff, or, on a card posted before block ids did (`legacy_block`), the message's ts tells which card it is.
+    `message_ts`: the message clicked on, the card itself by default."""
     handoff = harness.runtime.repo.get(handoff_id)
     assert handoff is not None and handoff.card_ts and handoff.channel
+    block_id = ids.CARD_ACTIONS_BLOCK if legacy_block else f"{ids.CARD_ACTIONS_BLOCK}:{handoff_id}"
     action = {
-        "action_id": ids.REASSIGN, "block_id": ids.CARD_ACTIONS_BLOCK, "type": "users_select",
+        "action_id": ids.REASSIGN, "block_id": block_id, "type": "users_select",
         "selected_user": selected, "initial_user": None, "action_ts": f"{time.time():.6f}",
     }
-    body = block_action_body(ids.REASSIGN, "", user, channel=handoff.channel, message_ts=handoff.card_ts,
-                             actions=[action])
+    body = block_action_body(ids.REASSIGN, "", user, channel=handoff.channel,
+                             message_ts=message_ts or handoff.card_ts, actions=[action])
     return post_signed(harness.events_url, body, FORM, SIGNING_SECRET)
 
 

@@ -152,6 +152,25 @@ def created_title(harness: SlackHarness, handoff_id: int) -> str:
     return harness.runtime.repo.get(handoff_id).title  # type: ignore[union-attr]
 
 
+def test_the_reassign_picker_works_on_a_private_copy_of_the_card_and_on_cards_posted_before_block_ids(
+    harness: SlackHarness,
+) -> None:
+    """`/handoff show` answers with the card's blocks in a private message of its own ts: the picker's block id
+    names the handoff. A card posted before block ids carried it is still found by its ts."""
+    created = create(harness)
+    hid = created["id"]
+    card = harness.card_of(hid)
+    [actions] = [b for b in card.params["blocks"] if b["type"] == "actions"]
+    assert actions["block_id"] == f"{ids.CARD_ACTIONS_BLOCK}:{hid}"
+
+    assert pick_user(harness, hid, "UMANAGER", "UCAROL", message_ts="1700009999.000100").status_code == 200
+    assert snapshot(harness, hid)[2] == "UCAROL"
+    assert pick_user(harness, hid, "UCAROL", "UDAVE", legacy_block=True).status_code == 200
+    assert snapshot(harness, hid)[2] == "UDAVE"
+    assert harness.events(hid)[-2:] == ["reassigned", "reassigned"]
+    assert not harness.slack.ephemerals(), "no click was told its button points at nothing"
+
+
 def test_approve_then_reject_paths_update_the_card_and_the_thread(harness: SlackHarness) -> None:
     fast_pacing(harness)
     approved = create(harness, owner="UALICE", approvers=["ULEAD"])

@@ -6,10 +6,13 @@ import itertools
 from collections import Counter
 
 import httpx
+import pytest
 
 from bot import ids
+from handoffs.effects import UPDATE_CARD
+from handoffs.lifecycle import Action, Actor, Request
 from tests.bot.slack.conftest import SlackHarness
-from tests.bot.slack.e2e import create, fast_pacing, opened_view, timed, wait_outbox_idle, wait_until
+from tests.bot.slack.e2e import create, fast_pacing, opened_view, snapshot, timed, wait_outbox_idle, wait_until
 from tests.conftest import API_TOKEN
 from tests.factories import lead
 from tests.fakes.slack_api import Call
@@ -154,3 +157,60 @@ def test_clicks_are_acknowledged_fast_while_slack_answers_after_five_seconds(har
         assert harness.runtime.repo.get(other["id"]).owner == "UBOB"  # type: ignore[union-attr]
     finally:
         harness.slack.stop()  # ends the 5-second answers at once, so the bot stops quickly
+
+
+def test_a_change_committed_while_a_card_update_is_being_prepared_still_reaches_the_card(
+    harness: SlackHarness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sender reads which pending updates a send covers, and the handoff it renders: a release committed
+    in between must end up on the card (it used to be marked sent with the claimed state shown)."""
+    fast_pacing(harness)
+    created = create(harness)
+    card = harness.card_of(created["id"])
+    store = harness.bot.senders.sender.store
+    real_latest = store.latest_pending_id
+    interleaved: list[int] = []
+
+    def latest_with_a_release_in_between(handoff_id: int, kind: str) -> int | None:
+        if kind == UPDATE_CARD and not interleaved:  # the claim's update: a release commits in between
+            interleaved.append(handoff_id)
+            harness.runtime.service.act(handoff_id, Request(Action.release), Actor("UANNA"))
+        return real_latest(handoff_id, kind)
+
+    monkeypatch.setattr(store, "latest_pending_id", latest_with_a_release_in_between)
+    assert harness.click(ids.CLAIM, created["id"], "UANNA").status_code == 200
+    wait_until(lambda: interleaved, what="the claim's card update")
+    wait_outbox_idle(harness)
+    assert snapshot(harness, created["id"])[0] == "open"
+    last = harness.slack.updates(card.response["ts"])[-1]
+    shown = [e["action_id"] for b in last.params["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert ids.CLAIM in shown, "the card still shows the claimed state after the release"
+
+
+def test_a_card_slack_stored_but_whose_answer_was_lost_is_found_and_not_posted_again(harness: SlackHarness) -> None:
+    """chat.postMessage takes effect and answers 500 (as after a timeout, or a kill before the ts was stored):
+    the retry finds the card by its metadata in the channel's history and records its ts."""
+    fast_pacing(harness)
+    harness.slack.lose_answer_next("chat.postMessage")
+    created = create(harness)
+    wait_outbox_idle(harness)
+    cards = [m for m in harness.slack.channel_messages("CHANDOFFS") if m.get("metadata")]
+    assert len(cards) == 1, f"{len(cards)} cards in the channel"
+    assert cards[0]["metadata"] == {"event_type": "handoff_card", "event_payload": {"handoff_id": created["id"]}}
+    stored = harness.runtime.repo.get(created["id"])
+    assert stored is not None and stored.card_ts == cards[0]["ts"]
+    [looked] = harness.slack.calls("conversations.history")
+    assert looked.params["channel"] == "CHANDOFFS" and looked.params["include_all_metadata"] in ("1", "true", True)
+    # the card is the one the bot updates: a claim reaches it
+    assert harness.click(ids.CLAIM, created["id"], "UANNA").status_code == 200
+    wait_until(lambda: harness.slack.updates(cards[0]["ts"]), what="the claim's update of the card")
+
+
+def test_a_retried_card_post_that_never_reached_slack_is_posted_once(harness: SlackHarness) -> None:
+    fast_pacing(harness)
+    harness.slack.fail_next("chat.postMessage", count=2, status=500)
+    created = create(harness)
+    wait_outbox_idle(harness)
+    assert len(card_posts(harness, str(created["ref"]))) == 1
+    assert len([m for m in harness.slack.channel_messages("CHANDOFFS") if m.get("metadata")]) == 1
+    assert len(harness.slack.calls("conversations.history")) == 2  # looked before each retry, found nothing

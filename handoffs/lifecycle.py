@@ -182,6 +182,17 @@ def check_allowed(handoff: Handoff, action: Action, actor: Actor, config: Handof
     allowed, who = PERMISSIONS[action]
     if not allowed(handoff, actor, config):
         raise Refused("not_allowed", f"Only {who(handoff)} can {action.value} {handoff.ref}.")
+    if action is Action.close and not closing_outcomes(handoff, config):  # its kind has no outcome but "done"s
+        raise Refused("needs_approval", f"{handoff.ref} needs approval before it can be closed.")
+
+
+def closing_outcomes(handoff: Handoff, config: HandoffConfig) -> list[str]:
+    """The outcomes `handoff` may be closed with now: its kind's, and while it awaits a required approval only
+    those that do not complete it (`no_action`, `duplicate`)."""
+    outcomes = config.outcomes_for(handoff.kind)
+    if handoff.requires_approval and handoff.status is not Status.approved:
+        return [outcome for outcome in outcomes if outcome in NON_COMPLETING_OUTCOMES]
+    return outcomes
 
 
 def decide(
@@ -265,7 +276,7 @@ def _close(handoff: Handoff, request: Request, actor: Actor, config: HandoffConf
     if outcome not in allowed:
         raise Refused("bad_outcome", f"{outcome!r} is not an outcome of {handoff.kind!r}: use one of "
                       f"{', '.join(allowed)}.", field="outcome")
-    if handoff.requires_approval and handoff.status is not Status.approved and outcome not in NON_COMPLETING_OUTCOMES:
+    if outcome not in closing_outcomes(handoff, config):
         raise Refused("needs_approval", f"{handoff.ref} needs approval before it can be closed as {outcome!r}.")
     note = _check_note(request.note)
     updates = {"outcome": outcome, "outcome_note": note, "closed_at": now}

@@ -40,6 +40,7 @@ from bot.text import (
     truncate,
 )
 from handoffs.config import HandoffConfig
+from handoffs.lifecycle import closing_outcomes
 from handoffs.model import Handoff, Status, Urgency
 
 SECTION_LIMIT = 3000
@@ -273,7 +274,7 @@ def _may_approve(handoff: Handoff) -> bool:
     return handoff.status is Status.claimed and (handoff.requires_approval or bool(handoff.approvers))
 
 
-def _buttons(handoff: Handoff) -> list[ButtonElement]:
+def _buttons(handoff: Handoff, config: HandoffConfig) -> list[ButtonElement]:
     """The buttons SPEC §3 allows in the current status; the first one is the primary."""
     wanted: list[tuple[str, str]] = []
     if handoff.status is Status.open:
@@ -284,7 +285,7 @@ def _buttons(handoff: Handoff) -> list[ButtonElement]:
         wanted.append(("✏️ Edit", ids.EDIT))
     if handoff.status is Status.claimed or (handoff.status is Status.open and _pending_review(handoff)):
         wanted.append(("⛔ Reject", ids.REJECT))
-    if handoff.status in (Status.claimed, Status.approved):
+    if handoff.status in (Status.claimed, Status.approved) and closing_outcomes(handoff, config):
         wanted.append(("🏁 Close", ids.CLOSE))
     buttons = []
     for index, (text, action_id) in enumerate(wanted):
@@ -307,10 +308,10 @@ def _overflow(handoff: Handoff) -> OverflowMenuElement | None:
     return OverflowMenuElement(action_id=ids.MORE, options=options)
 
 
-def _actions(handoff: Handoff) -> Block | None:
+def _actions(handoff: Handoff, config: HandoffConfig) -> Block | None:
     if handoff.is_terminal:
         return None
-    elements: list[InteractiveElement] = [*_buttons(handoff)]
+    elements: list[InteractiveElement] = [*_buttons(handoff, config)]
     overflow = _overflow(handoff)
     if overflow is not None:
         elements.append(overflow)
@@ -336,7 +337,7 @@ def card_blocks(handoff: Handoff, config: HandoffConfig, *, now: datetime) -> li
         *_lists(handoff),
         _draft(handoff),
         _outcome(handoff),
-        _actions(handoff),
+        _actions(handoff, config),
     ]
     # At most 17 blocks: far from the 50 a message may hold.
     return [block.to_dict() for block in candidates if block is not None]

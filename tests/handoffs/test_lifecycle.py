@@ -8,7 +8,17 @@ from typing import Any
 import pytest
 
 from handoffs.config import HandoffConfig, parse_config
-from handoffs.lifecycle import ALLOWED_FROM, Action, Actor, Change, Refused, Request, decide
+from handoffs.lifecycle import (
+    ALLOWED_FROM,
+    Action,
+    Actor,
+    Change,
+    Refused,
+    Request,
+    check_allowed,
+    closing_outcomes,
+    decide,
+)
 from handoffs.model import Handoff, HandoffEdit, Status, Urgency
 from tests.conftest import DEFAULT_CONFIG
 from tests.factories import NOW, make_handoff
@@ -202,6 +212,29 @@ def test_a_plain_approve_leaves_it_approved_for_closing(config: HandoffConfig) -
     assert change.to_status is Status.approved
     assert "outcome" not in change.updates
     assert change.updates["approved_at"] == NOW
+
+
+def test_closing_outcomes_are_what_close_accepts_now(config: HandoffConfig) -> None:
+    awaiting = handoff_in_status(Status.claimed, requires_approval=True)
+    assert closing_outcomes(awaiting, config) == ["no_action", "duplicate"]
+    assert closing_outcomes(handoff_in_status(Status.approved, requires_approval=True), config) == [
+        "done", "no_action", "duplicate"]
+    lead = handoff_in_status(Status.claimed, kind="lead")
+    assert closing_outcomes(lead, config) == ["won", "lost", "nurture", "disqualified"]
+    for outcome in closing_outcomes(awaiting, config):
+        change = decide(awaiting, request_for(Action.close, outcome=outcome), OWNER, config, NOW)
+        assert change.to_status is Status.closed
+
+
+def test_a_handoff_no_outcome_may_close_yet_refuses_close_before_any_form(config: HandoffConfig) -> None:
+    """A lead awaiting a required approval: every lead outcome completes it, so it can only be approved first."""
+    lead = handoff_in_status(Status.claimed, kind="lead", requires_approval=True)
+    assert closing_outcomes(lead, config) == []
+    with pytest.raises(Refused) as caught:
+        check_allowed(lead, Action.close, OWNER, config)
+    assert caught.value.code == "needs_approval" and lead.ref in caught.value.reason
+    approved = handoff_in_status(Status.approved, kind="lead", requires_approval=True)
+    check_allowed(approved, Action.close, OWNER, config)
 
 
 def test_needs_approval_before_closing_as_done_but_not_as_no_action(config: HandoffConfig) -> None:

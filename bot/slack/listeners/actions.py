@@ -22,7 +22,7 @@ from bot.runtime import Runtime
 from bot.slack.payloads import Click, parse_click
 from bot.text import mrkdwn
 from handoffs.effects import direct_message, message_reply, private_notice, publish_home
-from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed
+from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed, closing_outcomes
 from handoffs.model import Handoff
 from handoffs.nudges import StallReason, snooze_until_tomorrow
 from handoffs.ports import Effect
@@ -41,7 +41,7 @@ def register(app: App, runtime: Runtime) -> None:
     modals: dict[str, tuple[Action, ModalBuilder]] = {
         ids.EDIT: (Action.edit, edit_modal),
         ids.REJECT: (Action.reject, reject_modal),
-        ids.CLOSE: (Action.close, lambda h: close_modal(h, runtime.config.outcomes_for(h.kind))),
+        ids.CLOSE: (Action.close, lambda h: close_modal(h, closing_outcomes(h, runtime.config))),
     }
     for action_id, (action, builder) in modals.items():
         app.action(action_id)(ack=_checking(runtime, action), lazy=[_modal_opener(runtime, action, builder)])

@@ -41,7 +41,7 @@ from bot.slack.command_parser import (
 from bot.slack.listeners.shortcuts import message_plain_text
 from bot.text import mrkdwn_safe
 from handoffs.effects import private_notice
-from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed, is_manager
+from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed, closing_outcomes, is_manager
 from handoffs.metrics import collect_stats, parse_period
 from handoffs.model import Event, Handoff
 from handoffs.service import NotFound
@@ -267,7 +267,7 @@ def _modal_view(runtime: Runtime, command: Command, caller: Caller) -> dict[str,
         handoff = runtime.repo.get(command.handoff_id)
         if handoff is None or not _may(runtime, handoff, Action.close, caller):
             return None
-        return close_modal(handoff, runtime.config.outcomes_for(handoff.kind))
+        return close_modal(handoff, closing_outcomes(handoff, runtime.config))
     return None
 
 

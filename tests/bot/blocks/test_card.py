@@ -300,8 +300,20 @@ def test_claimed_card(config: HandoffConfig) -> None:
 
 @pytest.mark.parametrize("extra", [{"requires_approval": True}, {"approvers": ["U0LEAD"]}])
 def test_claimed_card_needing_approval(extra: dict[str, Any], config: HandoffConfig) -> None:
-    blocks = card_blocks(make_handoff(status=Status.claimed, owner="U0ANNA", **extra), config, now=NOW)
+    """A task may still be closed as no_action or duplicate before its approval: Close stays."""
+    blocks = card_blocks(make_handoff(kind="task", status=Status.claimed, owner="U0ANNA", **extra), config, now=NOW)
     assert button_ids(blocks) == [ids.APPROVE, ids.EDIT, ids.REJECT, ids.CLOSE]
+
+
+def test_no_close_button_while_no_outcome_may_close_it() -> None:
+    """A kind whose every outcome completes it, awaiting a required approval: Close appears once approved."""
+    leads = parse_config({"kinds": {"lead": {"outcomes": ["won", "lost"]}},
+                          "routes": [{"name": "default", "channel": "C0HANDOFFS"}]})
+    awaiting = make_handoff(kind="lead", status=Status.claimed, owner="U0ANNA", requires_approval=True)
+    assert button_ids(card_blocks(awaiting, leads, now=NOW)) == [ids.APPROVE, ids.EDIT, ids.REJECT]
+    approved = make_handoff(kind="lead", status=Status.approved, owner="U0ANNA", requires_approval=True,
+                            approved_at=NOW)
+    assert button_ids(card_blocks(approved, leads, now=NOW)) == [ids.CLOSE]
 
 
 def test_approved_card_offers_close_only(config: HandoffConfig) -> None:

@@ -70,6 +70,18 @@ def test_close_through_the_modal_ends_with_outcome_and_no_buttons(harness: Slack
     assert "done" in str(last.params["blocks"])
 
 
+def test_the_close_form_offers_only_the_outcomes_that_can_close_it_now(harness: SlackHarness) -> None:
+    """A task awaiting its required approval may be closed as no_action or duplicate, not as done: the form
+    offers those two, so nobody picks an outcome that would be refused."""
+    created = harness.create(requires_approval=True)
+    harness.card_of(created["id"])
+    harness.click(ids.CLAIM, created["id"], "UALICE")
+    assert harness.click(ids.CLOSE, created["id"], "UALICE").status_code == 200
+    opened = harness.slack.wait_for("views.open")[0]
+    [outcome] = [b for b in opened.params["view"]["blocks"] if b.get("block_id") == ids.CLOSE_OUTCOME]
+    assert [option["value"] for option in outcome["element"]["options"]] == ["no_action", "duplicate"]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Every button end to end: one card, updated in place, each change also a reply in the card's thread.
 

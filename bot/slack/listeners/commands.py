@@ -39,7 +39,7 @@ from bot.slack.command_parser import (
     parse_command,
 )
 from bot.slack.listeners.shortcuts import message_plain_text
-from bot.text import mrkdwn_safe
+from bot.text import ELLIPSIS, mrkdwn_safe
 from handoffs.effects import private_notice
 from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed, closing_outcomes, is_manager
 from handoffs.metrics import collect_stats, parse_period
@@ -60,6 +60,7 @@ HELP = (
     "• `/handoff stats [7d|30d|90d]` — the funnel: created, claimed, decided, closed, and how fast"
 )
 SHOWN_EVENTS = 10
+EVENTS_TEXT_LIMIT = 3000  # a context element's text
 
 
 @dataclass
@@ -177,9 +178,25 @@ def _show(runtime: Runtime, handoff_id: int, caller: Caller) -> Answer:
         return Answer(f"{missing}.\n{USAGE}")
     events = runtime.repo.events(handoff_id, limit=SHOWN_EVENTS)
     blocks = card_blocks(handoff, runtime.config, now=runtime.clock())
-    lines = "\n".join(_event_line(event) for event in events)
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": lines[:2900] or "No events."}]})
+    lines = whole_lines([_event_line(event) for event in events], EVENTS_TEXT_LIMIT)
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": lines or "No events."}]})
     return Answer(f"{handoff.ref}: {mrkdwn_safe(handoff.title)}", blocks[:50])
+
+
+def whole_lines(lines: list[str], limit: int) -> str:
+    """As many of `lines` as fit in `limit` characters, whole (a cut could split a `<!date^…>` token), and "…"
+    on a line of its own when some were left out."""
+    text = "\n".join(lines)
+    if len(text) <= limit:
+        return text
+    kept: list[str] = []
+    used = 0  # the kept lines, each with its newline
+    for line in lines:
+        if used + len(line) + 1 + len(ELLIPSIS) > limit:
+            break
+        kept.append(line)
+        used += len(line) + 1
+    return "\n".join([*kept, ELLIPSIS])
 
 
 def _event_line(event: Event) -> str:

@@ -24,6 +24,7 @@ from bot import ids
 from bot.runtime import build_runtime
 from bot.server import build_bot
 from bot.slack.command_parser import USAGE
+from bot.slack.listeners.commands import whole_lines
 from handoffs.config import HandoffConfig
 from handoffs.lifecycle import Action, Actor, Request
 from handoffs.model import HandoffIn, Status
@@ -390,6 +391,15 @@ def test_stalled_pages_by_fifteen_and_more_sends_the_next_page_privately(
 
 
 # --- show ---------------------------------------------------------------------------------------------
+
+
+def test_show_cuts_its_event_lines_whole_and_says_so() -> None:
+    lines = [f"<!date^{1700000000 + n}^{{date_short_pretty}}|x> · line {n}" for n in range(10)]
+    assert whole_lines(lines, 3000) == "\n".join(lines)
+    cut = whole_lines(lines, 200)
+    assert len(cut) <= 200 and cut.endswith("\n…")
+    assert cut.splitlines()[:-1] == lines[: len(cut.splitlines()) - 1]  # whole lines, oldest first
+    assert whole_lines(lines, len("\n".join(lines))) == "\n".join(lines)  # an exact fit is not cut
 
 
 def test_show_answers_with_the_card_and_its_latest_events(harness: SlackHarness) -> None:

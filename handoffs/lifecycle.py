@@ -175,15 +175,20 @@ def may_answer_nudge(handoff: Handoff, actor: Actor, config: HandoffConfig) -> b
 def check_allowed(handoff: Handoff, action: Action, actor: Actor, config: HandoffConfig) -> None:
     """Raise Refused unless `actor` may take `action` on `handoff` in its current status.
 
-    Surfaces call this before opening a modal, so nobody fills in a form they may not submit.
+    Surfaces call this before showing a button or opening a modal, so nobody fills in a form they may not
+    submit: a handoff no outcome may close yet (a lead awaiting its required approval) is refused here.
     """
+    _check_status_and_role(handoff, action, actor, config)
+    if action is Action.close and not closing_outcomes(handoff, config):
+        raise Refused("needs_approval", f"{handoff.ref} needs approval before it can be closed.")
+
+
+def _check_status_and_role(handoff: Handoff, action: Action, actor: Actor, config: HandoffConfig) -> None:
     if handoff.status not in ALLOWED_FROM[action]:
         raise _status_refusal(handoff, action)
     allowed, who = PERMISSIONS[action]
     if not allowed(handoff, actor, config):
         raise Refused("not_allowed", f"Only {who(handoff)} can {action.value} {handoff.ref}.")
-    if action is Action.close and not closing_outcomes(handoff, config):  # its kind has no outcome but "done"s
-        raise Refused("needs_approval", f"{handoff.ref} needs approval before it can be closed.")
 
 
 def closing_outcomes(handoff: Handoff, config: HandoffConfig) -> list[str]:
@@ -198,7 +203,7 @@ def closing_outcomes(handoff: Handoff, config: HandoffConfig) -> list[str]:
 def decide(
     handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime
 ) -> Change:
-    check_allowed(handoff, request.action, actor, config)
+    _check_status_and_role(handoff, request.action, actor, config)  # then the decider checks the outcome given
     return _DECIDERS[request.action](handoff, request, actor, config, now)
 
 

@@ -235,6 +235,11 @@ def test_a_handoff_no_outcome_may_close_yet_refuses_close_before_any_form(config
     assert caught.value.code == "needs_approval" and lead.ref in caught.value.reason
     approved = handoff_in_status(Status.approved, kind="lead", requires_approval=True)
     check_allowed(approved, Action.close, OWNER, config)
+    # a close with an outcome (the API, the command) is told what is wrong with that outcome
+    for outcome, code in (("bogus", "bad_outcome"), ("won", "needs_approval")):
+        with pytest.raises(Refused) as told:
+            decide(lead, request_for(Action.close, outcome=outcome), OWNER, config, NOW)
+        assert told.value.code == code
 
 
 def test_needs_approval_before_closing_as_done_but_not_as_no_action(config: HandoffConfig) -> None:

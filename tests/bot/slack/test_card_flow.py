@@ -17,6 +17,7 @@ from tests.bot.slack.e2e import (
     pick_user,
     snapshot,
     submit_view,
+    wait_outbox_idle,
     wait_replies,
     wait_update,
 )
@@ -169,6 +170,7 @@ def test_the_reassign_picker_works_on_a_private_copy_of_the_card_and_on_cards_po
 ) -> None:
     """`/handoff show` answers with the card's blocks in a private message of its own ts: the picker's block id
     names the handoff. A card posted before block ids carried it is still found by its ts."""
+    fast_pacing(harness)
     created = create(harness)
     hid = created["id"]
     card = harness.card_of(hid)
@@ -180,6 +182,7 @@ def test_the_reassign_picker_works_on_a_private_copy_of_the_card_and_on_cards_po
     assert pick_user(harness, hid, "UCAROL", "UDAVE", legacy_block=True).status_code == 200
     assert snapshot(harness, hid)[2] == "UDAVE"
     assert harness.events(hid)[-2:] == ["reassigned", "reassigned"]
+    wait_outbox_idle(harness)  # a private notice would have been sent by now
     assert not harness.slack.ephemerals(), "no click was told its button points at nothing"
 
 

@@ -198,6 +198,7 @@ class LoadResult:
     sent: int = 0  # requests taken from the list (answered or failed), in list order
     errors: int = 0
     seconds: float = 0.0
+    ran_out: bool = False  # the requests ended before max_requests or max_seconds did
     cpu: dict[str, float] = field(default_factory=dict)  # filled in by callers that measure CPU
 
     @property
@@ -227,6 +228,7 @@ async def _load(port: int, requests: Sequence[bytes], concurrency: int, warmup_s
                     return
                 request = next(queue, None)
                 if request is None:
+                    result.ran_out = True
                     return
                 if rate:  # open loop: request n is due at n / rate, and its latency counts from then
                     started = loop_start + result.sent / rate

@@ -1,6 +1,6 @@
 """Ack latency of the Claim button under 32 concurrent clients: the real bot against a bare Bolt app.
 
-    python bench/ack.py [--clients 32] [--requests 5000] [--seconds 20] [--rounds 4] [--handoffs 5500] [--workers 2]
+    python bench/ack.py [--clients 32] [--requests 5000] [--seconds 20] [--rounds 4] [--handoffs N] [--workers 2]
                         [--rate R]
 
 Both servers run as subprocesses served the same way (uvicorn, FastAPI, the bot's `/slack/events` adapter,
@@ -56,6 +56,7 @@ TARGET_RATIO = 1.5
 DEFAULT_WORKERS = 2
 REFUSAL_EVERY = 5  # every 5th press is on an already-claimed handoff
 PRECLAIMED = 100
+PRESSES_PER_SECOND_ALLOWED = 3000  # what the default --handoffs allows the bot during its warm-ups
 CHANNEL = "CBENCH"
 OWNER = "U0OWNER01"
 
@@ -206,6 +207,14 @@ def figures(name: str, result: LoadResult) -> dict[str, float]:
     return row
 
 
+def default_handoffs(args: argparse.Namespace) -> int:
+    """Fresh handoffs for every measured press and the warm-ups before each slice: a bot that runs out of
+    fresh handoffs early ends its last slices short, and the alternation that makes the ratio fair is lost."""
+    warmups = args.warmup + (args.rounds - 1) * args.slice_warmup
+    fresh_share = (REFUSAL_EVERY - 1) / REFUSAL_EVERY
+    return int(fresh_share * (args.requests + warmups * PRESSES_PER_SECOND_ALLOWED)) + 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
@@ -214,7 +223,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4, help="alternating slices per server (ABBA order)")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up of each server's first slice")
     parser.add_argument("--slice-warmup", type=float, default=0.3, help="warm-up of each later slice")
-    parser.add_argument("--handoffs", type=int, default=5500, help="fresh handoffs to claim (created first)")
+    parser.add_argument("--handoffs", type=int, default=None,
+                        help="fresh handoffs to claim, created first (default: enough for the measured requests "
+                             f"and the warm-ups at {PRESSES_PER_SECOND_ALLOWED} presses a second)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                         help=f"the bot's worker processes, HANDOFF_WORKERS ({DEFAULT_WORKERS}); the bare app is one")
     parser.add_argument("--rate", type=float, default=None,
@@ -222,6 +233,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.rate is not None and args.rate <= 0:
         parser.error("--rate must be a positive number of presses a second")
+    if args.handoffs is None:
+        args.handoffs = default_handoffs(args)
     run = time.strftime("%H%M%S")
 
     load = f"{args.rate:g} presses/s offered over at most {args.clients} connections" if args.rate else \
@@ -262,6 +275,11 @@ def main() -> int:
             bare_result, bot_result = results["bare"], results["bot"]
             print(f"  waited for the servers to settle after each slice: "
                   f"{' '.join(f'{seconds:.1f}' for seconds in interleaved.settled)} s")
+            for name, parts in interleaved.slices.items():
+                short = [index + 1 for index, part in enumerate(parts) if part.ran_out]
+                if short:
+                    print(f"  WARNING: the {name} server ran out of presses in slice(s) {short}: its slices were "
+                          "cut short and the alternation is uneven; raise --handoffs")
 
             # Did the presses do what they should? Every answered fresh press claimed its handoff for its
             # clicker; every press on a claimed one was refused and logged.

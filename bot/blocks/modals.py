@@ -6,6 +6,7 @@ problem can be shown inline with `ack(response_action="errors", errors={block_id
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -79,6 +80,9 @@ class ModalContext(BaseModel):
     channel: str | None = None
     ts: str | None = None
     home: bool = False  # opened from the App Home, which the submission republishes
+    # The Edit form: a short fingerprint of each value it showed, so that its submission changes only what the
+    # person changed, never putting back a value someone else changed meanwhile (`parse_edit`).
+    shown: dict[str, str] | None = None
 
     @classmethod
     def of(cls, handoff: Handoff) -> ModalContext:
@@ -90,7 +94,8 @@ class ModalContext(BaseModel):
         return cls.model_validate_json(private_metadata or "")
 
     def dump(self) -> str:
-        return self.model_dump_json(exclude=None if self.home else {"home"})
+        unset = {name for name in ("home", "shown") if not getattr(self, name)}
+        return self.model_dump_json(exclude=unset or None)
 
 
 # ---------------------------------------------------------------- building
@@ -157,11 +162,20 @@ def _due_input(current: datetime | None) -> InputBlock:
 
 
 def edit_modal(handoff: Handoff, *, context: ModalContext | None = None) -> dict[str, Any]:
-    """The Edit modal, prefilled with the editable fields (SPEC §6)."""
+    """The Edit modal, prefilled with the editable fields (SPEC §6); it remembers what it showed."""
     blocks: list[Block] = [_text_input(name, getattr(handoff, name)) for name in EDIT_TEXT_FIELDS]
     blocks.insert(2, _urgency_input(handoff.urgency))
     blocks.append(_due_input(handoff.due_at))
+    context = (context or ModalContext.of(handoff)).model_copy(update={"shown": shown_in_edit(handoff)})
     return _view(ids.EDIT_MODAL, "Edit", "Save", handoff, blocks, context)
+
+
+def shown_in_edit(handoff: Handoff) -> dict[str, str]:
+    """A fingerprint of each value the Edit form shows for `handoff` (for long texts, of the part it shows)."""
+    shown = {name: _text_print(_prefill(getattr(handoff, name), spec[2])) for name, spec in EDIT_TEXT_FIELDS.items()}
+    shown["urgency"] = handoff.urgency.value
+    shown["due_at"] = _due_print(handoff.due_at)
+    return shown
 
 
 def reject_modal(handoff: Handoff, *, context: ModalContext | None = None) -> dict[str, Any]:
@@ -222,44 +236,86 @@ def selected_value(values: Values, block_id: str) -> str | None:
     return option.get("value") if isinstance(option, Mapping) else None
 
 
-def _same_text(submitted: str | None, current: str | None, limit: int) -> bool:
-    """Unchanged when equal, or when the input showed only the start of a longer text and it was left as is."""
-    current_text = (current or "").replace("\r\n", "\n").strip() or None
-    if submitted == current_text:
+def _text_print(text: str | None) -> str:
+    """A short fingerprint of a text as an input shows and submits it (line ends and edge spaces aside)."""
+    normalised = (text or "").replace("\r\n", "\n").strip()
+    return hashlib.blake2s(normalised.encode(), digest_size=6).hexdigest()
+
+
+def _due_print(due_at: datetime | None) -> str:
+    return str(int(_aware(due_at).timestamp())) if due_at else ""
+
+
+class _EditBaseline:
+    """Decides, field by field, whether a submitted value is a change to make.
+
+    With what the form showed (`shown`): a value left as shown is no change, whatever the field holds now (a
+    text the input showed only the start of is kept whole), and a value changed both here and by someone else
+    since the form opened is a conflict, told on its field. Without (a form opened before forms remembered
+    it): a change is a value that differs from the handoff's now.
+    """
+
+    CONFLICT = ("Someone else changed this since you opened the form. Copy what you typed, then cancel and "
+                "press Edit again to see the latest.")
+
+    def __init__(self, shown: Mapping[str, str] | None) -> None:
+        self.shown = shown
+        self.conflicts: dict[str, str] = {}
+
+    def changed(self, name: str, block_id: str, submitted: str, current: str) -> bool:
+        if submitted == current:
+            return False
+        shown = self.shown.get(name) if self.shown is not None else None
+        if shown is None:
+            return True
+        if submitted == shown:
+            return False
+        if current != shown:
+            self.conflicts[block_id] = self.CONFLICT
+            return False
         return True
-    shown = (_prefill(current, limit) or "").replace("\r\n", "\n").strip() or None
-    return current is not None and len(current) > limit and submitted == shown
 
 
-def _changed_texts(values: Values, handoff: Handoff) -> dict[str, Any]:
+def _changed_texts(values: Values, handoff: Handoff, baseline: _EditBaseline) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     for name, (block_id, _label, limit, _multiline, _required) in EDIT_TEXT_FIELDS.items():
         if block_id not in values:
             continue
         submitted = submitted_text(values, block_id)
-        if not _same_text(submitted, getattr(handoff, name), limit):
+        current = _text_print(_prefill(getattr(handoff, name), limit))
+        if baseline.changed(name, block_id, _text_print(submitted), current):
             changes[name] = submitted
     return changes
 
 
-def _changed_due(values: Values, handoff: Handoff) -> dict[str, Any]:
+def _changed_urgency(values: Values, handoff: Handoff, baseline: _EditBaseline) -> dict[str, Any]:
+    urgency = selected_value(values, ids.EDIT_URGENCY)
+    if urgency is None or not baseline.changed("urgency", ids.EDIT_URGENCY, urgency, handoff.urgency.value):
+        return {}
+    return {"urgency": urgency}
+
+
+def _changed_due(values: Values, handoff: Handoff, baseline: _EditBaseline) -> dict[str, Any]:
     stamp = field_state(values, ids.EDIT_DUE_AT).get("selected_date_time")
     if not isinstance(stamp, int | float) or isinstance(stamp, bool):
         return {}  # cleared or absent: the SLA deadline stays
-    current = int(_aware(handoff.due_at).timestamp()) if handoff.due_at else None
-    return {} if int(stamp) == current else {"due_at": datetime.fromtimestamp(int(stamp), UTC)}
+    if not baseline.changed("due_at", ids.EDIT_DUE_AT, str(int(stamp)), _due_print(handoff.due_at)):
+        return {}
+    return {"due_at": datetime.fromtimestamp(int(stamp), UTC)}
 
 
-def parse_edit(values: Values, handoff: Handoff) -> HandoffEdit:
-    """Only the fields whose submitted value differs from the handoff's; raises ModalError when invalid."""
-    changes = _changed_texts(values, handoff)
+def parse_edit(values: Values, handoff: Handoff, shown: Mapping[str, str] | None = None) -> HandoffEdit:
+    """The fields the person changed (`shown`: what the form showed, `ModalContext.shown`); raises ModalError
+    when a value is invalid or was changed meanwhile by someone else."""
+    baseline = _EditBaseline(shown)
+    changes = _changed_texts(values, handoff, baseline)
+    changes.update(_changed_urgency(values, handoff, baseline))
+    changes.update(_changed_due(values, handoff, baseline))
+    if baseline.conflicts:
+        raise ModalError(baseline.conflicts)
     emptied = [name for name, spec in EDIT_TEXT_FIELDS.items() if spec[4] and name in changes and not changes[name]]
     if emptied:
         raise ModalError({EDIT_TEXT_FIELDS[name][0]: "This field is required." for name in emptied})
-    urgency = selected_value(values, ids.EDIT_URGENCY)
-    if urgency is not None and urgency != handoff.urgency.value:
-        changes["urgency"] = urgency
-    changes.update(_changed_due(values, handoff))
     try:
         return HandoffEdit.model_validate(changes)
     except ValidationError as error:

@@ -99,9 +99,12 @@ def test_edit_modal_is_prefilled() -> None:
     assert view["type"] == "modal"
     assert view["callback_id"] == ids.EDIT_MODAL
     assert view["title"]["text"] == "Edit H-42"
-    assert ModalContext.parse(view["private_metadata"]) == ModalContext(
+    context = ModalContext.parse(view["private_metadata"])
+    assert context.model_copy(update={"shown": None}) == ModalContext(
         handoff_id=42, channel="C0SALES", ts="1714560000.000100"
     )
+    assert context.shown is not None and set(context.shown) == {*EDIT_BLOCKS}
+    assert len(view["private_metadata"]) < 400  # fingerprints, never the texts (the limit is 3,000)
     inputs = input_blocks(view)
     expected = {
         ids.EDIT_TITLE: "Call ACME back",
@@ -128,7 +131,7 @@ def test_edit_modal_is_prefilled() -> None:
 def test_edit_modal_uses_given_context() -> None:
     context = ModalContext(handoff_id=42, channel="D0DM", ts="1.2")
     view = edit_modal(make_handoff(), context=context)
-    assert ModalContext.parse(view["private_metadata"]) == context
+    assert ModalContext.parse(view["private_metadata"]).model_copy(update={"shown": None}) == context
 
 
 def test_edit_modal_title_stays_within_24_characters() -> None:
@@ -204,6 +207,38 @@ def test_long_summary_changed_by_the_user_is_applied() -> None:
     edit = parse_edit(submitted(edit_modal(handoff), **{ids.EDIT_SUMMARY: "short now"}), handoff)
     assert edit.model_fields_set == {"summary"}
     assert edit.summary == "short now"
+
+
+def shown(view: dict[str, Any]) -> dict[str, str] | None:
+    return ModalContext.parse(view["private_metadata"]).shown
+
+
+def test_fields_left_as_shown_never_put_back_what_someone_changed_meanwhile() -> None:
+    opened = make_handoff()
+    view = edit_modal(opened)
+    now = make_handoff(title="Call ACME back today", urgency=Urgency.urgent, due_at=DUE + timedelta(days=1),
+                       summary="s" * 4000)  # someone else's edit, saved while the form was open
+    edit = parse_edit(submitted(view, **{ids.EDIT_NEXT_ACTION: "Email Jane"}), now, shown(view))
+    assert edit.model_fields_set == {"next_action"}
+    assert parse_edit(submitted(view), now, shown(view)).model_fields_set == set()
+
+
+def test_a_field_changed_here_and_by_someone_else_meanwhile_is_refused_on_that_field() -> None:
+    view = edit_modal(make_handoff())
+    now = make_handoff(title="Call ACME back today", urgency=Urgency.urgent)
+    with pytest.raises(ModalError) as caught:
+        parse_edit(submitted(view, **{ids.EDIT_TITLE: "Call Jane", ids.EDIT_URGENCY: "low",
+                                      ids.EDIT_SUMMARY: "More detail"}), now, shown(view))
+    assert set(caught.value.errors) == {ids.EDIT_TITLE, ids.EDIT_URGENCY}
+    assert "changed this since you opened the form" in caught.value.errors[ids.EDIT_TITLE]
+    same = parse_edit(submitted(view, **{ids.EDIT_TITLE: "Call ACME back today"}), now, shown(view))
+    assert same.model_fields_set == set()  # both made the same change: nothing to refuse, nothing to do
+
+
+def test_a_form_opened_before_forms_remembered_what_they_showed_compares_with_the_handoff_now() -> None:
+    view = edit_modal(make_handoff())
+    now = make_handoff(title="Call ACME back today")
+    assert parse_edit(submitted(view), now).model_fields_set == {"title"}
 
 
 def test_invalid_edit_maps_to_the_field() -> None:

@@ -128,6 +128,23 @@ def input_values(**entries: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {block_id: {block_id: entry} for block_id, entry in entries.items()}
 
 
+def form_values(opened: Call, **changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What Slack sends back for the whole form the bot opened: each input as it was prefilled, but `changes`."""
+    values: dict[str, dict[str, Any]] = {}
+    for block in opened.params["view"]["blocks"]:
+        if block["type"] != "input":
+            continue
+        element, block_id = block["element"], block["block_id"]
+        if element["type"] == "plain_text_input":
+            entry: dict[str, Any] = {"type": "plain_text_input", "value": element.get("initial_value")}
+        elif element["type"] == "static_select":
+            entry = {"type": "static_select", "selected_option": element.get("initial_option")}
+        else:
+            entry = {"type": element["type"], "selected_date_time": element.get("initial_date_time")}
+        values[block_id] = {element["action_id"]: changes.get(block_id, entry)}
+    return values
+
+
 def timed(send: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
     started = time.monotonic()
     response = send()

@@ -12,6 +12,7 @@ from tests.bot.slack.e2e import (
     click_overflow,
     create,
     fast_pacing,
+    form_values,
     input_values,
     opened_view,
     pick_user,
@@ -229,6 +230,37 @@ def test_edit_keeps_old_and_new_values_in_the_event_log(harness: SlackHarness) -
         "summary": {"old": "Old summary", "new": "New summary"},
     }
     wait_update(harness, ts, lambda c: "A better title" in card_text(c), "edited card")
+
+
+def test_an_edit_form_left_open_never_undoes_a_change_saved_meanwhile(harness: SlackHarness) -> None:
+    created = create(harness, owner="UALICE", summary="Old summary")
+    first_title = created_title(harness, created["id"])
+    harness.card_of(created["id"])
+    harness.click(ids.EDIT, created["id"], "UALICE")
+    stale = opened_view(harness, ids.EDIT_MODAL)
+    harness.click(ids.EDIT, created["id"], "UALICE")  # a second form (another tab, or a manager's)
+    fresh = opened_view(harness, ids.EDIT_MODAL, count=2)
+    response = submit_view(harness, fresh, form_values(fresh, **{ids.EDIT_TITLE: text_value("Renewal: call Jane")}),
+                           "UALICE")
+    assert response.status_code == 200 and not response.content, response.text
+
+    response = submit_view(harness, stale, form_values(stale, **{ids.EDIT_SUMMARY: text_value("New summary")}),
+                           "UALICE")
+    assert response.status_code == 200 and not response.content, response.text
+    handoff = harness.runtime.repo.get(created["id"])
+    assert handoff is not None
+    assert (handoff.title, handoff.summary) == ("Renewal: call Jane", "New summary")
+
+    before = snapshot(harness, created["id"])
+    response = submit_view(harness, stale, form_values(stale, **{ids.EDIT_TITLE: text_value("Call Jane")}), "UALICE")
+    body = response.json()
+    assert body["response_action"] == "errors" and set(body["errors"]) == {ids.EDIT_TITLE}, body
+    assert "changed this since you opened the form" in body["errors"][ids.EDIT_TITLE]
+    assert snapshot(harness, created["id"]) == before
+    assert [e.data["changes"] for e in harness.runtime.repo.events(created["id"]) if e.action == "edited"] == [
+        {"title": {"old": first_title, "new": "Renewal: call Jane"}},
+        {"summary": {"old": "Old summary", "new": "New summary"}},
+    ]
 
 
 def test_reject_without_a_reason_is_refused_inline_and_changes_nothing(harness: SlackHarness) -> None:

@@ -128,7 +128,7 @@ def _api_tokens(env: Mapping[str, str]) -> dict[str, str]:
 
 def _port(env: Mapping[str, str]) -> int:
     raw = env.get("PORT", "").strip() or "3000"
-    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+    if not (raw.isascii() and raw.isdigit()) or not 0 <= int(raw) <= 65535:
         raise SettingsError(f"PORT must be a number from 0 to 65535, not {raw!r}")
     return int(raw)
 
@@ -169,7 +169,7 @@ def parse_workers(raw: str, name: str = "HANDOFF_WORKERS") -> int:
         return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
     if not value:
         return 1
-    if not value.isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_WORKERS:
         raise SettingsError(f"{name} must be a number of processes from 1 to {MAX_WORKERS} or auto, not {raw!r}")
     return int(value)
 

@@ -260,7 +260,7 @@ def _retry_after_seconds(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         seconds = float(text)
     else:
         try:

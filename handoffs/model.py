@@ -237,7 +237,7 @@ def parse_ref(text: str) -> int | None:
     value = text.strip()
     if value[:2].upper() == "H-":
         value = value[2:]
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:  # "²" is a digit to isdigit, not to int
         return None
     number = int(value)
     return number if number > 0 else None

@@ -127,6 +127,8 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     [
         ("PORT", "70000"),
         ("PORT", "-1"),
+        ("PORT", "8²"),
+        ("HANDOFF_WORKERS", "²"),
         ("DATABASE_URL", "postgres"),
         ("HANDOFF_API_TOKENS", "zapier:short"),
         ("HANDOFF_API_TOKENS", "a:0123456789,:0123456789"),

@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 from bot import ids
 from bot.runtime import build_runtime
 from bot.server import build_bot
-from bot.webhooks import Backoff, signed_headers
+from bot.webhooks import Backoff, _retry_after_seconds, signed_headers
 from handoffs.config import HandoffConfig, parse_config
 from tests.bot.slack.conftest import SIGNING_SECRET, SlackHarness
 from tests.bot.slack.e2e import create, fast_pacing, input_values, opened_view, submit_view, wait_until
@@ -244,6 +244,14 @@ def test_a_timeout_is_retried_and_then_delivered(hasty_hooks: SlackHarness, rece
     assert len(attempts) == 2 and {a.delivery for a in attempts} == {row["delivery"]}
     assert attempts[1].at - attempts[0].at >= TIMEOUT
     assert row["attempts"] == 2
+
+
+def test_a_retry_after_that_is_no_number_of_seconds_nor_a_date_is_ignored() -> None:
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    assert _retry_after_seconds("7", now) == 7.0
+    assert _retry_after_seconds("Sat, 21 Nov 2026 12:00:30 GMT", now) == 30.0
+    for bad in ("²", "soon", "", None):
+        assert _retry_after_seconds(bad, now) is None, bad
 
 
 def test_retry_after_on_a_429_is_honoured(hooks: SlackHarness, receiver: WebhookReceiver) -> None:

@@ -75,6 +75,8 @@ def test_valid_commands_parse(text: str, expected: Command) -> None:
         ("assign", "`assign` needs a handoff reference"),
         ("show H-abc", "`H-abc` is not a handoff reference"),
         ("claim H-0", "`H-0` is not a handoff reference"),
+        ("show H-²", "`H-²` is not a handoff reference"),  # a digit to str.isdigit, not to int()
+        ("show ４２", "`４２` is not a handoff reference"),
         ("close #42 done", "`#42` is not a handoff reference"),
         ("show H-42 extra", "unexpected `extra`"),
         ("mine please", "unexpected `please`"),

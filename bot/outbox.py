@@ -57,12 +57,21 @@ GIVE_UP_AFTER = timedelta(days=1)
 MAX_BACKOFF_SECONDS = 300.0
 WAKE_COALESCE_SECONDS = 0.02
 MIN_FULL_SCAN_GAP = 0.1  # under a stream of writes, full scans at most ten times a second
+# Slack's answers that the same request gets again on every retry, until a person changes something: the row
+# fails at once, visibly, instead of backing off for a day.
 PERMANENT_ERRORS = frozenset({
     "channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "not_authed", "account_inactive",
     "token_revoked", "token_expired", "no_permission", "missing_scope", "invalid_blocks", "msg_too_long",
     "user_not_found", "user_not_in_channel", "cant_update_message", "message_not_found", "restricted_action",
-    "team_access_not_granted", "ekm_access_denied", "invalid_arguments",
+    "restricted_action_read_only_channel", "restricted_action_thread_only_channel",
+    "restricted_action_non_threadable_channel", "restricted_action_thread_locked",
+    "team_access_not_granted", "ekm_access_denied", "org_login_required", "posting_to_general_channel_denied",
+    "invalid_arguments", "invalid_arg_name", "invalid_charset", "invalid_form_data", "invalid_json",
+    "json_not_object", "no_text", "too_many_attachments", "metadata_too_large", "invalid_metadata_format",
+    "invalid_metadata_schema",
 })
+# A rate limit can also come as `{"ok": false, "error": "ratelimited"}` with status 200: waited out like a 429.
+RATE_LIMITED_ERRORS = frozenset({"ratelimited", "rate_limited"})
 
 
 class Defer(Exception):
@@ -280,7 +289,7 @@ class OutboxSender(Dispatcher):
         assert row.id is not None
         status = error.response.status_code
         code = str(error.response.get("error") or f"http_{status}")
-        if status == 429:
+        if status == 429 or code in RATE_LIMITED_ERRORS:
             retry_after = _retry_after(error.response.headers)
             self.pacer.pause(lane, retry_after, time.monotonic())
             self.store.retry(row.id, at=self.clock() + timedelta(seconds=retry_after), error="ratelimited",

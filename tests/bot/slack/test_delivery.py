@@ -139,6 +139,34 @@ def test_a_permanent_error_fails_that_card_visibly_without_blocking_other_channe
     assert harness.runtime.repo.get(doomed["id"]).card_ts is None  # type: ignore[union-attr]
 
 
+def failed_deliveries(harness: SlackHarness, ref: str) -> list[dict[str, object]]:
+    shown = httpx.get(f"{harness.server.url}/api/handoffs/{ref}", headers=AUTH, timeout=5)
+    assert shown.status_code == 200
+    return [d for d in shown.json()["deliveries"] if d["state"] == "failed"]
+
+
+def test_a_channel_that_refuses_every_post_fails_the_card_at_once_not_after_a_day_of_retries(
+    harness: SlackHarness,
+) -> None:
+    harness.slack.fail_channel("CSALES", "restricted_action_read_only_channel")  # an announcement-only channel
+    doomed = create(harness, **lead(urgency="high"))
+    assert doomed["channel"] == "CSALES"
+    [failed] = wait_until(lambda: failed_deliveries(harness, str(doomed["ref"])), what="a failed delivery")
+    assert failed["kind"] == "slack.post_card" and failed["last_error"] == "restricted_action_read_only_channel"
+    assert len(harness.slack.calls("chat.postMessage", channel="CSALES")) == 1
+
+
+def test_a_rate_limit_in_an_ok_false_answer_is_waited_out_like_a_429(harness: SlackHarness) -> None:
+    harness.slack.fail_next("chat.postMessage", status=200, error="ratelimited")
+    created = create(harness)
+    harness.card_of(created["id"])
+    assert [c.error for c in harness.slack.calls("chat.postMessage")] == ["ratelimited", None]
+    # Slack said it did not post: the try is refunded, so the retry does not first search the channel's history
+    # for a card that may have been stored (what a try of unknown outcome needs).
+    assert not harness.slack.calls("conversations.history")
+    assert not failed_deliveries(harness, str(created["ref"]))
+
+
 def test_clicks_are_acknowledged_fast_while_slack_answers_after_five_seconds(harness: SlackHarness) -> None:
     created = create(harness, owner="UALICE")
     other = create(harness)

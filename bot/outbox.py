@@ -109,6 +109,11 @@ class ChannelPacer:
         with self._lock:
             self._tokens[lane] = self._refill(lane, now) - 1.0
 
+    def give_back(self, lane: str) -> None:
+        """A write taken for a row that sent nothing (it waits for its card): the lane may use it now."""
+        with self._lock:
+            self._tokens[lane] = min(self.burst, self._tokens.get(lane, self.burst) + 1.0)
+
     def pause(self, lane: str, seconds: float, now: float) -> None:
         """Nothing on `lane` for `seconds` (Retry-After), then one write at once and the usual pace after it."""
         with self._lock:
@@ -270,6 +275,8 @@ class OutboxSender(Dispatcher):
         try:
             self._send(row)
         except Defer as defer:
+            if is_paced(row):  # else a row waiting for its card, first in its channel, takes all of its sends
+                self.pacer.give_back(lane)
             self.store.retry(row.id, at=defer.at, error=None, refund_attempt=True)
         except GiveUp as reason:
             self._fail(row, str(reason))

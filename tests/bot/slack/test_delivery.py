@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections import Counter
 
 import httpx
@@ -11,10 +12,11 @@ import pytest
 from bot import ids
 from handoffs.effects import UPDATE_CARD
 from handoffs.lifecycle import Action, Actor, Request
+from handoffs.model import HandoffIn
 from tests.bot.slack.conftest import SlackHarness
 from tests.bot.slack.e2e import create, fast_pacing, opened_view, snapshot, timed, wait_outbox_idle, wait_until
 from tests.conftest import API_TOKEN
-from tests.factories import lead
+from tests.factories import lead, payload
 from tests.fakes.slack_api import Call
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -165,6 +167,21 @@ def test_a_rate_limit_in_an_ok_false_answer_is_waited_out_like_a_429(harness: Sl
     # for a card that may have been stored (what a try of unknown outcome needs).
     assert not harness.slack.calls("conversations.history")
     assert not failed_deliveries(harness, str(created["ref"]))
+
+
+def test_a_reply_waiting_for_its_card_does_not_hold_up_the_channel_it_waits_in(harness: SlackHarness) -> None:
+    """A handoff made from a message in CSALES replies in that message's thread once its card (in CHANDOFFS) is
+    posted; while CHANDOFFS fails, that reply waits, first in CSALES' queue. Other cards in CSALES go on."""
+    harness.slack.fail_channel("CHANDOFFS", "internal_error")  # retried with back-off: the card keeps waiting
+    source = harness.runtime.service.submit(HandoffIn.model_validate(payload()), actor="UALICE",
+                                            source_message=("CSALES", "1700000000.000100"))
+    assert source.handoff.channel == "CHANDOFFS"
+    wait_until(lambda: harness.slack.calls("chat.postMessage", channel="CHANDOFFS"), what="the failing card post")
+    time.sleep(1.2)  # the waiting reply has been looked at, and put back, at least once
+    hot = create(harness, **lead(urgency="high"))
+    assert hot["channel"] == "CSALES"
+    harness.card_of(hot["id"])  # before the fix it never came: the waiting reply took every send of CSALES
+    assert harness.runtime.repo.get(source.handoff.id).card_ts is None  # type: ignore[union-attr]
 
 
 def test_clicks_are_acknowledged_fast_while_slack_answers_after_five_seconds(harness: SlackHarness) -> None:

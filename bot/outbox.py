@@ -70,6 +70,8 @@ PERMANENT_ERRORS = frozenset({
     "json_not_object", "no_text", "too_many_attachments", "metadata_too_large", "invalid_metadata_format",
     "invalid_metadata_schema",
 })
+# A private notice that Slack refuses with one of these goes to the app's DM instead.
+NOT_IN_CONVERSATION = frozenset({"channel_not_found", "not_in_channel", "user_not_in_channel"})
 # A rate limit can also come as `{"ok": false, "error": "ratelimited"}` with status 200: waited out like a 429.
 RATE_LIMITED_ERRORS = frozenset({"ratelimited", "rate_limited"})
 
@@ -430,12 +432,22 @@ class OutboxSender(Dispatcher):
         raise GiveUp("the card was never posted")
 
     def _ephemeral(self, row: OutboxRow) -> None:
+        """A private notice in the conversation of the click or command; in the app's DM when the bot is not in
+        that conversation (a DM between people, a channel it was never invited to), where Slack refuses it."""
         assert row.id is not None
         payload = row.payload or {}
-        self.client.chat_postEphemeral(
-            channel=row.target or "", user=str(payload.get("user", "")), text=str(payload.get("text", "")),
-            blocks=payload.get("blocks") or None,
-        )
+        user, text, blocks = str(payload.get("user", "")), str(payload.get("text", "")), payload.get("blocks") or None
+        try:
+            self.client.chat_postEphemeral(channel=row.target or "", user=user, text=text, blocks=blocks)
+        except SlackApiError as error:
+            code = str(error.response.get("error") or "")
+            if code not in NOT_IN_CONVERSATION or not user:
+                raise
+            self.client.chat_postMessage(channel=user, text=text, blocks=blocks, unfurl_links=False,
+                                         unfurl_media=False)
+            log.info("private notice %s: %s in %s, sent in the app's DM instead", row.id, code, row.target)
+            self.store.finish(row.id, state=SENT, now=self.clock(), error=f"{code}: sent in the app's DM")
+            return
         self.store.finish(row.id, state=SENT, now=self.clock())
 
     def _source_reply(self, row: OutboxRow) -> None:

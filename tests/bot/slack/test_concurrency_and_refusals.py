@@ -21,7 +21,7 @@ from tests.bot.slack.e2e import (
     wait_outbox_idle,
     wait_until,
 )
-from tests.fakes.slack_signing import FORM, block_action_body, sign, text_value
+from tests.fakes.slack_signing import FORM, block_action_body, post_signed, sign, text_value
 
 CLAIMERS = [f"UCLAIM{n:02d}" for n in range(12)]
 
@@ -89,6 +89,24 @@ def _assert_refused_privately(harness: SlackHarness, hid: int, user: str, action
     assert notice.params["channel"] == "CHANDOFFS"
     assert snapshot(harness, hid) == before
     assert any(r["actor"] == user and r["attempted"] == action for r in refusals(harness, hid))
+
+
+def test_a_refusal_where_the_bot_is_not_a_member_is_told_in_the_apps_dm(harness: SlackHarness) -> None:
+    """A click on the private copy of a card that `/handoff show` gave in a DM between two people: Slack refuses
+    a private notice there (the bot is not in that conversation), so the refusal comes in the app's DM."""
+    created = create(harness, owner="UALICE")
+    harness.card_of(created["id"])
+    before = snapshot(harness, created["id"])
+    harness.slack.fail_channel("D0PEOPLE", "channel_not_found")
+    body = block_action_body(ids.CLAIM, str(created["id"]), "UBOB", channel="D0PEOPLE",
+                             message_ts="1700000000.000300")
+    assert post_signed(harness.events_url, body, FORM, SIGNING_SECRET).status_code == 200
+    [told] = harness.slack.wait_for(lambda c: c.method == "chat.postMessage" and c.params.get("channel") == "UBOB")
+    assert "UALICE" in told.params["text"] and f"H-{created['id']}" in told.params["text"]
+    assert snapshot(harness, created["id"]) == before
+    wait_outbox_idle(harness)
+    health = httpx.get(f"{harness.server.url}/healthz", timeout=5).json()
+    assert health["outbox"]["failed"] == 0
 
 
 def test_a_non_approver_cannot_approve(harness: SlackHarness) -> None:

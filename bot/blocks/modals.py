@@ -295,22 +295,40 @@ def _changed_urgency(values: Values, handoff: Handoff, baseline: _EditBaseline) 
     return {"urgency": urgency}
 
 
-def _changed_due(values: Values, handoff: Handoff, baseline: _EditBaseline) -> dict[str, Any]:
-    stamp = field_state(values, ids.EDIT_DUE_AT).get("selected_date_time")
+def picked_time(values: Values, block_id: str) -> datetime | None:
+    """A datetimepicker's choice; None when cleared or absent."""
+    stamp = field_state(values, block_id).get("selected_date_time")
     if not isinstance(stamp, int | float) or isinstance(stamp, bool):
+        return None
+    return datetime.fromtimestamp(int(stamp), UTC)
+
+
+def check_in_future(moment: datetime, now: datetime | None, block_id: str) -> None:
+    """A due time a person picks must lie ahead: one in the past would make the handoff overdue at once."""
+    if now is not None and moment <= now:
+        raise ModalError({block_id: "Pick a time in the future."})
+
+
+def _changed_due(values: Values, handoff: Handoff, baseline: _EditBaseline, now: datetime | None) -> dict[str, Any]:
+    due_at = picked_time(values, ids.EDIT_DUE_AT)
+    if due_at is None:
         return {}  # cleared or absent: the SLA deadline stays
-    if not baseline.changed("due_at", ids.EDIT_DUE_AT, str(int(stamp)), _due_print(handoff.due_at)):
+    if not baseline.changed("due_at", ids.EDIT_DUE_AT, _due_print(due_at), _due_print(handoff.due_at)):
         return {}
-    return {"due_at": datetime.fromtimestamp(int(stamp), UTC)}
+    check_in_future(due_at, now, ids.EDIT_DUE_AT)
+    return {"due_at": due_at}
 
 
-def parse_edit(values: Values, handoff: Handoff, shown: Mapping[str, str] | None = None) -> HandoffEdit:
+def parse_edit(
+    values: Values, handoff: Handoff, shown: Mapping[str, str] | None = None, *, now: datetime | None = None
+) -> HandoffEdit:
     """The fields the person changed (`shown`: what the form showed, `ModalContext.shown`); raises ModalError
-    when a value is invalid or was changed meanwhile by someone else."""
+    when a value is invalid, a changed due time is not after `now`, or a value was changed meanwhile by someone
+    else."""
     baseline = _EditBaseline(shown)
     changes = _changed_texts(values, handoff, baseline)
     changes.update(_changed_urgency(values, handoff, baseline))
-    changes.update(_changed_due(values, handoff, baseline))
+    changes.update(_changed_due(values, handoff, baseline, now))
     if baseline.conflicts:
         raise ModalError(baseline.conflicts)
     emptied = [name for name, spec in EDIT_TEXT_FIELDS.items() if spec[4] and name in changes and not changes[name]]

@@ -6,7 +6,7 @@ Each input's block_id equals its action_id (`bot.ids.NEW_*`), so a problem is sh
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -32,8 +32,10 @@ from bot.blocks.modals import (
     URGENCY_LABELS,
     ModalError,
     Values,
+    check_in_future,
     field_errors,
     field_state,
+    picked_time,
     selected_value,
     submitted_text,
 )
@@ -191,20 +193,17 @@ def created_modal(handoff: Handoff, *, duplicate: bool = False) -> dict[str, Any
 # ---------------------------------------------------------------- parsing
 
 
-def _due(values: Values) -> datetime | None:
-    stamp = field_state(values, ids.NEW_DUE_AT).get("selected_date_time")
-    if not isinstance(stamp, int | float) or isinstance(stamp, bool):
-        return None
-    return datetime.fromtimestamp(int(stamp), UTC)
-
-
-def parse_new_handoff(values: Values, source: NewModalSource) -> HandoffIn:
-    """The submitted handoff; raises ModalError (ready for `ack(response_action="errors")`) when invalid."""
+def parse_new_handoff(values: Values, source: NewModalSource, *, now: datetime | None = None) -> HandoffIn:
+    """The submitted handoff; raises ModalError (ready for `ack(response_action="errors")`) when invalid, or
+    when its due time is not after `now`."""
     title, next_action = submitted_text(values, ids.NEW_TITLE), submitted_text(values, ids.NEW_NEXT_ACTION)
     missing = {block: "This field is required." for block, value in
                ((ids.NEW_TITLE, title), (ids.NEW_NEXT_ACTION, next_action)) if value is None}
     if missing:
         raise ModalError(missing)
+    due_at = picked_time(values, ids.NEW_DUE_AT)
+    if due_at is not None:
+        check_in_future(due_at, now, ids.NEW_DUE_AT)
     fields: dict[str, Any] = {
         "title": title,
         "next_action": next_action,
@@ -212,7 +211,7 @@ def parse_new_handoff(values: Values, source: NewModalSource) -> HandoffIn:
         "urgency": selected_value(values, ids.NEW_URGENCY) or Urgency.normal.value,
         "summary": submitted_text(values, ids.NEW_SUMMARY),
         "owner": field_state(values, ids.NEW_OWNER).get("selected_user") or None,
-        "due_at": _due(values),
+        "due_at": due_at,
     }
     if source.url:
         fields["source"] = {"system": SOURCE_SYSTEM, "url": source.url, "label": SOURCE_LABEL}

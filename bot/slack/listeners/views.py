@@ -34,7 +34,7 @@ _FIELD_BLOCKS = {
 }
 _MAIN_BLOCK = {Action.edit: ids.EDIT_TITLE, Action.reject: ids.REJECT_REASON, Action.close: ids.CLOSE_OUTCOME}
 
-RequestBuilder = Callable[[dict[str, Any], Handoff, ModalContext], Request]
+RequestBuilder = Callable[[dict[str, Any], Handoff, ModalContext, Runtime], Request]
 
 
 def register(app: App, runtime: Runtime) -> None:
@@ -44,15 +44,15 @@ def register(app: App, runtime: Runtime) -> None:
     app.view(ids.NEW_MODAL)(_new_handoff_submission(runtime))
 
 
-def _edit_request(values: dict[str, Any], handoff: Handoff, meta: ModalContext) -> Request:
-    return Request(Action.edit, edit=parse_edit(values, handoff, meta.shown))
+def _edit_request(values: dict[str, Any], handoff: Handoff, meta: ModalContext, runtime: Runtime) -> Request:
+    return Request(Action.edit, edit=parse_edit(values, handoff, meta.shown, now=runtime.clock()))
 
 
-def _reject_request(values: dict[str, Any], handoff: Handoff, meta: ModalContext) -> Request:
+def _reject_request(values: dict[str, Any], handoff: Handoff, meta: ModalContext, runtime: Runtime) -> Request:
     return Request(Action.reject, reason=parse_reject(values))
 
 
-def _close_request(values: dict[str, Any], handoff: Handoff, meta: ModalContext) -> Request:
+def _close_request(values: dict[str, Any], handoff: Handoff, meta: ModalContext, runtime: Runtime) -> Request:
     outcome, note = parse_close(values)
     return Request(Action.close, outcome=outcome, note=note)
 
@@ -76,7 +76,7 @@ def _submission(runtime: Runtime, action: Action, build: RequestBuilder) -> Call
         actor = Actor((body.get("user") or {}).get("id", ""))
         try:
             handoff = runtime.service.get(meta.handoff_id)
-            request = build(view.get("state", {}).get("values", {}), handoff, meta)
+            request = build(view.get("state", {}).get("values", {}), handoff, meta, runtime)
             runtime.service.act(meta.handoff_id, request, actor)
         except ModalError as error:
             ack(response_action="errors", errors=error.errors)
@@ -110,7 +110,7 @@ def _new_handoff_submission(runtime: Runtime) -> Callable[..., None]:
             return
         actor = (body.get("user") or {}).get("id", "")
         try:
-            payload = parse_new_handoff(view.get("state", {}).get("values", {}), source)
+            payload = parse_new_handoff(view.get("state", {}).get("values", {}), source, now=runtime.clock())
             result = runtime.service.submit(payload, actor=actor, source_message=source.message)
         except ModalError as error:
             ack(response_action="errors", errors=error.errors)

@@ -209,6 +209,20 @@ def test_long_summary_changed_by_the_user_is_applied() -> None:
     assert edit.summary == "short now"
 
 
+def test_a_due_time_changed_to_the_past_is_refused_on_its_field() -> None:
+    handoff = make_handoff()
+    view = edit_modal(handoff)
+    earlier = int((NOW - timedelta(hours=1)).timestamp())
+    with pytest.raises(ModalError) as caught:
+        parse_edit(submitted(view, **{ids.EDIT_DUE_AT: earlier}), handoff, shown(view), now=NOW)
+    assert caught.value.errors == {ids.EDIT_DUE_AT: "Pick a time in the future."}
+    later = int((NOW + timedelta(hours=1)).timestamp())
+    assert parse_edit(submitted(view, **{ids.EDIT_DUE_AT: later}), handoff, shown(view), now=NOW).due_at == \
+        datetime.fromtimestamp(later, UTC)
+    overdue = make_handoff(due_at=NOW - timedelta(days=1))  # an overdue handoff, its due time left as it was
+    assert parse_edit(submitted(edit_modal(overdue)), overdue, now=NOW).model_fields_set == set()
+
+
 def shown(view: dict[str, Any]) -> dict[str, str] | None:
     return ModalContext.parse(view["private_metadata"]).shown
 

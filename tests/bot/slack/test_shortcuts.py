@@ -115,6 +115,11 @@ def test_the_parser_names_the_block_of_each_problem() -> None:
     with pytest.raises(ModalError) as bad_owner:
         parse_new_handoff(_valid_values(blocks={ids.NEW_OWNER: user_value("not-a-user")}), NewModalSource())
     assert set(bad_owner.value.errors) == {ids.NEW_OWNER}
+    now = datetime(2031, 5, 6, 7, 8, tzinfo=UTC)
+    past = {ids.NEW_DUE_AT: {"type": "datetimepicker", "selected_date_time": int(now.timestamp()) - 3600}}
+    with pytest.raises(ModalError) as due_in_the_past:
+        parse_new_handoff(_valid_values(blocks=past), NewModalSource(), now=now)
+    assert due_in_the_past.value.errors == {ids.NEW_DUE_AT: "Pick a time in the future."}
 
 
 def test_kind_rules_the_form_cannot_meet_are_shown_by_the_kind() -> None:

@@ -28,6 +28,21 @@ WRITER_CACHE_KIB = 16 * 1024
 log = logging.getLogger("handoff_bot.db")
 
 
+def _journal_in_wal(cursor: Any) -> None:
+    """`PRAGMA journal_mode=WAL` on a new connection. SQLite can answer it "database is locked" at once, without
+    waiting on the busy timeout (it does not wait where waiting could deadlock: a fresh file's first connections
+    switching it to WAL together): tried again for a while, as the busy timeout would have."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _sqlite_engine(url: str, *, immediate: bool, checkpoint_elsewhere: bool) -> Engine:
     engine = create_engine(
         url,
@@ -40,8 +55,8 @@ def _sqlite_engine(url: str, *, immediate: bool, checkpoint_elsewhere: bool) -> 
     def _configure(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # let the "begin" hook below issue BEGIN
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _journal_in_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         if immediate:  # a writer: an SLA sweep rewrites rows all over the file (the default cache is 2 MB)

@@ -443,8 +443,7 @@ class OutboxSender(Dispatcher):
             code = str(error.response.get("error") or "")
             if code not in NOT_IN_CONVERSATION or not user:
                 raise
-            self.client.chat_postMessage(channel=user, text=text, blocks=blocks, unfurl_links=False,
-                                         unfurl_media=False)
+            self._post(user, text, blocks)
             log.info("private notice %s: %s in %s, sent in the app's DM instead", row.id, code, row.target)
             self.store.finish(row.id, state=SENT, now=self.clock(), error=f"{code}: sent in the app's DM")
             return
@@ -527,11 +526,13 @@ class OutboxSender(Dispatcher):
     def _post_message(self, row: OutboxRow) -> None:
         assert row.id is not None
         payload = row.payload or {}
-        self.client.chat_postMessage(
-            channel=row.target or "", text=str(payload.get("text", "")), blocks=payload.get("blocks") or None,
-            unfurl_links=False, unfurl_media=False,
-        )
+        self._post(row.target or "", str(payload.get("text", "")), payload.get("blocks") or None)
         self.store.finish(row.id, state=SENT, now=self.clock())
+
+    def _post(self, channel: str, text: str, blocks: list[dict[str, Any]] | None) -> None:
+        """A message in `channel` (a user id: the app's DM), its links not unfurled."""
+        self.client.chat_postMessage(channel=channel, text=text, blocks=blocks, unfurl_links=False,
+                                     unfurl_media=False)
 
 
     def _nudge(self, row: OutboxRow) -> None:

@@ -25,7 +25,7 @@ from bot.blocks.home import home_view
 from bot.blocks.nudges import escalation_blocks, nudge_blocks
 from bot.blocks.replies import outcome_reply_text, source_reply_text
 from bot.dispatcher import Dispatcher
-from bot.posted_cards import card_metadata, find_posted_card
+from bot.posted_messages import can_look_in, card_metadata, find_posted, message_metadata
 from bot.usergroups import UsergroupMembers
 from handoffs.config import HandoffConfig
 from handoffs.effects import (
@@ -371,15 +371,8 @@ class OutboxSender(Dispatcher):
 
     def _posted_before(self, row: OutboxRow, handoff: Handoff) -> str | None:
         """After a try whose outcome is unknown (a timeout, a 5xx, a sender that died): the card it may have
-        posted. Without the history scopes (an app created from an older manifest) the card is posted again."""
-        try:
-            return find_posted_card(self.client, row.target or "", handoff.id, since=row.created_at)
-        except SlackApiError as error:
-            if error.response.get("error") != "missing_scope":
-                raise
-            log.warning("cannot look for an earlier post of %s's card (missing_scope: channels:history / "
-                        "groups:history); posting it again", handoff.ref)
-            return None
+        posted."""
+        return find_posted(self.client, row.target or "", card_metadata(handoff.id), since=row.created_at)
 
     def _update_card(self, row: OutboxRow) -> None:
         assert row.id is not None
@@ -413,10 +406,7 @@ class OutboxSender(Dispatcher):
             str(payload.get("event", "")), str(payload.get("actor", "")), dict(payload.get("data") or {}), handoff,
             actor_is_system=bool(payload.get("actor_is_system")),
         )
-        self.client.chat_postMessage(
-            channel=handoff.channel or row.target or "", thread_ts=handoff.card_ts, text=text,
-            unfurl_links=False, unfurl_media=False,
-        )
+        self._post_once(row, handoff.channel or row.target or "", thread_ts=handoff.card_ts, text=text)
         self.store.finish(row.id, state=SENT, now=self.clock())
 
     def _await_card(self, row: OutboxRow, handoff: Handoff, *, coalesce: bool) -> None:
@@ -443,7 +433,7 @@ class OutboxSender(Dispatcher):
             code = str(error.response.get("error") or "")
             if code not in NOT_IN_CONVERSATION or not user:
                 raise
-            self._post(user, text, blocks)
+            self._post_once(row, user, text=text, blocks=blocks)
             log.info("private notice %s: %s in %s, sent in the app's DM instead", row.id, code, row.target)
             self.store.finish(row.id, state=SENT, now=self.clock(), error=f"{code}: sent in the app's DM")
             return
@@ -461,10 +451,7 @@ class OutboxSender(Dispatcher):
             permalink = str(response.get("permalink") or "") or None
         payload: dict[str, Any] = row.payload or {}
         text = source_reply_text(handoff, permalink, note=str(payload.get("note", "created")))
-        self.client.chat_postMessage(
-            channel=row.target or "", thread_ts=str(payload.get("thread_ts", "")), text=text,
-            unfurl_links=False, unfurl_media=False,
-        )
+        self._post_once(row, row.target or "", thread_ts=str(payload.get("thread_ts", "")), text=text)
         self.store.finish(row.id, state=SENT, now=self.clock())
 
     def _outcome_reply(self, row: OutboxRow) -> None:
@@ -483,19 +470,14 @@ class OutboxSender(Dispatcher):
             ref_of(row.handoff_id), str(payload.get("event", "")), str(payload.get("actor", "")),
             dict(payload.get("data") or {}), actor_is_system=bool(payload.get("actor_is_system")),
         )
-        self.client.chat_postMessage(
-            channel=row.target or "", thread_ts=str(payload.get("thread_ts", "")), text=text,
-            unfurl_links=False, unfurl_media=False,
-        )
+        self._post_once(row, row.target or "", thread_ts=str(payload.get("thread_ts", "")), text=text)
         self.store.finish(row.id, state=SENT, now=self.clock())
 
     def _message_reply(self, row: OutboxRow) -> None:
         assert row.id is not None
         payload = row.payload or {}
-        self.client.chat_postMessage(
-            channel=row.target or "", thread_ts=str(payload.get("thread_ts", "")), text=str(payload.get("text", "")),
-            unfurl_links=False, unfurl_media=False,
-        )
+        self._post_once(row, row.target or "", thread_ts=str(payload.get("thread_ts", "")),
+                        text=str(payload.get("text", "")))
         self.store.finish(row.id, state=SENT, now=self.clock())
 
     def _reaction(self, row: OutboxRow) -> None:
@@ -526,14 +508,22 @@ class OutboxSender(Dispatcher):
     def _post_message(self, row: OutboxRow) -> None:
         assert row.id is not None
         payload = row.payload or {}
-        self._post(row.target or "", str(payload.get("text", "")), payload.get("blocks") or None)
+        self._post_once(row, row.target or "", text=str(payload.get("text", "")), blocks=payload.get("blocks") or None)
         self.store.finish(row.id, state=SENT, now=self.clock())
 
-    def _post(self, channel: str, text: str, blocks: list[dict[str, Any]] | None) -> None:
-        """A message in `channel` (a user id: the app's DM), its links not unfurled."""
-        self.client.chat_postMessage(channel=channel, text=text, blocks=blocks, unfurl_links=False,
-                                     unfurl_media=False)
-
+    def _post_once(self, row: OutboxRow, channel: str, *, thread_ts: str | None = None, **message: Any) -> None:
+        """Post `row`'s message in `channel` (a user id: the app's DM), its links not unfurled; unless a try of
+        the row whose answer was lost posted it already, as far as Slack lets us look (not in DMs)."""
+        assert row.id is not None
+        metadata = message_metadata(row.id)
+        if row.attempts > 0 and can_look_in(channel):
+            ts = find_posted(self.client, channel, metadata, since=row.created_at, thread_ts=thread_ts)
+            if ts is not None:
+                log.info("outbox row %s (%s) was posted by an earlier try (%s): not posted again", row.id, row.kind,
+                         ts)
+                return
+        self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, metadata=metadata, unfurl_links=False,
+                                     unfurl_media=False, **message)
 
     def _nudge(self, row: OutboxRow) -> None:
         """A reminder, by DM or in the card's thread; dropped when the handoff was finished since."""
@@ -550,8 +540,7 @@ class OutboxSender(Dispatcher):
                 return
             thread_ts = handoff.card_ts
         message = nudge_blocks(handoff, payload, self.clock(), self._permalink(handoff))
-        self.client.chat_postMessage(channel=row.target or "", thread_ts=thread_ts, unfurl_links=False,
-                                     unfurl_media=False, **message)
+        self._post_once(row, row.target or "", thread_ts=thread_ts, **message)
         self.store.finish(row.id, state=SENT, now=self.clock())
 
     def _escalation(self, row: OutboxRow) -> None:
@@ -561,7 +550,7 @@ class OutboxSender(Dispatcher):
             self.store.finish(row.id, state=COALESCED, now=self.clock(), error="finished before the escalation went")
             return
         message = escalation_blocks(handoff, row.payload or {}, self.clock(), self._permalink(handoff))
-        self.client.chat_postMessage(channel=row.target or "", unfurl_links=False, unfurl_media=False, **message)
+        self._post_once(row, row.target or "", **message)
         self.store.finish(row.id, state=SENT, now=self.clock())
 
     def _permalink(self, handoff: Handoff) -> str | None:

@@ -477,6 +477,13 @@ class FakeSlack:
             found = [dict(m) for (where, _), m in self._posted.items() if where == channel and not m.get("thread_ts")]
         return sorted(found, key=lambda m: float(m["ts"]))
 
+    def thread_messages(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """What is in the thread of `thread_ts` now, oldest first (including posts whose answer was lost)."""
+        with self._lock:
+            found = [dict(m) for (where, _), m in self._posted.items()
+                     if where == channel and m.get("thread_ts") == thread_ts]
+        return sorted(found, key=lambda m: float(m["ts"]))
+
     def _successful(self, method: str, include_failed: bool) -> list[Call]:
         return self.calls(method, ok=None if include_failed else True)
 
@@ -716,24 +723,34 @@ class FakeSlack:
         """The configured messages, then what was posted to the channel (not in threads) after ``oldest``,
         newest first, ``limit`` a page; metadata only with ``include_all_metadata``, as Slack does."""
         channel = str(params.get("channel") or "")
-        oldest = float(params.get("oldest") or 0)
-        posted = sorted(
-            (m for (where, ts), m in self._posted.items()
-             if where == channel and not m.get("thread_ts") and float(ts) > oldest),
-            key=lambda m: float(m["ts"]), reverse=True,
-        )
-        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
-        messages = [m if with_metadata else {k: v for k, v in m.items() if k != "metadata"}
-                    for m in [*self.messages.get(channel, []), *posted]]
-        start, limit = int(params.get("cursor") or 0), int(params.get("limit") or 100)
-        page, rest = messages[start:start + limit], messages[start + limit:]
-        cursor = str(start + limit) if rest else ""
-        return {"ok": True, "messages": page, "has_more": bool(rest), "response_metadata": {"next_cursor": cursor}}
+        posted = sorted(self._posted_after(channel, params, lambda m: not m.get("thread_ts")),
+                        key=lambda m: float(m["ts"]), reverse=True)
+        return self._page([*self.messages.get(channel, []), *posted], params)
 
     def _replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The configured messages of the thread of ``ts``, then what was posted in that thread after ``oldest``,
+        oldest first, as ``conversations.history`` pages them."""
         channel, ts = str(params.get("channel") or ""), params.get("ts")
-        messages = [m for m in self.messages.get(channel, []) if ts is None or ts in (m.get("ts"), m.get("thread_ts"))]
-        return {"ok": True, "messages": messages, "has_more": False, "response_metadata": {"next_cursor": ""}}
+        configured = [m for m in self.messages.get(channel, [])
+                      if ts is None or ts in (m.get("ts"), m.get("thread_ts"))]
+        posted = sorted(self._posted_after(channel, params, lambda m: m.get("thread_ts") == ts),
+                        key=lambda m: float(m["ts"]))
+        return self._page([*configured, *posted], params)
+
+    def _posted_after(
+        self, channel: str, params: dict[str, Any], keep: Callable[[dict[str, Any]], bool],
+    ) -> list[dict[str, Any]]:
+        oldest = float(params.get("oldest") or 0)
+        return [m for (where, ts), m in self._posted.items() if where == channel and float(ts) > oldest and keep(m)]
+
+    @staticmethod
+    def _page(messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        shown = [m if with_metadata else {k: v for k, v in m.items() if k != "metadata"} for m in messages]
+        start, limit = int(params.get("cursor") or 0), int(params.get("limit") or 100)
+        page, rest = shown[start:start + limit], shown[start + limit:]
+        cursor = str(start + limit) if rest else ""
+        return {"ok": True, "messages": page, "has_more": bool(rest), "response_metadata": {"next_cursor": cursor}}
 
     def _usergroup_users(self, params: dict[str, Any]) -> dict[str, Any]:
         group = str(params.get("usergroup") or "")

@@ -251,6 +251,43 @@ def test_a_card_slack_stored_but_whose_answer_was_lost_is_found_and_not_posted_a
     wait_until(lambda: harness.slack.updates(cards[0]["ts"]), what="the claim's update of the card")
 
 
+def claim_with_its_reply_answer_lost(harness: SlackHarness) -> tuple[dict[str, object], str]:
+    """A handoff whose card is up, claimed while Slack stores the claim's thread reply and loses its answer."""
+    fast_pacing(harness)
+    created = create(harness)
+    wait_outbox_idle(harness)
+    handoff = harness.runtime.repo.get(int(created["id"]))
+    assert handoff is not None and handoff.card_ts
+    harness.slack.lose_answer_next("chat.postMessage")
+    assert harness.click(ids.CLAIM, created["id"], "UANNA").status_code == 200
+    wait_outbox_idle(harness)
+    return created, handoff.card_ts
+
+
+def test_a_thread_reply_slack_stored_but_whose_answer_was_lost_is_found_and_not_posted_again(
+    harness: SlackHarness,
+) -> None:
+    """As for a card: the retry finds the reply by its metadata in the card's thread, and posts nothing."""
+    _, card_ts = claim_with_its_reply_answer_lost(harness)
+    replies = harness.slack.thread_messages("CHANDOFFS", card_ts)
+    assert len(replies) == 1, f"{len(replies)} replies in the thread: {[m['text'] for m in replies]}"
+    assert "claimed" in replies[0]["text"].lower()
+    assert replies[0]["metadata"]["event_type"] == "handoff_message"
+    [looked] = harness.slack.calls("conversations.replies")
+    assert looked.params["channel"] == "CHANDOFFS" and looked.params["ts"] == card_ts
+    assert looked.params["include_all_metadata"] in ("1", "true", True)
+
+
+def test_a_reply_is_posted_again_when_slack_will_not_let_the_retry_look(harness: SlackHarness) -> None:
+    """An app installed without the history scopes: the look answers missing_scope, and the reply is posted
+    again (a second copy), not failed for good as a missing_scope on the post itself would be."""
+    harness.slack.fail_next("conversations.replies", status=200, error="missing_scope")
+    created, card_ts = claim_with_its_reply_answer_lost(harness)
+    assert len(harness.slack.thread_messages("CHANDOFFS", card_ts)) == 2
+    shown = httpx.get(f"{harness.server.url}/api/handoffs/{created['ref']}", headers=AUTH, timeout=5).json()
+    assert [d["state"] for d in shown["deliveries"] if d["state"] not in ("sent", "coalesced")] == [], shown
+
+
 def test_a_retried_card_post_that_never_reached_slack_is_posted_once(harness: SlackHarness) -> None:
     fast_pacing(harness)
     harness.slack.fail_next("chat.postMessage", count=2, status=500)

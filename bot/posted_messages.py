@@ -1,0 +1,94 @@
+"""Messages Slack may have posted although its answer never arrived.
+
+A post can reach Slack and its answer be lost: a timeout, a 5xx sent after the message was stored, the process
+killed before it recorded the outcome. The row is then sent again, and a plain retry would post a second card,
+a second thread reply or a second reminder. So every message the outbox posts carries message metadata naming
+it (a card its handoff, any other message its outbox row), and a retry first looks for it: in the channel's
+history, or in the thread it was posted to (the `channels:history` / `groups:history` scopes the intake
+channels already need). DMs cannot be looked in (the app reads no DMs: no `im:history`); a DM whose answer was
+lost may arrive twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+log = logging.getLogger("handoff_bot.outbox")
+
+CARD_EVENT_TYPE = "handoff_card"
+MESSAGE_EVENT_TYPE = "handoff_message"
+HISTORY_PAGE_SIZE = 200
+HISTORY_PAGES = 10  # 2,000 messages since the first try: a message further back than that is posted again
+CLOCK_SKEW = timedelta(minutes=1)  # Slack's clock against ours
+# A user id (the app's DM) or a DM: the app has no `im:history`, so there is nothing to look in.
+UNSEARCHABLE_PREFIXES = ("U", "W", "D")
+# The look cannot tell (an app created from an older manifest, a thread whose card was deleted): post again.
+CANNOT_LOOK_ERRORS = frozenset({"missing_scope", "thread_not_found"})
+
+
+def card_metadata(handoff_id: int) -> dict[str, Any]:
+    """The metadata a card is posted with: what a retry of its post looks for."""
+    return {"event_type": CARD_EVENT_TYPE, "event_payload": {"handoff_id": handoff_id}}
+
+
+def message_metadata(outbox_id: int) -> dict[str, Any]:
+    """The metadata any other message is posted with: the outbox row that posts it, unique to that message."""
+    return {"event_type": MESSAGE_EVENT_TYPE, "event_payload": {"outbox_id": outbox_id}}
+
+
+def carries(message: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    found = message.get("metadata") or {}
+    return bool(
+        found.get("event_type") == metadata["event_type"]
+        and (found.get("event_payload") or {}) == metadata["event_payload"]
+        and message.get("ts")
+    )
+
+
+def can_look_in(channel: str) -> bool:
+    return bool(channel) and not channel.startswith(UNSEARCHABLE_PREFIXES)
+
+
+def find_posted(
+    client: WebClient, channel: str, metadata: dict[str, Any], *, since: datetime, thread_ts: str | None = None,
+) -> str | None:
+    """The `ts` of the message carrying `metadata` posted in `channel` (in the thread of `thread_ts` when given)
+    after `since`, or None. Raises SlackApiError when Slack refuses the look for a reason that is not in
+    CANNOT_LOOK_ERRORS (the post would fail the same way)."""
+    try:
+        return _search(client, channel, metadata, since=since, thread_ts=thread_ts)
+    except SlackApiError as error:
+        code = error.response.get("error")
+        if code not in CANNOT_LOOK_ERRORS:
+            raise
+        log.warning("cannot look for an earlier post of %s in %s (%s); posting it again",
+                    metadata["event_payload"], channel, code)
+        return None
+
+
+def _search(
+    client: WebClient, channel: str, metadata: dict[str, Any], *, since: datetime, thread_ts: str | None,
+) -> str | None:
+    oldest = f"{(since - CLOCK_SKEW).timestamp():.6f}"
+    cursor: str | None = None
+    for _ in range(HISTORY_PAGES):
+        common: dict[str, Any] = {"channel": channel, "oldest": oldest, "limit": HISTORY_PAGE_SIZE,
+                                  "include_all_metadata": True, "cursor": cursor}
+        if thread_ts:
+            page = client.conversations_replies(ts=thread_ts, **common)
+        else:
+            page = client.conversations_history(**common)
+        for message in page.get("messages") or []:
+            if carries(message, metadata):
+                return str(message["ts"])
+        cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+        if not page.get("has_more") or cursor is None:
+            return None
+    log.warning("no post of %s in the last %d messages of %s; posting it again",
+                metadata["event_payload"], HISTORY_PAGES * HISTORY_PAGE_SIZE, channel)
+    return None

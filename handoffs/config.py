@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from handoffs.durations import format_duration, parse_duration
+from handoffs.durations import MAX_DURATION, format_duration, parse_duration
 from handoffs.model import (
     CHANNEL_ID_PATTERN,
     USER_ID_PATTERN,
@@ -36,9 +36,20 @@ from handoffs.model import (
     check_callback_url,
 )
 
+
+def _duration(value: Any) -> timedelta:
+    """Only `30s`, `15m`, `4h`, `3d` from the file: a bare number (YAML `60`, `-60.0`, `1.0e+13`) is refused
+    rather than read as seconds, so every duration is positive and short enough for deadline arithmetic."""
+    if not isinstance(value, timedelta):
+        return parse_duration(value)
+    if not timedelta(0) < value <= MAX_DURATION:
+        raise ValueError(f"must be more than 0s and at most {MAX_DURATION.days}d")
+    return value
+
+
 Duration = Annotated[
     timedelta,
-    BeforeValidator(lambda value: parse_duration(value) if isinstance(value, str | int) else value),
+    BeforeValidator(_duration),
     PlainSerializer(format_duration, return_type=str),
 ]
 

@@ -25,15 +25,21 @@ def _rate(figures: Figures) -> str:
     return "–" if figures.completion_rate is None else f"{figures.completion_rate:.0%}"
 
 
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{mrkdwn(name, 40)} {count}" for name, count in counts.items())
+
+
 def _summary(figures: Figures) -> str:
-    outcomes = ", ".join(f"{mrkdwn(name, 40)} {count}" for name, count in figures.closed_by_outcome.items())
+    outcomes = _counts(figures.closed_by_outcome)
+    stall_reasons = _counts(figures.stall_reasons)
     return (
         f"*Created* {figures.created} · *claimed* {figures.claimed} · *approved* {figures.approved} · "
         f"*rejected* {figures.rejected} · *closed* {figures.closed}" + (f" ({outcomes})" if outcomes else "") + "\n"
-        f"*Edited* {figures.edited.handoffs} · *escalated* {figures.escalated.handoffs} · "
-        f"*completion* {_rate(figures)}\n"
+        f"*Edited* {figures.edited.handoffs} · *nudged* {figures.nudged.handoffs} · "
+        f"*escalated* {figures.escalated.handoffs} · *completion* {_rate(figures)}\n"
         f"*Time to claim* {_span(figures.time_to_claim)} · *to decision* {_span(figures.time_to_decision)} · "
         f"*to close* {_span(figures.time_to_close)}"
+        + (f"\n*Stall reasons* {stall_reasons}" if stall_reasons else "")
     )
 
 

@@ -93,6 +93,45 @@ def test_every_value_error_names_its_path(data: dict[str, Any], path: str, words
     assert any(p.startswith(f"{path}: ") and words in p for p in problems), problems
 
 
+@pytest.mark.parametrize(
+    ("yaml_text", "path"),
+    [
+        ("sla: {normal: {claim: -60.0, resolve: 3d}}", "sla.normal.claim"),
+        ("sla: {high: {claim: 0.0, resolve: 1d}}", "sla.high.claim"),
+        ("nudges: {repeat_every: 1.0e+13}", "nudges.repeat_every"),
+        ("nudges: {check_every: 30.5}", "nudges.check_every"),
+        ("dedupe: {window: -5.0}", "dedupe.window"),
+        ("dedupe: {window: .inf}", "dedupe.window"),
+        ("dedupe: {window: 3600}", "dedupe.window"),
+        ("dedupe: {window: true}", "dedupe.window"),
+        ("sla: {low: {claim: 0s, resolve: 7d}}", "sla.low.claim"),
+        ("dedupe: {window: -5m}", "dedupe.window"),
+    ],
+)
+def test_a_duration_that_is_not_a_positive_number_and_a_unit_is_refused_with_a_hint(
+    tmp_path: Path, yaml_text: str, path: str
+) -> None:
+    file = tmp_path / "handoffs.yml"
+    file.write_text(yaml_text + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{path}: not a duration: "), problem
+    assert problem.endswith("(write a positive number and a unit: 30s, 15m, 4h, 3d)"), problem
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"claim": timedelta(0), "resolve": timedelta(days=1)},
+        {"claim": timedelta(seconds=-60), "resolve": timedelta(days=1)},
+        {"claim": timedelta(hours=1), "resolve": timedelta(days=400)},
+    ],
+)
+def test_a_timedelta_given_in_code_is_held_to_the_same_range(rule: dict[str, timedelta]) -> None:
+    assert problems_of({"sla": {"normal": rule}})
+
+
 def test_a_field_that_takes_a_channel_or_a_user_gives_one_clean_problem() -> None:
     problems = problems_of({"nudges": {"escalate_to": "#leads"}})
     assert len(problems) == 1, problems

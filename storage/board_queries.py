@@ -8,7 +8,8 @@ capped (`COUNT_CAP`), so building a board costs the same with 1,000 handoffs or 
   kept in step by the repository, because the `approvers` JSON list cannot be searched portably;
 - unclaimed in my queues: `ix_handoffs_queue_status`;
 - stalled (managers): `ix_handoffs_stall_at`, most overdue first; mine: `ix_handoffs_owner_stall`;
-- closed by me in the last 7 days: `ix_events_actor_at` on the event log.
+- closed by me in the last 7 days: `ix_events_actor_at` on the event log (action and statuses are
+  checked on the rows of that range).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy import Select, Table, func, select, true
 from sqlalchemy.orm import Session
 
 from handoffs.config import HandoffConfig
-from handoffs.lifecycle import Actor, is_manager
+from handoffs.lifecycle import PAST_TENSE, Action, Actor, is_manager
 from handoffs.model import TERMINAL, Handoff, Status
 from storage.approvers import APPROVERS
 from storage.db import Database
@@ -37,6 +38,13 @@ _HANDOFFS: Table = HandoffRow.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
 _NOT_TERMINAL = [status.value for status in Status if status not in TERMINAL]
 _AWAITING_STATUSES = [Status.open.value, Status.claimed.value]
+# A transition into closed: a close, or the approval of a close_on_approve kind. A refused click is logged
+# with to_status equal to the status it left alone, so on a closed card it reads "closed" too.
+_INTO_CLOSED = (
+    _EVENTS.c.action.in_([PAST_TENSE[Action.close], PAST_TENSE[Action.approve]]),
+    _EVENTS.c.from_status != Status.closed.value,
+    _EVENTS.c.to_status == Status.closed.value,
+)
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,7 @@ def build_board(
         # stall_at is NULL once finished: (owner, stall_at) alone answers, without the status
         stalled_mine = _count(session, select(h.c.id).where(h.c.owner == user, h.c.stall_at < now))
         closed = _count(session, select(_EVENTS.c.id).where(
-            _EVENTS.c.actor == user, _EVENTS.c.at >= now - CLOSED_WINDOW, _EVENTS.c.to_status == Status.closed.value
+            _EVENTS.c.actor == user, _EVENTS.c.at >= now - CLOSED_WINDOW, *_INTO_CLOSED
         ))
     figures = Figures(assigned.total, awaiting.total, stalled_mine, closed)
     return Board(user, manager, queues, assigned, awaiting, unclaimed, stalled, figures)

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 
 from bot.runtime import Runtime
 from handoffs.config import parse_config
-from handoffs.lifecycle import Action, Actor, Request
+from handoffs.lifecycle import Action, Actor, Refused, Request
 from handoffs.model import Handoff, HandoffIn, Status
 from handoffs.service import HandoffService
 from storage import board_queries, migrate
@@ -65,6 +65,20 @@ def test_assigned_to_me_is_what_i_own_and_have_not_finished_newest_first(
     assert board.assigned.total == board.figures.open_assigned == 2
     assert board.figures.closed_last_7_days == 1
     assert not board.is_manager and board.stalled is None
+
+
+def test_closed_by_me_counts_real_closes_not_refused_clicks_on_a_closed_card(
+    runtime: Runtime, service: HandoffService, clock: Clock
+) -> None:
+    done = submit(service, owner="UANNA")
+    service.act(done.id, Request(Action.close, outcome="done"), Actor("UANNA"))
+    reply = submit(service, kind="reply", owner="UANNA")  # approving a reply closes it
+    service.act(reply.id, Request(Action.approve), Actor("UANNA"))
+    for handoff_id, action in [(done.id, Action.close)] * 4 + [(reply.id, Action.approve)]:
+        with pytest.raises(Refused):  # already closed: logged as "refused", to_status "closed"
+            service.act(handoff_id, Request(action, outcome="done"), Actor("UANNA"))
+    board = build_board(runtime.repo, "UANNA", now=clock.now, config=runtime.config)
+    assert board.figures.closed_last_7_days == 2
 
 
 def test_awaiting_my_approval_follows_the_handoff_through_its_lifecycle(

@@ -35,8 +35,10 @@ log = logging.getLogger("handoff_bot.slack.events")
 METADATA_EVENT_TYPE = "handoff"
 SOURCE_SYSTEM = "slack"
 ACCEPTED_REACTION = "white_check_mark"
-# Plain messages by people and apps; edits, deletions, joins, thread broadcasts and the like are not handoffs.
-HANDLED_SUBTYPES = frozenset({None, "bot_message"})
+# Messages someone wrote into the channel: plain, an app's, with a file attached, or sent with /me.
+# Edits, deletions, joins, topic changes and the like are not handoffs. A thread broadcast is a thread
+# reply, and thread replies are not intake (answers and talk about a handoff live in its thread).
+HANDLED_SUBTYPES = frozenset({None, "bot_message", "file_share", "me_message"})
 
 _FENCE = re.compile(r"```[ \t]*(json)?[ \t]*\n?(.*?)```", re.DOTALL | re.IGNORECASE)
 # In an event's text a literal `<` is `&lt;`: a raw `<…>` is markup Slack added, e.g. a link around a URL

@@ -219,6 +219,21 @@ def test_a_trusted_message_without_a_handoff_is_told_how_to_send_one(intake: Sla
     assert "No handoff found" in hint.params["text"] and "```json" in hint.params["text"]
 
 
+def test_a_handoff_with_a_file_attached_or_sent_with_me_is_not_dropped(intake: SlackHarness) -> None:
+    attached = message_event(INTAKE, PRODUCER_USER, json_block(lead(external_id="lead-file")), ts="1700000055.000100",
+                             subtype="file_share", upload=False, files=[{"id": "F0LEAD", "name": "brief.pdf"}])
+    another = lead(external_id="lead-me", title="Globex wants a demo")  # not the same content as the first
+    with_me = message_event(INTAKE, PRODUCER_USER, json_block(another), ts="1700000056.000100", subtype="me_message")
+    for event in (attached, with_me):
+        deliver(intake, event)
+
+    assert [handoff.external_id for handoff in handoffs(intake)] == ["lead-file", "lead-me"]
+    for ts in ("1700000055.000100", "1700000056.000100"):
+        [reply] = wait_until(partial(replies, intake, ts), what=f"the reply on {ts}")
+        assert reply.params["text"].startswith("📌 Handoff ")
+        wait_until(partial(reactions, intake, ts), what=f"✅ on {ts}")
+
+
 def test_own_messages_edits_deletions_thread_replies_and_other_channels_are_ignored(intake: SlackHarness) -> None:
     block = json_block(lead())
     own = message_event(INTAKE, "UBOT", block, ts="1700000060.000100", bot_id="BBOT", app_id=APP_ID)
@@ -231,7 +246,12 @@ def test_own_messages_edits_deletions_thread_replies_and_other_channels_are_igno
     deleted = {"type": "message", "subtype": "message_deleted", "channel": INTAKE, "ts": "1700000065.000100",
                "hidden": True, "deleted_ts": "1700000020.000100"}
     joined = message_event(INTAKE, PRODUCER_USER, block, ts="1700000066.000100", subtype="channel_join")
-    for event in (own, own_as_producer, in_thread, elsewhere, edited, deleted, joined):
+    own_file = message_event(INTAKE, PRODUCER_USER, block, ts="1700000067.000100", app_id=APP_ID,
+                             subtype="file_share", files=[{"id": "F0OWN"}])
+    broadcast = message_event(INTAKE, PRODUCER_USER, block, ts="1700000068.000100", subtype="thread_broadcast",
+                              thread_ts="1700000060.000100")
+    topic = message_event(INTAKE, PRODUCER_USER, block, ts="1700000069.000100", subtype="channel_topic")
+    for event in (own, own_as_producer, in_thread, elsewhere, edited, deleted, joined, own_file, broadcast, topic):
         deliver(intake, event)
     drained(intake)
     assert handoffs(intake) == []

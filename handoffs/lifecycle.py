@@ -16,7 +16,7 @@ from typing import Any
 
 from handoffs.config import NON_COMPLETING_OUTCOMES, HandoffConfig
 from handoffs.model import EDITABLE_FIELDS, Handoff, HandoffEdit, Status
-from handoffs.sla import claim_deadline
+from handoffs.sla import claim_deadline, resolve_deadline
 
 MAX_SNOOZE = timedelta(days=30)
 MAX_NOTE = 2000
@@ -207,8 +207,9 @@ def decide(
     return _DECIDERS[request.action](handoff, request, actor, config, now)
 
 
-# A new owner (or none) starts the nudge count again: nudges and escalation are per phase (handoffs/nudges.py).
-_NEW_PHASE = {"nudge_count": 0, "escalated_at": None}
+# A new owner (or none), or a new deadline, starts the nudge count again: nudges and escalation are per phase
+# (handoffs/nudges.py).
+_NEW_PHASE = {"nudge_count": 0, "escalated_at": None, "last_nudged_at": None}
 
 
 def _claim(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
@@ -221,7 +222,10 @@ def _claim(handoff: Handoff, request: Request, actor: Actor, config: HandoffConf
 
 
 def _release(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
-    updates = {"owner": None, "queue": _queue_of(handoff), **_NEW_PHASE}
+    # Back in the queue with a claim deadline of its own: the first one passed long ago, and the queue would
+    # be nudged for it at once.
+    claim_by = claim_deadline(config, config.route_named(handoff.route), handoff.urgency, now)
+    updates = {"owner": None, "queue": _queue_of(handoff), "claim_by": claim_by, **_NEW_PHASE}
     return Change(Action.release, Status.open, updates, {"previous_owner": handoff.owner})
 
 
@@ -259,9 +263,31 @@ def _edit(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfi
             changes[name] = (old, new)
     if not changes:
         raise Refused("no_change", "Nothing was changed.")
-    updates = {name: new for name, (_, new) in changes.items()}
+    changes.update(_tightened_deadlines(handoff, changes, config, now))
+    updates: dict[str, Any] = {name: new for name, (_, new) in changes.items()}
+    if changes.keys() & {"due_at", "claim_by"}:
+        updates.update(_NEW_PHASE)  # reminders and escalation count from the new deadline
     revision = {name: {"old": _jsonable(old), "new": _jsonable(new)} for name, (old, new) in changes.items()}
     return Change(Action.edit, handoff.status, updates, {"changes": revision})
+
+
+def _tightened_deadlines(
+    handoff: Handoff, changes: dict[str, tuple[Any, Any]], config: HandoffConfig, now: datetime,
+) -> dict[str, tuple[Any, Any]]:
+    """A raised urgency brings its own SLA's deadlines, counted from now, where they come before the stored
+    ones (SPEC §2: urgency drives SLA). A lowered one keeps them: a due time is never pushed out unasked, and
+    the same form can move it."""
+    if "urgency" not in changes:
+        return {}
+    urgency, route = changes["urgency"][1], config.route_named(handoff.route)
+    tightened: dict[str, tuple[Any, Any]] = {}
+    claim_by = claim_deadline(config, route, urgency, now)
+    if handoff.claim_by is None or claim_by < handoff.claim_by:
+        tightened["claim_by"] = (handoff.claim_by, claim_by)
+    due_at = resolve_deadline(config, route, urgency, now)
+    if "due_at" not in changes and (handoff.due_at is None or due_at < handoff.due_at):
+        tightened["due_at"] = (handoff.due_at, due_at)
+    return tightened
 
 
 def _reject(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
@@ -295,6 +321,8 @@ def _reopen(handoff: Handoff, request: Request, actor: Actor, config: HandoffCon
         "decided_at": None, "approved_at": None, **_NEW_PHASE,
         "claim_by": claim_deadline(config, route, handoff.urgency, now),
     }
+    if handoff.due_at is None or handoff.due_at <= now:  # a due time still ahead (a producer's) is kept
+        updates["due_at"] = resolve_deadline(config, route, handoff.urgency, now)
     return Change(Action.reopen, Status.open, updates, {"previous_outcome": handoff.outcome,
                                                         "reason": _check_note(request.reason)})
 

@@ -185,6 +185,7 @@ class Handoff:
     snoozed_until: datetime | None = None
     nudge_count: int = 0
     escalated_at: datetime | None = None
+    last_nudged_at: datetime | None = None  # this phase's last reminder: the next is at least `repeat_every` later
     claimed_at: datetime | None = None
     approved_at: datetime | None = None
     decided_at: datetime | None = None

@@ -1,10 +1,12 @@
 """The nudge policy (SPEC §7): when a stalled handoff is nudged, whom, and when it escalates. Pure.
 
 A handoff's deadline is its stall deadline (SPEC §5). The first nudge is due at the deadline, then one
-every `repeat_every`, `max_nudges` in all; `repeat_every` after the last one it escalates, once. A new
-phase (claimed, released, reassigned, reopened) starts the count again. A snooze holds everything back
-until it ends. With `business_hours_only`, the repeats count business time and a nudge falling outside
-business hours waits for the next opening in the recipient's own time zone.
+every `repeat_every`, `max_nudges` in all; `repeat_every` after the last one it escalates, once. Never two
+closer than `repeat_every` (a handoff found long overdue, a late first nudge after a snooze): the next one is
+also at least `repeat_every` after the last (`last_nudged_at`). A new phase (claimed, released, reassigned,
+reopened, a new due time) starts the count again. A snooze holds everything back until it ends. With
+`business_hours_only`, the repeats count business time and nothing goes out outside business hours in the
+recipient's own time zone: it waits for the next opening, also when the sweep comes late.
 
 The sweep keeps, per handoff, the earliest moment this policy may act (`earliest_look`, which needs no
 time zone and is never later than the real moment), and asks `decide` with the recipient's zone once
@@ -20,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from handoffs.config import BusinessHours, HandoffConfig
 from handoffs.model import Handoff, Status
-from handoffs.sla import add_business_time, next_business_moment
+from handoffs.sla import add_business_time, business_span, next_business_moment
 
 DEFAULT_BUSINESS_HOURS = BusinessHours()
 
@@ -93,8 +95,10 @@ def scheduled_at(handoff: Handoff, config: HandoffConfig, zone: ZoneInfo) -> dat
         return None
     deadline = handoff.stall_deadline()
     assert deadline is not None
-    hours = _business_hours(config)
-    due = add_business_time(deadline, config.nudges.repeat_every * handoff.nudge_count, hours, zone)
+    hours, repeat = _business_hours(config), config.nudges.repeat_every
+    due = add_business_time(deadline, repeat, hours, zone, times=handoff.nudge_count)
+    if handoff.last_nudged_at is not None:
+        due = max(due, add_business_time(handoff.last_nudged_at, repeat, hours, zone))
     if handoff.snoozed_until is not None:
         due = max(due, handoff.snoozed_until)
     return next_business_moment(due, hours, zone) if hours else due
@@ -103,19 +107,27 @@ def scheduled_at(handoff: Handoff, config: HandoffConfig, zone: ZoneInfo) -> dat
 def earliest_look(handoff: Handoff, config: HandoffConfig) -> datetime | None:
     """A lower bound of `scheduled_at` in every time zone: the calendar schedule, ignoring business hours.
 
-    Business time only ever adds to calendar time, so a sweep that looks at this moment is never late.
+    A span of business time takes at least as long on the calendar, so a sweep that looks at this moment is
+    never late.
     """
-    return _earliest_look_after(handoff, config, handoff.nudge_count)
+    return _earliest_look_after(handoff, config, handoff.nudge_count, handoff.last_nudged_at)
 
 
-def _earliest_look_after(handoff: Handoff, config: HandoffConfig, nudge_count: int) -> datetime | None:
-    """`earliest_look` once `nudge_count` reminders have gone out (no copy of the handoff: the sweep asks this
-    for every reminder it sends, and copying a Handoff costs more than the whole decision)."""
+def _earliest_look_after(
+    handoff: Handoff, config: HandoffConfig, nudge_count: int, last_nudged_at: datetime | None,
+) -> datetime | None:
+    """`earliest_look` once `nudge_count` reminders have gone out, the last at `last_nudged_at` (no copy of the
+    handoff: the sweep asks this for every reminder it sends, and copying a Handoff costs more than the whole
+    decision)."""
     if _finished(handoff, config, nudge_count):
         return None
     deadline = handoff.stall_deadline()
     assert deadline is not None
-    due = deadline + config.nudges.repeat_every * nudge_count
+    hours = _business_hours(config)
+    repeat = business_span(config.nudges.repeat_every, hours) if hours else config.nudges.repeat_every
+    due = deadline + repeat * nudge_count
+    if last_nudged_at is not None:
+        due = max(due, last_nudged_at + repeat)
     return max(due, handoff.snoozed_until) if handoff.snoozed_until is not None else due
 
 
@@ -143,13 +155,15 @@ def decide(handoff: Handoff, config: HandoffConfig, now: datetime, zone: ZoneInf
         return Decision(Step.done)
     if due > now:
         return Decision(Step.wait, look_again_at=due)
+    hours = _business_hours(config)
+    if hours is not None and (opening := next_business_moment(now, hours, zone)) > now:
+        return Decision(Step.wait, look_again_at=opening)  # due while closed (a sweep that came late): the morning
     deadline = handoff.stall_deadline()
     assert deadline is not None
     reason, late_by = lateness(handoff), max(now - deadline, timedelta(0))
     if handoff.nudge_count < config.nudges.max_nudges:
         number = handoff.nudge_count + 1
-        # Never two reminders closer than `repeat_every`, even for a handoff found long overdue (a restart).
-        look_again_at = max(_earliest_look_after(handoff, config, number) or now, now + config.nudges.repeat_every)
+        look_again_at = _earliest_look_after(handoff, config, number, now)
         return Decision(Step.nudge, look_again_at, reason, late_by, number, recipients=nudge_recipients(handoff))
     return Decision(Step.escalate, None, reason, late_by, escalate_to=escalation_targets(handoff, config))
 

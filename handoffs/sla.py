@@ -33,16 +33,17 @@ def next_business_moment(moment: datetime, hours: BusinessHours, zone: ZoneInfo)
 
 
 def add_business_time(
-    start: datetime, span: timedelta, hours: BusinessHours | None, zone: ZoneInfo
+    start: datetime, span: timedelta, hours: BusinessHours | None, zone: ZoneInfo, *, times: int = 1
 ) -> datetime:
-    """`start + span`, where only time inside business hours counts when `hours` is set.
+    """`start + span * times`, where only time inside business hours counts when `hours` is set.
 
     A span of whole days counts business days (`3d` = three full business days), so that an SLA
-    written in days means what people mean by it; other spans count business hours (`4h`).
+    written in days means what people mean by it; other spans count business hours (`4h`). `times`
+    repeats the span as written: two repeats of `12h` are 24 business hours, not one business day.
     """
     if hours is None:
-        return start + span
-    remaining = _business_span(span, hours)
+        return start + span * times
+    remaining = business_span(span, hours) * times
     cursor = next_business_moment(start, hours, zone).astimezone(zone)
     for _ in range(_MAX_DAYS_SCANNED):
         _, closing = _day_bounds(cursor, hours)
@@ -54,7 +55,10 @@ def add_business_time(
     raise ValueError("deadline too far away")
 
 
-def _business_span(span: timedelta, hours: BusinessHours) -> timedelta:
+def business_span(span: timedelta, hours: BusinessHours) -> timedelta:
+    """How much business time `span` stands for: whole days are that many business days, the rest as written.
+    Never more than `span` itself, so that `start + business_span(span)` is never later than the business time
+    added to `start`."""
     if span.total_seconds() % 86400:
         return span
     opening = timedelta(hours=hours.start.hour, minutes=hours.start.minute)

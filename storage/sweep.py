@@ -37,13 +37,16 @@ _EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
 
 # executemany over the handoffs acted on; the SET clause comes from the parameters' keys (nudge_count,
-# escalated_at, version), none of them indexed: on PostgreSQL the update is HOT when the page has room
+# escalated_at, last_nudged_at, version), none of them indexed: on PostgreSQL the update is HOT when the page has
+# room
 _SETTLE = _HANDOFFS.update().where(_HANDOFFS.c.id == bindparam("handoff_id"))
 # PostgreSQL: the same as one statement over arrays
 _SETTLE_ARRAYS = text(
-    "UPDATE handoffs AS h SET nudge_count = v.nudge_count, escalated_at = v.escalated_at, version = v.version "
+    "UPDATE handoffs AS h SET nudge_count = v.nudge_count, escalated_at = v.escalated_at, "
+    "last_nudged_at = v.last_nudged_at, version = v.version "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:nudge_counts AS integer[]), CAST(:escalated_ats AS timestamptz[]), "
-    "CAST(:versions AS integer[])) AS v(id, nudge_count, escalated_at, version) WHERE h.id = v.id"
+    "CAST(:last_nudged_ats AS timestamptz[]), CAST(:versions AS integer[])) "
+    "AS v(id, nudge_count, escalated_at, last_nudged_at, version) WHERE h.id = v.id"
 )
 _INSERT_EVENT = insert(_EVENTS)
 _INSERT_OUTBOX = insert(_OUTBOX)
@@ -57,7 +60,7 @@ _OUTBOX_TYPES = {"handoff_id": "int8", "kind": "text", "target": "text", "payloa
 _POLICY_COLUMNS = [_HANDOFFS.c[name] for name in (
     "id", "version", "status", "kind", "urgency", "title", "next_action", "created_at", "updated_at", "owner",
     "approvers", "requires_approval", "route", "queue", "channel", "claim_by", "due_at", "snoozed_until",
-    "nudge_count", "escalated_at",
+    "nudge_count", "escalated_at", "last_nudged_at",
 )]
 _POLICY_NAMES = tuple(column.name for column in _POLICY_COLUMNS)
 
@@ -144,7 +147,7 @@ def _whole(session: Session, ids: Sequence[int]) -> dict[int, Handoff]:
 def _write(session: Session, settled: list[Settled], now: datetime) -> None:
     reschedule_many(session, [(item.handoff.id, item.next_nudge_at) for item in settled])
     acted = [item for item in settled if item.acted]
-    handoffs = [_settle_values(item) for item in acted]
+    handoffs = [_settle_values(item, now) for item in acted]
     events = [_event_values(item, now) for item in acted]
     outbox = [
         dict(handoff_id=item.handoff.id, kind=effect.kind, target=effect.target, payload=effect.payload,
@@ -167,6 +170,7 @@ def _write_postgres(session: Session, handoffs: list[dict[str, Any]], events: li
             "ids": [row["handoff_id"] for row in handoffs],
             "nudge_counts": [row["nudge_count"] for row in handoffs],
             "escalated_ats": [row["escalated_at"] for row in handoffs],
+            "last_nudged_ats": [row["last_nudged_at"] for row in handoffs],
             "versions": [row["version"] for row in handoffs],
         })
     if events:
@@ -186,12 +190,13 @@ def _copy(session: Session, table: Table, rows: list[dict[str, Any]], types: dic
             copy.write_row([row[column] for column in columns])
 
 
-def _settle_values(item: Settled) -> dict[str, Any]:
+def _settle_values(item: Settled, now: datetime) -> dict[str, Any]:
     handoff = item.handoff
     return dict(
         handoff_id=handoff.id,
         nudge_count=handoff.nudge_count if item.nudge_count is None else item.nudge_count,
         escalated_at=item.escalated_at or handoff.escalated_at,
+        last_nudged_at=now if item.nudge_count is not None else handoff.last_nudged_at,
         version=handoff.version + 1,
     )
 

@@ -87,6 +87,7 @@ class HandoffRow(SQLModel, table=True):
     approved_at: datetime | None = _when()
     decided_at: datetime | None = _when()
     closed_at: datetime | None = _when()
+    last_nudged_at: datetime | None = _when()
 
 
 class NudgeScheduleRow(SQLModel, table=True):

@@ -197,6 +197,26 @@ def test_release_puts_the_handoff_back_in_a_queue(config: HandoffConfig) -> None
     assert change.data == {"previous_owner": "UOWNER"}
 
 
+def test_a_released_handoff_gets_a_claim_deadline_of_its_own(config: HandoffConfig) -> None:
+    """Its first claim deadline passed long ago: kept, the queue would be reminded of it at once."""
+    handoff = handoff_in_status(Status.claimed, claim_by=NOW - timedelta(days=2), nudge_count=1)
+    change = decide(handoff, request_for(Action.release), OWNER, config, NOW)
+    assert change.updates["claim_by"] == NOW + timedelta(hours=4)  # the normal urgency's claim SLA
+    assert change.updates["nudge_count"] == 0
+
+
+@pytest.mark.parametrize(("due_in", "kept"), [(timedelta(days=-10), False), (timedelta(days=5), True)])
+def test_a_reopened_handoff_past_its_due_time_gets_a_new_one(
+    config: HandoffConfig, due_in: timedelta, kept: bool,
+) -> None:
+    handoff = handoff_in_status(Status.closed, due_at=NOW + due_in)
+    change = decide(handoff, request_for(Action.reopen), MANAGER, config, NOW)
+    if kept:
+        assert "due_at" not in change.updates
+    else:
+        assert change.updates["due_at"] == NOW + timedelta(days=3)  # the normal urgency's resolve SLA
+
+
 def test_close_on_approve_closes_with_outcome_approved(config: HandoffConfig) -> None:
     handoff = handoff_in_status(Status.claimed, kind="reply", requires_approval=True)
     change = decide(handoff, request_for(Action.approve, note="ship it"), APPROVER, config, NOW)
@@ -277,14 +297,45 @@ def test_edit_keeps_old_and_new_values(config: HandoffConfig) -> None:
     edit = HandoffEdit(title="Send the revised quote", summary="new summary", urgency=Urgency.high, due_at=new_due)
     change = decide(handoff, request_for(Action.edit, edit=edit), OWNER, config, NOW)
     assert change.to_status is Status.claimed
+    new_claim_by = NOW + timedelta(hours=1)  # high's claim SLA, before the stored one (NOW + 3h)
     assert change.updates == {"title": "Send the revised quote", "summary": "new summary", "urgency": Urgency.high,
-                              "due_at": new_due}
+                              "due_at": new_due, "claim_by": new_claim_by,
+                              "nudge_count": 0, "escalated_at": None, "last_nudged_at": None}
     assert change.data == {"changes": {
         "title": {"old": "Send the quote", "new": "Send the revised quote"},
         "summary": {"old": "old summary", "new": "new summary"},
         "urgency": {"old": "normal", "new": "high"},
         "due_at": {"old": handoff.due_at.isoformat(), "new": new_due.isoformat()},  # type: ignore[union-attr]
+        "claim_by": {"old": handoff.claim_by.isoformat(), "new": new_claim_by.isoformat()},  # type: ignore[union-attr]
     }}
+
+
+def test_an_edit_of_the_text_alone_keeps_the_reminder_count(config: HandoffConfig) -> None:
+    handoff = handoff_in_status(Status.claimed, nudge_count=2, last_nudged_at=NOW - timedelta(minutes=5))
+    change = decide(handoff, request_for(Action.edit, edit=HandoffEdit(summary="left a voicemail")), OWNER, config,
+                    NOW)
+    assert change.updates == {"summary": "left a voicemail"}
+
+
+def test_a_new_due_time_starts_reminders_and_escalation_again(config: HandoffConfig) -> None:
+    """Else a handoff escalated for its old due time is never reminded of the new one."""
+    handoff = handoff_in_status(Status.claimed, nudge_count=3, escalated_at=NOW - timedelta(hours=1),
+                                last_nudged_at=NOW - timedelta(hours=2))
+    new_due = NOW + timedelta(days=2)
+    change = decide(handoff, request_for(Action.edit, edit=HandoffEdit(due_at=new_due)), OWNER, config, NOW)
+    assert change.updates == {"due_at": new_due, "nudge_count": 0, "escalated_at": None, "last_nudged_at": None}
+
+
+def test_a_raised_urgency_brings_its_deadlines_a_lowered_one_keeps_them(config: HandoffConfig) -> None:
+    low = handoff_in_status(Status.claimed, urgency=Urgency.low, claim_by=NOW + timedelta(days=1),
+                            due_at=NOW + timedelta(days=7))
+    raised = decide(low, request_for(Action.edit, edit=HandoffEdit(urgency=Urgency.urgent)), OWNER, config, NOW)
+    assert raised.updates["claim_by"] == NOW + timedelta(minutes=15)
+    assert raised.updates["due_at"] == NOW + timedelta(hours=4)
+    urgent = handoff_in_status(Status.claimed, urgency=Urgency.urgent, claim_by=NOW + timedelta(minutes=15),
+                               due_at=NOW + timedelta(hours=4))
+    lowered = decide(urgent, request_for(Action.edit, edit=HandoffEdit(urgency=Urgency.low)), OWNER, config, NOW)
+    assert lowered.updates == {"urgency": Urgency.low}
 
 
 def test_an_edit_that_changes_nothing_is_refused(config: HandoffConfig) -> None:

@@ -48,7 +48,7 @@ def run_sweeps(handoff: Handoff, config: HandoffConfig, start: datetime, seconds
             continue
         decision = decide(handoff, config, now, zone)
         if decision.step is Step.nudge:
-            handoff = replace(handoff, nudge_count=decision.nudge_number)
+            handoff = replace(handoff, nudge_count=decision.nudge_number, last_nudged_at=now)
         elif decision.step is Step.escalate:
             handoff = replace(handoff, escalated_at=now)
         if decision.step in (Step.nudge, Step.escalate):
@@ -192,8 +192,73 @@ def test_the_sweep_never_looks_too_late(zone: ZoneInfo, hour: int, count: int) -
     for day in range(7):
         deadline = datetime(2025, 3, 10 + day, hour, 0, tzinfo=BERLIN)
         handoff = unclaimed(claim_by=deadline, nudge_count=count, snoozed_until=deadline + timedelta(hours=day))
-        look, real = earliest_look(handoff, config), scheduled_at(handoff, config, zone)
-        assert look is not None and real is not None and look <= real
+        last_nudged = unclaimed(claim_by=deadline, nudge_count=count + 1,
+                                last_nudged_at=deadline + timedelta(hours=3 * day + 1))
+        for case in (handoff, last_nudged):
+            look, real = earliest_look(case, config), scheduled_at(case, config, zone)
+            assert look is not None and real is not None and look <= real
+
+
+def sweep_at_each_look(handoff: Handoff, config: HandoffConfig, until: datetime,
+                       zone: ZoneInfo = BERLIN) -> list[tuple[datetime, Step]]:
+    """Sweep exactly at each look the policy asks for, as storage would apply what it decides; what acted when."""
+    acted: list[tuple[datetime, Step]] = []
+    look = earliest_look(handoff, config)
+    while look is not None and look <= until:
+        now = look
+        decision = decide(handoff, config, now, zone)
+        if decision.step is Step.nudge:
+            handoff = replace(handoff, nudge_count=decision.nudge_number, last_nudged_at=now)
+        elif decision.step is Step.escalate:
+            handoff = replace(handoff, escalated_at=now)
+        if decision.step in (Step.nudge, Step.escalate):
+            acted.append((now.astimezone(zone), decision.step))
+        look = decision.look_again_at
+        assert look is None or look > now or decision.step is not Step.wait, "a wait that never ends"
+    return acted
+
+
+def test_nothing_goes_out_after_closing_also_when_the_last_reminder_was_late_in_the_day() -> None:
+    """Snoozed until 17:30: the first reminder goes then, and the next ones wait for the morning; they used to
+    go at 18:30, 19:30 and escalate at 20:30."""
+    monday = datetime(2025, 3, 10, 11, 0, tzinfo=BERLIN)
+    handoff = unclaimed(claim_by=monday, snoozed_until=monday.replace(hour=17, minute=30))
+    acted = sweep_at_each_look(handoff, business(repeat_every="1h", max_nudges=3), monday + timedelta(days=3))
+    tuesday = datetime(2025, 3, 11, tzinfo=BERLIN)
+    assert acted == [
+        (monday.replace(hour=17, minute=30), Step.nudge),  # then half an hour of business time on Monday...
+        (tuesday.replace(hour=9, minute=30), Step.nudge),  # ...and half an hour on Tuesday
+        (tuesday.replace(hour=10, minute=30), Step.nudge),
+        (tuesday.replace(hour=11, minute=30), Step.escalate),
+    ]
+
+
+def test_a_sweep_that_comes_after_closing_waits_for_the_morning() -> None:
+    """A reminder due at 17:00 that nobody sent then (the bot was down) does not go out at 22:00."""
+    handoff = unclaimed(claim_by=datetime(2025, 3, 10, 17, 0, tzinfo=BERLIN))
+    decision = decide(handoff, business(), datetime(2025, 3, 10, 22, 0, tzinfo=BERLIN), BERLIN)
+    assert decision.step is Step.wait and decision.look_again_at == datetime(2025, 3, 11, 9, 0, tzinfo=BERLIN)
+
+
+def test_repeats_of_part_of_a_day_add_up_in_business_hours() -> None:
+    """Two repeats of 12h are 24 business hours; read as one business day (9h), the schedule ran backwards."""
+    config = business(repeat_every="12h", max_nudges=5)
+    deadline = datetime(2025, 3, 10, 11, 0, tzinfo=BERLIN)
+    moments = [scheduled_at(unclaimed(claim_by=deadline, nudge_count=count), config, BERLIN) for count in range(4)]
+    assert moments == [deadline, datetime(2025, 3, 11, 14, 0, tzinfo=BERLIN),
+                       datetime(2025, 3, 12, 17, 0, tzinfo=BERLIN), datetime(2025, 3, 14, 11, 0, tzinfo=BERLIN)]
+
+
+def test_never_two_reminders_closer_than_repeat_every_whatever_is_written_between() -> None:
+    """The gap is the handoff's own (`last_nudged_at`), not only the look the sweep stored: an edit rewrites the
+    look from the deadline, and the next reminder used to follow within a minute."""
+    config = config_with(repeat_every="1h", max_nudges=3)
+    last = WED + timedelta(hours=6)  # the first reminder went out late (after a snooze)
+    handoff = unclaimed(claim_by=WED, nudge_count=1, last_nudged_at=last)
+    assert earliest_look(handoff, config) == last + timedelta(hours=1)
+    decision = decide(handoff, config, last + timedelta(minutes=5), BERLIN)
+    assert decision.step is Step.wait and decision.look_again_at == last + timedelta(hours=1)
+    assert decide(handoff, config, last + timedelta(hours=1), BERLIN).step is Step.nudge
 
 
 def test_snooze_until_tomorrow_is_the_next_opening_in_the_persons_zone() -> None:

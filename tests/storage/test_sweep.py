@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from bot.runtime import Runtime, build_runtime
 from bot.sweep import Sweeper
 from handoffs.config import HandoffConfig, parse_config
 from handoffs.lifecycle import Action, Actor, Request, decide
-from handoffs.model import Handoff
+from handoffs.model import Handoff, HandoffEdit
 from storage import migrate
 from storage.tables import EventRow, HandoffRow, NudgeScheduleRow
 from tests.conftest import DEFAULT_CONFIG, make_settings
@@ -105,6 +105,32 @@ def test_a_handoff_the_policy_cannot_decide_does_not_block_the_others(
         later = session.execute(select(col(NudgeScheduleRow.next_nudge_at))
                                 .where(col(NudgeScheduleRow.handoff_id) == ids[1])).scalar_one()
     assert later == runtime.clock() + timedelta(hours=1)
+
+
+def test_an_edit_after_a_reminder_does_not_bring_the_next_one_sooner(
+    database_url: str, handoff_config: HandoffConfig,
+) -> None:
+    """The reminder's time is kept on the handoff: an edit rewrites the schedule row from the deadline, and the
+    next reminder used to follow at once instead of `repeat_every` (1m here) after the last."""
+    clock = Clock(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
+    runtime = build_runtime(make_settings(database_url), config=handoff_config, clock=clock)
+    try:
+        handoff_id = runtime.service.submit(handoff_in(owner="UANNA"), actor="producer").handoff.id
+        due_at = runtime.repo.get(handoff_id).due_at  # type: ignore[union-attr]
+        assert due_at is not None
+        clock.now = due_at + timedelta(seconds=30)  # the first reminder goes late
+        assert Sweeper(runtime).tick().nudged == 1
+        nudged = runtime.repo.get(handoff_id)
+        assert nudged is not None and nudged.last_nudged_at == clock.now
+        clock.now += timedelta(seconds=10)
+        runtime.service.act(handoff_id, Request(Action.edit, edit=HandoffEdit(summary="left a voicemail")),
+                            Actor("UANNA"))
+        clock.now += timedelta(seconds=10)
+        assert Sweeper(runtime).tick().nudged == 0
+        clock.now = nudged.last_nudged_at + timedelta(minutes=1)
+        assert Sweeper(runtime).tick().nudged == 1
+    finally:
+        runtime.close()
 
 
 def test_concurrent_sweeps_nudge_each_due_handoff_once(runtime: Runtime, database_url: str) -> None:

@@ -16,7 +16,7 @@ from bot.runtime import Runtime
 from handoffs.intake import IntakeRejected, NoRoute
 from handoffs.lifecycle import Action, Actor, Refused
 from handoffs.lifecycle import Request as ActionRequest
-from handoffs.model import Handoff, HandoffIn, Status, parse_ref
+from handoffs.model import Handoff, HandoffIn, InputModel, Status, parse_ref
 from handoffs.ports import IdempotencyConflict
 from handoffs.public import event_json, handoff_json, jsonable
 from handoffs.service import NotFound
@@ -26,6 +26,7 @@ from storage.tables import OutboxRow
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_PAGE = 200
+MAX_ID = 2**63 - 1  # a handoff id is a signed 64-bit integer in both databases
 
 _REFUSAL_STATUS = {
     "not_allowed": 403,
@@ -36,7 +37,7 @@ _REFUSAL_STATUS = {
 }
 
 
-class OutcomeIn(BaseModel):
+class OutcomeIn(InputModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     outcome: str = Field(min_length=1, max_length=80)
@@ -246,7 +247,7 @@ def create_api(runtime: Runtime, *, outbox: OutboxStore) -> FastAPI:
         owner: Annotated[str | None, Query(pattern=r"^[UW][A-Z0-9]{2,20}$")] = None,
         stalled: bool = False,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        cursor: Annotated[int | None, Query(ge=1)] = None,
+        cursor: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     ) -> dict[str, Any]:
         def load() -> dict[str, Any]:
             page = runtime.repo.page(status=status, owner=owner, stalled_at=runtime.clock() if stalled else None,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+import httpx
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 USER_ID_PATTERN = r"^[UW][A-Z0-9]{2,20}$"
 CHANNEL_ID_PATTERN = r"^[CGD][A-Z0-9]{2,20}$"
@@ -53,13 +54,33 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
+def _check_url_characters(url: str) -> None:
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise ValueError("must not contain spaces or control characters")
+
+
 def check_callback_url(url: str) -> str:
-    """https anywhere; plain http only to a loopback address (local development and tests)."""
+    """https anywhere; plain http only to a loopback address (local development and tests).
+
+    Only a URL the webhook sender can call passes: a bad port or a character httpx refuses would otherwise
+    be accepted here and then retried for a day.
+    """
+    _check_url_characters(url)
     parts = urlsplit(url)
     if not parts.hostname or parts.scheme not in ("https", "http"):
         raise ValueError("must be an absolute https URL")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:  # also a port that is not a number, or out of range
+        raise ValueError("must have a port between 1 and 65535 (or none)")
     if parts.scheme == "http" and not _is_loopback_host(parts.hostname):
         raise ValueError("must use https (http is allowed only for localhost)")
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as invalid:
+        raise ValueError(f"is not a URL that can be called: {invalid}") from None
     return url
 
 
@@ -67,12 +88,58 @@ def check_link_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError("must be an absolute http(s) URL")
-    if any(ch in url for ch in "<>| \n\r\t"):
+    _check_url_characters(url)
+    if any(ch in url for ch in "<>|"):
         raise ValueError("must not contain spaces or any of < > |")
     return url
 
 
-class Source(BaseModel):
+EARLIEST_DUE = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_DUE = datetime(2999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def _check_due_at(value: datetime) -> datetime:
+    """A due time is stored in UTC: refuse one that cannot be (year 1 or 9999 with an offset) or makes no sense."""
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not EARLIEST_DUE <= in_utc <= LATEST_DUE:
+        raise ValueError("must be between 2000-01-01 and 2999-12-31 (UTC)")
+    return value
+
+
+DueAt = Annotated[AwareDatetime, AfterValidator(_check_due_at)]
+
+
+def refuse_nul(value: Any) -> Any:
+    """Raise ValueError when a string in `value` (at any depth: list items, dict keys and values) holds NUL.
+
+    PostgreSQL text cannot store it and SQLite can: refusing it in validation gives one answer on both.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain the NUL character (\\u0000)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_nul(key)
+            refuse_nul(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            refuse_nul(item)
+    return value
+
+
+class InputModel(BaseModel):
+    """The base of every model read from outside (API, Slack): no string in any field may hold NUL."""
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return refuse_nul(value)
+
+
+class Source(InputModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     system: str | None = Field(default=None, min_length=1, max_length=80)
@@ -85,7 +152,7 @@ class Source(BaseModel):
         return None if value is None else check_link_url(value)
 
 
-class HandoffIn(BaseModel):
+class HandoffIn(InputModel):
     """What a producer submits. Unknown fields are refused so that typos surface."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -108,7 +175,7 @@ class HandoffIn(BaseModel):
     owner: UserId | None = None
     approvers: list[UserId] | None = Field(default=None, max_length=20)
     requires_approval: bool | None = None
-    due_at: AwareDatetime | None = None
+    due_at: DueAt | None = None
     source: Source | None = None
     created_by: str | None = Field(default=None, max_length=80)
     external_id: str | None = Field(default=None, min_length=1, max_length=200)
@@ -123,7 +190,7 @@ class HandoffIn(BaseModel):
 EDITABLE_FIELDS = ("title", "next_action", "summary", "draft", "definition_of_done", "urgency", "due_at")
 
 
-class HandoffEdit(BaseModel):
+class HandoffEdit(InputModel):
     """The fields a person may change with Edit; absent fields stay as they are."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -134,7 +201,7 @@ class HandoffEdit(BaseModel):
     draft: str | None = Field(default=None, max_length=10000)
     definition_of_done: str | None = Field(default=None, max_length=500)
     urgency: Urgency | None = None
-    due_at: AwareDatetime | None = None
+    due_at: DueAt | None = None
 
 
 @dataclass

@@ -12,9 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from bot.runtime import Runtime
-from tests.conftest import API_TOKEN, LiveServer
+from handoffs.model import HandoffEdit
+from tests.conftest import API_TOKEN, BACKENDS, LiveServer
 from tests.factories import counts, lead, payload
 
 
@@ -62,9 +64,22 @@ BAD_BODIES = [
     pytest.param(payload(approvers=["U0LEAD", "lead"]), ["body", "approvers", 1], id="approver-not-a-slack-id"),
     pytest.param(payload(due_at="2030-01-01T10:00:00"), ["body", "due_at"], id="due-at-without-offset"),
     pytest.param(payload(due_at="next friday"), ["body", "due_at"], id="due-at-not-a-date"),
+    pytest.param(payload(due_at="9999-12-31T23:59:59-14:00"), ["body", "due_at"], id="due-at-past-year-9999-in-utc"),
+    pytest.param(payload(due_at="0001-01-01T00:00:00+14:00"), ["body", "due_at"], id="due-at-before-year-1-in-utc"),
+    pytest.param(payload(due_at="1999-12-31T23:59:59Z"), ["body", "due_at"], id="due-at-before-2000"),
+    pytest.param(payload(due_at="3000-01-01T00:00:00Z"), ["body", "due_at"], id="due-at-after-2999"),
     pytest.param(payload(callback_url="http://hooks.example.com/x"), ["body", "callback_url"], id="http-callback"),
     pytest.param(payload(callback_url="ftp://127.0.0.1/x"), ["body", "callback_url"], id="ftp-callback"),
     pytest.param(payload(callback_url="https:///nohost"), ["body", "callback_url"], id="callback-without-host"),
+    # URLs the webhook sender (httpx) could never call: each used to be accepted, then retried for a day
+    pytest.param(payload(callback_url="https://example.com:abc/x"), ["body", "callback_url"], id="callback-port-text"),
+    pytest.param(payload(callback_url="https://example.com:99999/x"), ["body", "callback_url"],
+                 id="callback-port-out-of-range"),
+    pytest.param(payload(callback_url="https://example.com:0/x"), ["body", "callback_url"], id="callback-port-0"),
+    pytest.param(payload(callback_url="https://exa mple.com/x"), ["body", "callback_url"], id="callback-space"),
+    pytest.param(payload(callback_url="https://a/\x7f"), ["body", "callback_url"], id="callback-control-char"),
+    pytest.param(payload(callback_url="https://a.test/x\ty"), ["body", "callback_url"], id="callback-tab"),
+    pytest.param(payload(callback_url="https://999.1.1.1/x"), ["body", "callback_url"], id="callback-bad-ipv4"),
     pytest.param(payload(titel="typo"), ["body", "titel"], id="unknown-top-level-field"),
     pytest.param(payload(source={"system": "x", "uri": "https://a.test"}), ["body", "source", "uri"],
                  id="unknown-nested-field"),
@@ -90,6 +105,61 @@ def test_bad_input_is_422_naming_the_field_and_stores_nothing(client: httpx.Clie
         if counts(runtime) != before:
             problems.append(f"{name}: stored something")
     assert problems == []
+
+
+def test_due_times_and_callback_urls_that_can_be_kept_and_called_are_accepted(client: httpx.Client) -> None:
+    for due_at in ("2000-01-01T00:00:00Z", "2999-12-31T23:59:59+14:00", "2000-01-01T14:00:00+14:00"):
+        create(client, payload(owner="UOWNER", due_at=due_at))
+    for url in ("https://hooks.example.com:8443/h?run=1", "https://exämple.com/x", "http://[::1]:9000/x"):
+        create(client, payload(callback_url=url))
+
+
+def test_edit_refuses_the_same_due_times_and_nul() -> None:
+    """HandoffEdit (the Edit modal) shares the rules: a due time UTC cannot hold, a NUL in its text."""
+    for value in ({"due_at": "9999-12-31T23:59:59-14:00"}, {"due_at": "0001-01-01T00:00:00+14:00"},
+                  {"title": "a\u0000b"}, {"summary": "\u0000"}):
+        with pytest.raises(ValidationError) as refused:
+            HandoffEdit.model_validate(value)
+        assert refused.value.errors()[0]["loc"] == (next(iter(value)),)
+
+
+NUL = "\u0000"  # PostgreSQL text cannot hold it, SQLite can: both must answer the same 422
+NUL_BODIES = [
+    pytest.param(payload(title=f"Call{NUL}back"), ["body", "title"], id="title"),
+    pytest.param(payload(next_action=NUL), ["body", "next_action"], id="next-action"),
+    pytest.param(payload(summary=f"a{NUL}"), ["body", "summary"], id="summary"),
+    pytest.param(payload(draft=f"a{NUL}"), ["body", "draft"], id="draft"),
+    pytest.param(payload(definition_of_done=f"a{NUL}"), ["body", "definition_of_done"], id="definition-of-done"),
+    pytest.param(payload(created_by=f"bot{NUL}"), ["body", "created_by"], id="created-by"),
+    pytest.param(payload(facts={"budget": f"5{NUL}"}), ["body", "facts"], id="fact-value"),
+    pytest.param(payload(facts={f"bud{NUL}get": "5"}), ["body", "facts"], id="fact-key"),
+    pytest.param(payload(missing_info=["ok", f"a{NUL}"]), ["body", "missing_info"], id="list-item"),
+    pytest.param(payload(external_id=f"e{NUL}", source={"system": "n8n"}), ["body", "external_id"], id="external-id"),
+    pytest.param(payload(source={"system": "n8n", "label": f"l{NUL}"}), ["body", "source", "label"],
+                 id="source-label"),
+    pytest.param(payload(source={"system": f"n8n{NUL}"}), ["body", "source", "system"], id="source-system"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)  # overrides this module's SQLite-only `backend` fixture
+def test_a_nul_character_in_any_text_is_422_naming_the_field_on_both_backends(client: httpx.Client,
+                                                                               runtime: Runtime) -> None:
+    ref = create(client, payload(owner="UOWNER"))["ref"]
+    before, rows = show(client, ref), counts(runtime)
+    problems = []
+    for case in NUL_BODIES:
+        (body, loc), name = case.values, case.id
+        response = client.post("/api/handoffs", json=body)
+        locs = [error["loc"] for error in response.json()["detail"]] if response.status_code == 422 else []
+        if loc not in locs:
+            problems.append(f"{name}: {response.status_code} {response.text}")
+    for outcome in ({"outcome": "done", "note": f"x{NUL}y"}, {"outcome": f"done{NUL}"}):
+        response = client.post(f"/api/handoffs/{ref}/outcome", json=outcome)
+        if response.status_code != 422 or response.json()["detail"][0]["loc"][:1] != ["body"]:
+            problems.append(f"outcome {outcome}: {response.status_code} {response.text}")
+    assert problems == []
+    assert show(client, ref) == before
+    assert counts(runtime) == rows
 
 
 def test_a_body_that_is_not_a_json_object_is_422(client: httpx.Client, runtime: Runtime) -> None:
@@ -191,6 +261,24 @@ def test_limit_and_other_list_parameters_are_bounded(client: httpx.Client) -> No
         assert response.json()["detail"][0]["loc"][0] == "query"
     assert client.get("/api/handoffs", params={"limit": 1}).status_code == 200
     assert client.get("/api/handoffs", params={"limit": 200}).status_code == 200
+
+
+@pytest.mark.parametrize("backend", BACKENDS)  # a number past 64 bits used to reach the database: 500
+def test_cursors_and_refs_beyond_a_64_bit_id_are_refused_on_both_backends(client: httpx.Client,
+                                                                          runtime: Runtime) -> None:
+    ref = create(client, payload(owner="UOWNER"))["ref"]
+    before, rows = show(client, ref), counts(runtime)
+    for cursor in ("99999999999999999999", str(2**63)):
+        response = client.get("/api/handoffs", params={"cursor": cursor})
+        assert response.status_code == 422, (cursor, response.text)
+        assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
+    largest = client.get("/api/handoffs", params={"cursor": str(2**63 - 1)})
+    assert largest.status_code == 200 and [h["ref"] for h in largest.json()["items"]] == [ref]
+    for missing in ("H-99999999999999999999", "H-999999999999999999", "9" * 19):
+        assert client.get(f"/api/handoffs/{missing}").status_code == 404, missing
+        assert client.post(f"/api/handoffs/{missing}/outcome", json={"outcome": "done"}).status_code == 404, missing
+    assert show(client, ref) == before
+    assert counts(runtime) == rows
 
 
 def test_outcome_body_errors_are_422_and_change_nothing(client: httpx.Client, runtime: Runtime) -> None:

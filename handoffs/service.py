@@ -106,7 +106,9 @@ class HandoffService:
             updated = self.store.apply(handoff, change, actor=actor, effects=effects, now=now)
             if updated is not None:
                 return Acted(updated, change)
-        raise Refused("busy", f"{ref_of(handoff_id)} is changing quickly right now; try again.")
+        busy = Refused("busy", f"{ref_of(handoff_id)} is changing quickly right now; try again.")
+        self.refuse(self.get(handoff_id), busy, request.action, actor, notify_in=notify_in)  # told and logged
+        raise busy
 
     def check(self, handoff_id: int, action: Action, actor: Actor, *, notify_in: str | None = None) -> Handoff:
         """The handoff, if `actor` may take `action` on it now; else Refused (logged, and noticed)."""

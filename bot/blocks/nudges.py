@@ -13,6 +13,7 @@ from bot import ids
 from bot.blocks.card import URGENCY_EMOJI, owner_text
 from bot.text import mention, mrkdwn
 from handoffs.durations import humanize
+from handoffs.lifecycle import ALLOWED_FROM, Action
 from handoffs.model import Handoff
 from handoffs.nudges import Lateness
 
@@ -56,21 +57,23 @@ def nudge_blocks(handoff: Handoff, payload: dict[str, Any], now: datetime, perma
     value = str(handoff.id)
     first = [ButtonElement(text="Claim", action_id=ids.CLAIM, value=value, style="primary")] \
         if not handoff.owner else []
-    buttons = [
-        *first,
-        *_open_card(permalink),
+    # Only what can work in the handoff's status (SPEC §3): an approved one can be neither snoozed nor released.
+    snoozes = [
         ButtonElement(text="Snooze 1h", action_id=ids.NUDGE_SNOOZE_HOUR, value=value),
         ButtonElement(text="Snooze until tomorrow", action_id=ids.NUDGE_SNOOZE_TOMORROW, value=value),
-    ]
+    ] if handoff.status in ALLOWED_FROM[Action.snooze] else []
+    wrong_owner = [ButtonElement(text="Wrong owner", action_id=ids.STALL_WRONG_OWNER, value=value)] \
+        if handoff.status in ALLOWED_FROM[Action.release] else []
+    buttons = [*first, *_open_card(permalink), *snoozes]
     reasons = [
         ButtonElement(text="Blocked", action_id=ids.STALL_BLOCKED, value=value),
         ButtonElement(text="Need info", action_id=ids.STALL_NEED_INFO, value=value),
-        ButtonElement(text="Wrong owner", action_id=ids.STALL_WRONG_OWNER, value=value),
+        *wrong_owner,
     ]
     blocks: list[Block] = [
         SectionBlock(text=MarkdownTextObject(text=headline, verbatim=True)),
         SectionBlock(text=MarkdownTextObject(text=f"*Next:* {next_action}\n{owner_text(handoff)}", verbatim=True)),
-        ActionsBlock(block_id=ids.NUDGE_ACTIONS_BLOCK, elements=buttons),
+        *([ActionsBlock(block_id=ids.NUDGE_ACTIONS_BLOCK, elements=buttons)] if buttons else []),
         ActionsBlock(block_id=ids.STALL_REASONS_BLOCK, elements=reasons),
     ]
     text = f"⏰ {handoff.ref} {title} is {_late_line(handoff, now)}"

@@ -8,7 +8,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+
 from bot.runtime import Runtime
+from handoffs.effects import EPHEMERAL
 from handoffs.lifecycle import Action, Actor, Refused, Request
 from handoffs.model import HandoffIn, Status
 from handoffs.ports import Created, IdempotencyConflict
@@ -115,3 +118,19 @@ def test_simultaneous_intakes_each_get_their_own_answer(runtime: Runtime) -> Non
     new = [r for i, r in enumerate(results) if i % 4 in (0, 3)]
     assert all(r.result is Created.created for r in new) and len({r.handoff.id for r in new}) == 12
     assert counts(runtime)["handoffs"] == 1 + 1 + 12
+
+
+def test_a_click_that_keeps_losing_the_race_is_refused_privately_and_logged(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every compare-and-set lost (the handoff changing under each try): the clicker is told, and the refusal is
+    in the log like any other; it used to be neither."""
+    handoff = runtime.service.submit(HandoffIn.model_validate(payload()), actor="producer").handoff
+    monkeypatch.setattr(runtime.service.store, "apply", lambda *args, **kwargs: None)
+    with pytest.raises(Refused) as refused:
+        runtime.service.act(handoff.id, Request(Action.claim), Actor("UCAROL"), notify_in="CHANDOFFS")
+    assert refused.value.code == "busy"
+    [logged] = [e for e in runtime.repo.events(handoff.id) if e.action == "refused"]
+    assert (logged.actor, logged.data["code"]) == ("UCAROL", "busy")
+    [notice] = [row for row in runtime.repo.outbox_for(handoff.id) if row.kind == EPHEMERAL]
+    assert notice.target == "CHANDOFFS" and notice.payload["user"] == "UCAROL"

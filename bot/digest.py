@@ -8,7 +8,8 @@ A day with nothing to report still gets a short "all clear", so managers can tel
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -21,6 +22,7 @@ from storage.digest import DigestStore
 log = logging.getLogger("handoff_bot.digest")
 
 DIGEST_JOB_ID = "handoff-digest"
+CATCH_UP_JOB_ID = "handoff-digest-catch-up"
 MISFIRE_GRACE = timedelta(hours=1)  # a process that was down or busy at `at` still sends within the hour
 
 
@@ -48,8 +50,21 @@ def add_digest_job(scheduler: BaseScheduler, runtime: Runtime) -> None:
         return
     trigger = CronTrigger(hour=digest.at.hour, minute=digest.at.minute, second=digest.at.second,
                           timezone=runtime.config.zone)
+    def job() -> None:
+        send_digest(runtime, runtime.clock())
+
     scheduler.add_job(
-        lambda: send_digest(runtime, runtime.clock()), trigger, id=DIGEST_JOB_ID, name="daily digest",
-        coalesce=True, max_instances=1, misfire_grace_time=int(MISFIRE_GRACE.total_seconds()),
-        replace_existing=True,
+        job, trigger, id=DIGEST_JOB_ID, name="daily digest", coalesce=True, max_instances=1,
+        misfire_grace_time=int(MISFIRE_GRACE.total_seconds()), replace_existing=True,
     )
+    if _missed_within_grace(runtime.clock(), digest.at, runtime.config.zone):
+        # The jobs live in memory: a process started just after `at` (a deploy, a restart) has no missed run to
+        # catch up on, and the day would go without its digest. The day's claim keeps it to one send.
+        scheduler.add_job(job, "date", id=CATCH_UP_JOB_ID, name="daily digest (started after its time)",
+                          misfire_grace_time=int(MISFIRE_GRACE.total_seconds()), replace_existing=True)
+
+
+def _missed_within_grace(now: datetime, at: time, zone: ZoneInfo) -> bool:
+    local = now.astimezone(zone)
+    today_at = datetime.combine(local.date(), at, tzinfo=zone)
+    return timedelta(0) < local - today_at <= MISFIRE_GRACE

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from bot.blocks.digest import LINES, digest_message
-from bot.digest import DIGEST_JOB_ID, add_digest_job, send_digest
+from bot.digest import CATCH_UP_JOB_ID, DIGEST_JOB_ID, add_digest_job, send_digest
 from bot.runtime import Runtime, build_runtime
 from bot.server import build_bot
 from handoffs.config import HandoffConfig, parse_config
@@ -209,6 +209,29 @@ def test_the_job_runs_daily_at_the_configured_time_in_the_configured_zone(
         clock.now = NEXT_MORNING
         job.func()  # what the scheduler runs: send_digest with the runtime's clock
         assert days_claimed(digest_runtime) == ["2025-03-13"]
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+@pytest.mark.parametrize(("started", "catches_up"), [
+    (datetime(2025, 3, 13, 9, 20, tzinfo=BERLIN), True),  # 20 minutes after `at`: within the grace
+    (datetime(2025, 3, 13, 10, 30, tzinfo=BERLIN), False),  # past the grace: tomorrow's
+    (datetime(2025, 3, 13, 8, 50, tzinfo=BERLIN), False),  # before `at`: the daily job sends it
+])
+def test_a_process_started_just_after_the_digest_time_still_sends_it(
+    digest_runtime: Runtime, clock: Clock, started: datetime, catches_up: bool,
+) -> None:
+    """The jobs live in memory, so a restart just after `at` had no missed run to catch up on: no digest that day."""
+    clock.now = started.astimezone(UTC)
+    scheduler = BackgroundScheduler(timezone=UTC)
+    add_digest_job(scheduler, digest_runtime)
+    scheduler.start()
+    try:
+        if catches_up:
+            wait_until(lambda: days_claimed(digest_runtime) == ["2025-03-13"], what="the day's digest")
+        else:
+            assert scheduler.get_job(CATCH_UP_JOB_ID) is None and days_claimed(digest_runtime) == []
+        assert scheduler.get_job(DIGEST_JOB_ID) is not None  # the daily job stays
     finally:
         scheduler.shutdown(wait=False)
 

@@ -9,6 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from handoffs.config import ConfigError, HandoffConfig, default_config, load_config
 from handoffs.durations import parse_duration
@@ -106,6 +108,21 @@ def _database_url(env: Mapping[str, str]) -> str:
     if not url.startswith(("sqlite:///", "postgresql+psycopg://")):
         raise SettingsError(
             "DATABASE_URL must be sqlite:///path/to/file.db or postgresql+psycopg://user@host:5432/dbname"
+        )
+    try:
+        parsed = make_url(url)  # as the engine will read it
+    except (ArgumentError, ValueError):  # ValueError: a port that is no number
+        parsed = None
+    if parsed is None or (parsed.port is not None and not 0 < parsed.port <= 65535):
+        raise SettingsError(
+            "DATABASE_URL is malformed: the port must be a number from 1 to 65535 and any :/@?# in the password "
+            "%-encoded, as in postgresql+psycopg://user:password@host:5432/dbname"
+        )
+    in_memory = parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+    if parsed.get_backend_name() == "sqlite" and in_memory:
+        raise SettingsError(
+            "DATABASE_URL must name a SQLite database file, as in sqlite:///./handoffs.db: the bot's threads and "
+            "processes share the database, and an in-memory one is private to each connection"
         )
     return url
 

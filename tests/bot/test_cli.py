@@ -90,6 +90,27 @@ def test_a_malformed_setting_stops_with_one_line_naming_it(tmp_path: Path, varia
     assert not (tmp_path / "handoffs.db").exists()
 
 
+@pytest.mark.parametrize("command", ["migrate", "serve"])
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql+psycopg://u@127.0.0.1:abc/db", "the port must be a number"),
+        ("sqlite:///", "must name a SQLite database file"),
+        ("sqlite:///:memory:", "must name a SQLite database file"),
+    ],
+    ids=["port-not-a-number", "sqlite-without-a-file", "sqlite-in-memory"],
+)
+def test_a_database_url_the_bot_cannot_use_stops_with_one_line_naming_it(
+    tmp_path: Path, command: str, url: str, says: str
+) -> None:
+    result = run(tmp_path, command, DATABASE_URL=url, SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s",
+                 HANDOFF_DEFAULT_CHANNEL="CHANDOFFS", PORT=str(free_port()))
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("handoff-bot: DATABASE_URL ") and says in line
+    assert result.stdout == ""  # not "database at sqlite:/// is up to date"
+
+
 def test_serve_with_a_malformed_setting_stops_before_serving(tmp_path: Path) -> None:
     result = run(tmp_path, "serve", PORT="abc", SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s")
     assert result.returncode == 2

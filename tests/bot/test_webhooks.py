@@ -16,13 +16,16 @@ import httpx
 import pytest
 
 from bot import ids
-from bot.runtime import build_runtime
+from bot.runtime import Runtime, build_runtime
 from bot.server import build_bot
-from bot.webhooks import Backoff, _retry_after_seconds, signed_headers
+from bot.webhooks import Backoff, WebhookSender, _retry_after_seconds, signed_headers
 from handoffs.config import HandoffConfig, parse_config
+from handoffs.model import HandoffIn
+from handoffs.webhooks import DEFAULT_SECRET_ENV
+from storage.outbox import OutboxStore
 from tests.bot.slack.conftest import SIGNING_SECRET, SlackHarness
 from tests.bot.slack.e2e import create, fast_pacing, input_values, opened_view, submit_view, wait_until
-from tests.conftest import API_TOKEN, DEFAULT_CONFIG, WEBHOOK_SECRET, LiveServer, make_settings
+from tests.conftest import API_TOKEN, API_TOKEN_NAME, DEFAULT_CONFIG, WEBHOOK_SECRET, LiveServer, make_settings
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_signing import text_value
 from tests.fakes.webhook_receiver import Answer, Received, WebhookReceiver, readme_verify
@@ -264,6 +267,20 @@ def test_retry_after_on_a_429_is_honoured(hooks: SlackHarness, receiver: Webhook
     assert second.at - first.at >= 0.9  # not the 0.05 s back-off of these tests
 
 
+def test_a_retry_after_of_zero_or_of_a_past_date_still_backs_off(
+    hooks: SlackHarness, receiver: WebhookReceiver
+) -> None:
+    hooks.bot.senders.webhooks.backoff = Backoff(first=0.5, cap=0.5)  # 0.25 to 0.5 s
+    receiver.then(Answer(429, headers={"Retry-After": "0"}),
+                  Answer(503, headers={"Retry-After": "Mon, 01 Jan 2001 00:00:00 GMT"}))
+    created = create(hooks, callback_url=receiver.url("/callback"))
+
+    settled(hooks, created["ref"], "sent")
+
+    first, second, third = receiver.requests()
+    assert second.at - first.at >= 0.24 and third.at - second.at >= 0.24  # not at once, over and over
+
+
 def test_410_gone_fails_the_delivery_at_once(hooks: SlackHarness, receiver: WebhookReceiver) -> None:
     receiver.always(Answer(410))
     created = create(hooks, callback_url=receiver.url("/callback"))
@@ -301,6 +318,37 @@ def test_a_dead_endpoint_ends_failed_without_holding_up_another(
 
     stats = httpx.get(f"{hooks.server.url}/api/stats", headers=AUTH, timeout=5).json()
     assert stats["webhooks"] == {"sent": 2, "failed": 6, "pending": 0}
+
+
+SLOW = 1.5  # seconds the slow host takes to answer
+
+
+@pytest.mark.parametrize("short_looks", [False, True], ids=["one-look", "short-looks"])
+def test_a_slow_hosts_backlog_does_not_hold_up_another_host(
+    runtime: Runtime, receiver: WebhookReceiver, short_looks: bool
+) -> None:
+    """An automation with a resume URL per handoff on one slow host, more of them due than a look at the outbox
+    reads: the delivery to another host, written last, still goes at once (short looks go on where the last
+    one stopped)."""
+    with WebhookReceiver(WEBHOOK_SECRET.encode()) as slow:
+        slow.always(Answer(200, sleep=SLOW))
+        for n in range(100):
+            runtime.service.submit(HandoffIn(title=f"Lead {n}", next_action="Resume the flow",
+                                             callback_url=slow.url(f"/resume/{n}")), actor=API_TOKEN_NAME)
+        runtime.service.submit(HandoffIn(title="Call ACME back", next_action="Phone Jane",
+                                         callback_url=receiver.url("/callback")), actor=API_TOKEN_NAME)
+        sender = WebhookSender(OutboxStore(runtime.db), {DEFAULT_SECRET_ENV: WEBHOOK_SECRET}, runtime.clock,
+                               poll_seconds=0.05)
+        if short_looks:  # pages of 10 rows, 20 rows a look: the other host's row is five looks on
+            sender.page_rows, sender.scan_rows = 10, 20
+        started = time.monotonic()
+        sender.start()
+        try:
+            [arrived] = wait_until(receiver.requests, timeout=SLOW + 1, what="the other host's delivery")
+            assert arrived.at - started < SLOW - 0.5, "the other host waited for the slow one"
+            assert len(slow.requests()) <= 2  # and the slow host still had two requests at a time
+        finally:
+            sender.stop()
 
 
 # --- refused without a secret -------------------------------------------------------------------

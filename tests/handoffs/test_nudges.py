@@ -11,7 +11,7 @@ import pytest
 
 from handoffs.config import HandoffConfig, parse_config
 from handoffs.model import Handoff, Status
-from handoffs.nudges import Lateness, Step, decide, earliest_look, scheduled_at, snooze_until_tomorrow
+from handoffs.nudges import Decision, Lateness, Step, decide, earliest_look, scheduled_at, snooze_until_tomorrow
 from tests.conftest import DEFAULT_CONFIG
 from tests.factories import make_handoff
 
@@ -47,14 +47,20 @@ def run_sweeps(handoff: Handoff, config: HandoffConfig, start: datetime, seconds
         if look is None or look > now:
             continue
         decision = decide(handoff, config, now, zone)
-        if decision.step is Step.nudge:
-            handoff = replace(handoff, nudge_count=decision.nudge_number, last_nudged_at=now)
-        elif decision.step is Step.escalate:
-            handoff = replace(handoff, escalated_at=now)
+        handoff = applied(handoff, decision, now)
         if decision.step in (Step.nudge, Step.escalate):
             acted.append((second, decision.step))
         look = decision.look_again_at
     return acted
+
+
+def applied(handoff: Handoff, decision: Decision, now: datetime) -> Handoff:
+    """The handoff as storage writes it after the sweep acts on `decision` at `now`."""
+    if decision.step is Step.nudge:
+        return replace(handoff, nudge_count=decision.nudge_number, last_nudged_at=now)
+    if decision.step is Step.escalate:
+        return replace(handoff, escalated_at=now)
+    return handoff
 
 
 def test_unclaimed_twice_nudged_then_escalated_once_then_nothing() -> None:
@@ -207,10 +213,7 @@ def sweep_at_each_look(handoff: Handoff, config: HandoffConfig, until: datetime,
     while look is not None and look <= until:
         now = look
         decision = decide(handoff, config, now, zone)
-        if decision.step is Step.nudge:
-            handoff = replace(handoff, nudge_count=decision.nudge_number, last_nudged_at=now)
-        elif decision.step is Step.escalate:
-            handoff = replace(handoff, escalated_at=now)
+        handoff = applied(handoff, decision, now)
         if decision.step in (Step.nudge, Step.escalate):
             acted.append((now.astimezone(zone), decision.step))
         look = decision.look_again_at

@@ -24,7 +24,7 @@ from storage.db import Database
 from storage.group_commit import GroupCommit
 from storage.lean import Bound, Prepared
 from storage.schedule import INSERT_SCHEDULE, LOOK_COLUMNS, SET_LOOK, drop_settled, first_look_rows, look_moves
-from storage.tables import EventRow, HandoffRow, OutboxRow, RouteCursor, SlackEventRow
+from storage.tables import EventRow, HandoffRow, IdempotencyKeyRow, OutboxRow, RouteCursor, SlackEventRow
 
 _DOMAIN_FIELDS = {f.name for f in fields(Handoff)}
 _OPEN_STATUSES = [s.value for s in Status if s not in TERMINAL]
@@ -32,16 +32,15 @@ _HANDOFFS: Table = HandoffRow.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
 _SLACK_EVENTS: Table = SlackEventRow.__table__  # type: ignore[attr-defined]
+_KEYS: Table = IdempotencyKeyRow.__table__  # type: ignore[attr-defined]
 _COLUMN_NAMES = tuple(_HANDOFFS.c.keys())
 _ROW_POSITIONS = [(name, index) for index, name in enumerate(_COLUMN_NAMES) if name in _DOMAIN_FIELDS]
 
 # Intake's statements, built once (building and cache-keying them per request cost as much as running them).
-_BY_KEY = _HANDOFFS.select().where(
-    _HANDOFFS.c.source_system == bindparam("system"), _HANDOFFS.c.external_id == bindparam("external_id")
+_KEY_LOOKUP = select(_KEYS.c.handoff_id, _KEYS.c.payload_hash).where(
+    _KEYS.c.source_system == bindparam("source_system"), _KEYS.c.external_id == bindparam("external_id")
 )
-_BY_KEY_NO_SYSTEM = _HANDOFFS.select().where(
-    _HANDOFFS.c.source_system.is_(None), _HANDOFFS.c.external_id == bindparam("external_id")
-)
+_INSERT_KEY = insert(_KEYS)
 _OPEN_DUPLICATE = (
     select(_HANDOFFS.c.id)
     .where(
@@ -60,6 +59,14 @@ _INSERT_APPROVERS = insert(APPROVERS)
 # In the order given (an unnest is read in array order): callers pass the keys sorted, so that two transactions
 # never wait for each other's keys.
 _ADVISORY_XACT_LOCKS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
+
+
+def _idempotency_key(plan: IntakePlan) -> dict[str, str] | None:
+    payload = plan.payload
+    if payload.external_id is None:
+        return None
+    system = payload.source.system if payload.source and payload.source.system else ""
+    return {"source_system": system, "external_id": payload.external_id}
 
 
 def to_domain(row: HandoffRow | Row[Any]) -> Handoff:
@@ -244,18 +251,9 @@ class Repository:
         self, session: Session, plan: IntakePlan, effects: list[Effect], dedupe_since: datetime,
         derived_effects: Callable[[Handoff], list[Effect]] | None, beside: _SideRows,
     ) -> CreateResult:
-        payload = plan.payload
-        system = payload.source.system if payload.source else None
-        if payload.external_id is not None:
-            existing = session.execute(
-                _BY_KEY_NO_SYSTEM if system is None else _BY_KEY,
-                {"system": system, "external_id": payload.external_id},
-            ).first()
-            if existing is not None:
-                assert existing.id is not None
-                if existing.payload_hash != plan.payload_hash:
-                    raise IdempotencyConflict(existing.id)
-                return CreateResult(to_domain(existing), Created.idempotent)
+        key = _idempotency_key(plan)
+        if key is not None and (known := self._known_key(session, key, plan)) is not None:
+            return known
         duplicate_id = session.execute(
             _OPEN_DUPLICATE, {"fingerprint": plan.fingerprint, "since": dedupe_since}
         ).scalar()
@@ -263,11 +261,13 @@ class Repository:
             beside.write(session)  # the batch's rows so far first: a sighting's event and card update follow them
             duplicate = session.get(HandoffRow, duplicate_id)
             assert duplicate is not None
+            self._keep_key(session, key, duplicate_id, plan)
             return CreateResult(self._seen_again(session, duplicate, plan), Created.duplicate)
         # Core INSERT … RETURNING id, and the handoff built from the values written: the hot path of intake,
         # where building ORM rows, or reading back and converting every column, cost more than the database.
         values, handoff = self._new_row(session, plan)
         handoff.id = session.execute(_INSERT_HANDOFF, values).scalar_one()
+        self._keep_key(session, key, handoff.id, plan)
         statements = beside.statements
         first_look = first_look_rows(handoff.id, self.next_look(handoff))
         beside.schedule.extend(map(statements.schedule.parameters, first_look))
@@ -276,7 +276,7 @@ class Repository:
             handoff.id, "created", actor=plan.actor, at=plan.created_at, from_status=None,
             to_status=handoff.status.value,
             data={"route": plan.route, "channel": plan.channel, "owner": handoff.owner, "queue": plan.queue,
-                  "review_reasons": plan.review_reasons, "created_by": payload.created_by},
+                  "review_reasons": plan.review_reasons, "created_by": plan.payload.created_by},
         ))
         derived = derived_effects(handoff) if derived_effects else []
         beside.outbox.extend(statements.outbox_rows(handoff.id, [*effects, *derived], plan.created_at))
@@ -290,19 +290,29 @@ class Repository:
             keys = sorted({int(fingerprint[:15], 16) for fingerprint in fingerprints})
             session.execute(_ADVISORY_XACT_LOCKS, {"keys": keys})
 
+    def _known_key(self, session: Session, key: dict[str, str], plan: IntakePlan) -> CreateResult | None:
+        """A repeat of a key already stored: its handoff, whatever became of it since (a repeat creates nothing,
+        and counts no sighting twice); a conflict if the content differs from the key's first submission."""
+        known = session.execute(_KEY_LOOKUP, key).first()
+        if known is None:
+            return None
+        if known.payload_hash != plan.payload_hash:
+            raise IdempotencyConflict(known.handoff_id)
+        row = session.execute(_BY_ID, {"id": known.handoff_id}).one()
+        its_own = (row.source_system or "", row.external_id) == (key["source_system"], key["external_id"])
+        return CreateResult(to_domain(row), Created.idempotent if its_own else Created.duplicate)
+
+    @staticmethod
+    def _keep_key(session: Session, key: dict[str, str] | None, handoff_id: int, plan: IntakePlan) -> None:
+        """Written at once, not with the batch's side rows: a later write of the batch must find it. Another
+        process's write of the same key makes this one fail, and the write is tried again (`_write_alone`)."""
+        if key is not None:
+            session.execute(_INSERT_KEY, {**key, "handoff_id": handoff_id, "payload_hash": plan.payload_hash})
+
     def _seen_again(self, session: Session, row: HandoffRow, plan: IntakePlan) -> Handoff:
         assert row.id is not None
         payload = plan.payload
         key = {"external_id": payload.external_id, "source_system": payload.source.system if payload.source else None}
-        if payload.external_id is not None:  # a producer's retry of a submission already counted counts once
-            for earlier in session.exec(
-                select(EventRow).where(EventRow.handoff_id == row.id, EventRow.action == "seen_again")
-            ):
-                data = earlier.data or {}
-                if data.get("external_id") == key["external_id"] and data.get("source_system") == key["source_system"]:
-                    if data.get("payload_hash", plan.payload_hash) != plan.payload_hash:
-                        raise IdempotencyConflict(row.id)
-                    return to_domain(row)
         row.seen_count += 1
         session.add(row)
         session.add(EventRow(

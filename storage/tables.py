@@ -90,6 +90,22 @@ class HandoffRow(SQLModel, table=True):
     last_nudged_at: datetime | None = _when()
 
 
+class IdempotencyKeyRow(SQLModel, table=True):
+    """A producer's key (`source.system`, `external_id`) and the handoff its first submission was stored as, or
+    counted on as a duplicate; with that submission's content hash, so that other content under it is a conflict.
+
+    Its own table, so that every key is unique: in `handoffs` a key without a system has a NULL in the unique
+    constraint (never equal to another), and a duplicate's key was kept only in an event.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    source_system: str = Field(primary_key=True, max_length=80)  # "" for none: a given system is never empty
+    external_id: str = Field(primary_key=True, max_length=200)
+    handoff_id: int = Field(foreign_key="handoffs.id", nullable=False, sa_type=Id)
+    payload_hash: str = Field(max_length=64, nullable=False)
+
+
 class NudgeScheduleRow(SQLModel, table=True):
     """When the SLA sweep should next look at a handoff: the earliest moment the nudge policy may act on it.
 

@@ -6,15 +6,19 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import pytest
 
-from bot.runtime import Runtime
+from bot.runtime import Runtime, build_runtime
+from handoffs.config import HandoffConfig
 from handoffs.effects import EPHEMERAL
 from handoffs.lifecycle import Action, Actor, Refused, Request
 from handoffs.model import HandoffIn, Status
-from handoffs.ports import Created, IdempotencyConflict
+from handoffs.ports import Created, CreateResult, IdempotencyConflict
+from handoffs.service import HandoffService
+from tests.conftest import make_settings
 from tests.factories import counts, lead, payload
 
 CLAIMERS = 32
@@ -95,6 +99,29 @@ def test_simultaneous_hot_leads_are_shared_evenly(runtime: Runtime) -> None:
     )
     assert not [r for r in results if isinstance(r, Exception)]
     assert Counter(r.handoff.owner for r in results) == {"UANNA": 5, "UBEN": 5}
+
+
+def submit_each(pairs: list[tuple[HandoffService, HandoffIn]], index: int) -> CreateResult:
+    service, body = pairs[index]
+    return service.submit(body, actor="producer")
+
+
+def test_two_processes_given_one_key_without_a_source_system_store_one_handoff(
+    runtime: Runtime, database_url: str, handoff_config: HandoffConfig
+) -> None:
+    """Two servers on one database, each sent the same key (no `source.system`) with other content: one stores
+    it, the other is a conflict. The handoffs table's unique key cannot say so (NULLs are all distinct there),
+    and with other content the two never waited on one lock: both used to be stored, on PostgreSQL."""
+    other = build_runtime(make_settings(database_url), config=handoff_config, run_migrations=False)
+    try:
+        services = [runtime.service, other.service]
+        for attempt in range(8):
+            bodies = [HandoffIn.model_validate(payload(external_id=f"ticket-{attempt}")) for _ in services]
+            results = all_at_once(2, partial(submit_each, list(zip(services, bodies, strict=True))))
+            assert sorted(type(r).__name__ for r in results) == ["CreateResult", "IdempotencyConflict"], results
+        assert counts(runtime)["handoffs"] == 8
+    finally:
+        other.close()
 
 
 def test_simultaneous_intakes_each_get_their_own_answer(runtime: Runtime) -> None:

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, insert
+from sqlalchemy import func, insert, text
 from sqlmodel import SQLModel, select
 
 from bot.runtime import Runtime
@@ -436,3 +437,43 @@ def test_a_retried_duplicate_counts_once_and_a_changed_retry_conflicts(
     # the same external_id from another system is another submission
     other = service.submit(HandoffIn.model_validate({**duplicate, "source": {"system": "chat"}}), actor="p")
     assert other.handoff.seen_count == 3
+
+
+def test_a_key_first_seen_as_a_duplicate_keeps_answering_after_the_original_is_closed(
+    runtime: Runtime, service: HandoffService
+) -> None:
+    body = {"title": "Refund for order 21", "next_action": "Refund it", "owner": "UOWNER"}
+    original = service.submit(HandoffIn.model_validate(body), actor="p").handoff
+    duplicate = {**body, "external_id": "mail-9", "source": {"system": "mail"}}
+    assert service.submit(HandoffIn.model_validate(duplicate), actor="p").result is Created.duplicate
+    service.act(original.id, Request(Action.close, outcome="done"), Actor("UOWNER"))
+    rows = counts(runtime)
+    retried = service.submit(HandoffIn.model_validate(duplicate), actor="p")
+    assert (retried.result, retried.handoff.id) == (Created.duplicate, original.id)
+    assert retried.handoff.status is Status.closed
+    assert counts(runtime) == rows  # no new handoff, card or event
+    changed = {**duplicate, "title": "Refund for order 22"}  # other content: no longer a duplicate of anything
+    with pytest.raises(IdempotencyConflict) as caught:
+        service.submit(HandoffIn.model_validate(changed), actor="p")
+    assert caught.value.existing_id == original.id
+    assert counts(runtime) == rows
+
+
+def test_the_migration_keeps_each_stored_key_with_its_first_holder(runtime: Runtime, service: HandoffService) -> None:
+    body = {"title": "Refund for order 23", "next_action": "Refund it"}
+    original = service.submit(HandoffIn.model_validate({**body, "external_id": "a", "source": {"system": "mail"}}),
+                              actor="p").handoff
+    sighted = {**body, "external_id": "b", "source": {"system": "mail"}}
+    service.submit(HandoffIn.model_validate(sighted), actor="p")
+    first = submit(service, external_id="c").handoff
+    second = submit(service, external_id="c-twin").handoff
+    url = runtime.settings.database_url
+    command.downgrade(migrate.alembic_config(url), "0011")
+    with runtime.db.write() as session:  # what two processes could store before: one key without a system, twice
+        session.execute(text("UPDATE handoffs SET external_id = 'c' WHERE id = :id"), {"id": second.id})
+    migrate.upgrade(url)
+    with runtime.db.read() as session:
+        keys = session.execute(text("SELECT source_system, external_id, handoff_id FROM idempotency_keys")).all()
+    assert sorted(map(tuple, keys)) == [("", "c", first.id), ("mail", "a", original.id), ("mail", "b", original.id)]
+    retried = service.submit(HandoffIn.model_validate(sighted), actor="p")
+    assert (retried.result, retried.handoff.id, retried.handoff.seen_count) == (Created.duplicate, original.id, 2)

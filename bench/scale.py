@@ -118,9 +118,11 @@ HANDOFF_COLUMNS = [
 EVENT_COLUMNS = ["id", "handoff_id", "action", "actor", "at", "from_status", "to_status", "data"]
 APPROVER_COLUMNS = ["handoff_id", "user_id", "pending"]
 SCHEDULE_COLUMNS = ["handoff_id", "next_nudge_at"]
+KEY_COLUMNS = ["source_system", "external_id", "handoff_id", "payload_hash"]
 # table -> (columns, the Chunk field with its rows); a table the schema does not have (yet) is skipped
 TABLES = {"handoffs": (HANDOFF_COLUMNS, "handoffs"), "events": (EVENT_COLUMNS, "events"),
-          "handoff_approvers": (APPROVER_COLUMNS, "approvers"), "nudge_schedule": (SCHEDULE_COLUMNS, "schedule")}
+          "handoff_approvers": (APPROVER_COLUMNS, "approvers"), "nudge_schedule": (SCHEDULE_COLUMNS, "schedule"),
+          "idempotency_keys": (KEY_COLUMNS, "keys")}
 DATETIME_COLUMNS = {"claim_by", "due_at", "stall_at", "snoozed_until", "escalated_at", "created_at", "updated_at",
                     "claimed_at", "approved_at", "decided_at", "closed_at"}
 # nudge_schedule.next_nudge_at is handoffs.nudges.earliest_look under this configuration (the default nudges), as a
@@ -156,6 +158,7 @@ class _NudgeShim:
     requires_approval: bool
     snoozed_until: datetime | None
     status: Status
+    last_nudged_at: datetime | None = None  # the loaded rows were never nudged by this bot
     awaiting_approval = Handoff.awaiting_approval
     is_terminal = Handoff.is_terminal
     stall_deadline = Handoff.stall_deadline
@@ -251,6 +254,7 @@ class Chunk(NamedTuple):
     events: list[tuple[Any, ...]]  # EVENT_COLUMNS order
     approvers: list[tuple[Any, ...]]  # APPROVER_COLUMNS order: the repository's handoff_approvers side table
     schedule: list[tuple[Any, ...]]  # SCHEDULE_COLUMNS order: the nudge_schedule side table
+    keys: list[tuple[Any, ...]]  # KEY_COLUMNS order: the idempotency_keys side table
 
 
 def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) -> Chunk:
@@ -266,6 +270,7 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
     events: list[tuple[Any, ...]] = []
     approver_rows: list[tuple[Any, ...]] = []
     schedule: list[tuple[Any, ...]] = []
+    keys: list[tuple[Any, ...]] = []
     shim = _StallShim()
     event_id = 2 * first_id - 1
     for offset, (created, code) in enumerate(zip(stamps, status_codes, strict=True)):
@@ -355,6 +360,9 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
                        risk_flags=risks, source={"system": system, "url": url, "label": "CRM deal" if system else None},
                        created_by=created_by, external_id=external_id, callback_url=callback_url)
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        payload_hash = hashlib.sha256(canonical.encode()).hexdigest()
+        if external_id is not None:
+            keys.append((system, external_id, hid, payload_hash))
         queue = channel if status is Status.open else None
         handoffs.append((
             hid, 1 + (status is not Status.open) + (approved_at is not None) + (decided_at is not None),
@@ -367,7 +375,7 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
             "CRM deal" if system else None, source_channel, source_ts, created_by, submitted_by, external_id,
             callback_url, outcome, outcome_note,
             fingerprint(_FingerprintShim(title, summary, url)),  # type: ignore[arg-type]
-            hashlib.sha256(canonical.encode()).hexdigest(), 1, _iso(snoozed_until, tz_suffix), nudges,
+            payload_hash, 1, _iso(snoozed_until, tz_suffix), nudges,
             _iso(escalated_at, tz_suffix), created_at, _iso(updated_at, tz_suffix),
             _iso(claimed_at, tz_suffix), _iso(approved_at, tz_suffix), _iso(decided_at, tz_suffix),
             _iso(closed_at, tz_suffix),
@@ -386,7 +394,7 @@ def generate_chunk(task: tuple[int, list[float], list[int], float, int, str]) ->
                            "claimed" if last[0] != "claimed" else "open", status.value,
                            f'{{"outcome":"{outcome}"}}' if outcome else "{}"))
         event_id += 2
-    return Chunk(handoffs, events, approver_rows, schedule)
+    return Chunk(handoffs, events, approver_rows, schedule, keys)
 
 
 def check_derived_columns(now: float, seed: int) -> None:

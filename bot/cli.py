@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bot.settings import SettingsError, load_settings, parse_workers
 from bot.workers import WorkerStartupError
@@ -91,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"handoff-bot: {error.source}: {error.problems[0]} (run `handoff-bot check-config` for all errors)",
               file=sys.stderr)
-    except OperationalError as error:
+    except DBAPIError as error:
+        if not isinstance(error, OperationalError) and error.statement is not None:
+            raise  # a statement failed: a bug to report whole, not a setting to fix
         print(f"handoff-bot: cannot reach the database (check DATABASE_URL): {error.orig}".splitlines()[0],
               file=sys.stderr)
     except KeyboardInterrupt:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from bot.people import People
 from bot.settings import Settings
-from bot.timezones import UserTimezones
 from handoffs.config import HandoffConfig
 from handoffs.nudges import earliest_look
 from handoffs.service import HandoffService, utc_now
@@ -26,10 +26,14 @@ class Runtime:
     service: HandoffService
     clock: Callable[[], datetime]
     notify: Callable[[], None] = lambda: None  # wakes the outbox sender after a write
-    timezones: UserTimezones | None = None  # people's own time zones, when Slack is wired
+    people: People | None = None  # people as Slack describes them (time zone, a person at all), when Slack is wired
 
-    def zone_of(self, user: str | None) -> ZoneInfo:
-        return self.timezones.zone_of(user) if self.timezones else self.config.zone
+    def own_zone(self, user: str | None) -> ZoneInfo:
+        """`user`'s own time zone, looked up now when not known (a click's short wait at most); else the team's."""
+        return self.people.own_zone(user) if self.people and user else self.config.zone
+
+    def why_cannot_own(self, user: str | None) -> str | None:
+        return self.people.why_cannot_own(user) if self.people and user else None
 
     def close(self) -> None:
         self.db.dispose()

@@ -24,13 +24,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.api import create_api, with_body_limit
 from bot.outbox import OutboxSender
+from bot.people import People
 from bot.runtime import Runtime, build_runtime
 from bot.scheduler import build_scheduler
 from bot.settings import Settings, SettingsError, load_settings
 from bot.slack.app import create_bolt_app, create_slack_client
 from bot.slack.http import mount_slack
 from bot.sweep import Sweeper
-from bot.timezones import UserTimezones
 from bot.webhooks import WebhookSender
 from bot.workers import (
     GROUP_DIRECTORY_ENV,
@@ -95,9 +95,9 @@ def build_bot(runtime: Runtime, *, socket_mode: bool = False) -> Bot:
 
 
 def connect_slack(runtime: Runtime) -> WebClient:
-    """The Web API client, and people's time zones read through it."""
+    """The Web API client, and people (time zones, who can own a handoff) read through it."""
     client = create_slack_client(runtime.settings)
-    runtime.timezones = UserTimezones(client, runtime.config.zone)
+    runtime.people = People(client, runtime.config.zone)
     return client
 
 
@@ -105,8 +105,8 @@ def build_senders(runtime: Runtime, client: WebClient) -> Senders:
     """The senders, woken by this runtime's writes."""
     sender = OutboxSender(OutboxStore(runtime.db), runtime.repo, client, runtime.config, runtime.clock,
                           lease_seconds=runtime.settings.outbox_lease_seconds)
-    assert runtime.timezones is not None, "connect_slack(runtime) first"
-    scheduler = build_scheduler(runtime, Sweeper(runtime, runtime.timezones))
+    assert runtime.people is not None, "connect_slack(runtime) first"
+    scheduler = build_scheduler(runtime, Sweeper(runtime, runtime.people))
     senders = Senders(sender, build_webhook_sender(runtime), scheduler)
     runtime.notify = senders.wake
     return senders

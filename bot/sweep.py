@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.people import People
 from bot.runtime import Runtime
-from bot.timezones import UserTimezones
 from handoffs.effects import ESCALATION, NUDGE, THREAD_REPLY, UPDATE_CARD
 from handoffs.lifecycle import Actor
 from handoffs.model import Handoff
@@ -43,10 +43,10 @@ class TickResult:
 
 
 class Sweeper:
-    def __init__(self, runtime: Runtime, timezones: UserTimezones | None = None, *, batch: int = BATCH) -> None:
+    def __init__(self, runtime: Runtime, people: People | None = None, *, batch: int = BATCH) -> None:
         self.runtime = runtime
         self.config = runtime.config
-        self.timezones = timezones
+        self.people = people
         self.store = SweepStore(runtime.db)
         self.batch = batch
         self.lanes = 1 if runtime.db.is_sqlite else POSTGRES_LANES
@@ -54,8 +54,8 @@ class Sweeper:
     def tick(self) -> TickResult:
         """One sweep at the runtime's clock: act on everything due, batch after batch."""
         now = self.runtime.clock()
-        if self.timezones is not None and self.config.nudges.business_hours_only:
-            self.timezones.warm(self.store.due_owners(now))
+        if self.people is not None and self.config.nudges.business_hours_only:
+            self.people.warm(self.store.due_owners(now))
         settled = self._sweep_lanes(now)
         result = TickResult(
             nudged=sum(item.event == "nudged" for item in settled),
@@ -108,8 +108,16 @@ class Sweeper:
             return None
 
     def _decide(self, handoff: Handoff, now: datetime) -> Decision:
-        zone = self.timezones.zone_of(handoff.owner) if self.timezones and handoff.owner else self.config.zone
+        if self._zone_not_looked_up(handoff):  # warm() reaches them at the next tick, or the one after
+            return Decision(Step.wait, now + self.config.nudges.check_every)
+        zone = self.people.zone_of(handoff.owner) if self.people and handoff.owner else self.config.zone
         return decide(handoff, self.config, now, zone)
+
+    def _zone_not_looked_up(self, handoff: Handoff) -> bool:
+        """With business hours, an owner whose zone is not known yet (more new owners due than one tick looks
+        up) is not judged in the team's zone, where their night may be business hours."""
+        return (self.people is not None and self.config.nudges.business_hours_only and handoff.owner is not None
+                and not self.people.knows(handoff.owner))
 
     def _settle_safely(self, handoff: Handoff, decision: Decision | None, now: datetime) -> Settled:
         try:

@@ -77,6 +77,8 @@ class Request:
 
     action: Action
     new_owner: str | None = None
+    # Why the new owner cannot own a handoff (an app, a deactivated account), as the caller's directory says.
+    new_owner_unfit: str | None = None
     outcome: str | None = None
     note: str | None = None
     reason: str | None = None
@@ -210,13 +212,15 @@ def decide(
 # A new owner (or none), or a new deadline, starts the nudge count again: nudges and escalation are per phase
 # (handoffs/nudges.py).
 _NEW_PHASE = {"nudge_count": 0, "escalated_at": None, "last_nudged_at": None}
+# A snooze is one owner's (or the queue's) "later": whoever has it next is reminded on their own schedule.
+_NEW_HANDS = {**_NEW_PHASE, "snoozed_until": None}
 
 
 def _claim(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfig, now: datetime) -> Change:
     return Change(
         Action.claim,
         Status.claimed,
-        {"owner": actor.id, "claimed_at": handoff.claimed_at or now, **_NEW_PHASE},
+        {"owner": actor.id, "claimed_at": handoff.claimed_at or now, **_NEW_HANDS},
         {"owner": actor.id},
     )
 
@@ -225,7 +229,7 @@ def _release(handoff: Handoff, request: Request, actor: Actor, config: HandoffCo
     # Back in the queue with a claim deadline of its own: the first one passed long ago, and the queue would
     # be nudged for it at once.
     claim_by = claim_deadline(config, config.route_named(handoff.route), handoff.urgency, now)
-    updates = {"owner": None, "queue": _queue_of(handoff), "claim_by": claim_by, **_NEW_PHASE}
+    updates = {"owner": None, "queue": _queue_of(handoff), "claim_by": claim_by, **_NEW_HANDS}
     return Change(Action.release, Status.open, updates, {"previous_owner": handoff.owner})
 
 
@@ -234,7 +238,9 @@ def _reassign(handoff: Handoff, request: Request, actor: Actor, config: HandoffC
         raise Refused("missing_argument", "Pick the person to hand it to.")
     if request.new_owner == handoff.owner:
         raise Refused("no_change", f"{handoff.ref} is already owned by {mention(handoff.owner)}.")
-    updates = {"owner": request.new_owner, "claimed_at": handoff.claimed_at or now, **_NEW_PHASE}
+    if request.new_owner_unfit:
+        raise Refused("not_a_person", request.new_owner_unfit)
+    updates = {"owner": request.new_owner, "claimed_at": handoff.claimed_at or now, **_NEW_HANDS}
     to_status = Status.approved if handoff.status is Status.approved else Status.claimed
     return Change(Action.reassign, to_status, updates, {"from": handoff.owner, "to": request.new_owner})
 
@@ -318,7 +324,7 @@ def _reopen(handoff: Handoff, request: Request, actor: Actor, config: HandoffCon
     route = config.route_named(handoff.route)
     updates = {
         "owner": None, "queue": _queue_of(handoff), "outcome": None, "outcome_note": None, "closed_at": None,
-        "decided_at": None, "approved_at": None, **_NEW_PHASE,
+        "decided_at": None, "approved_at": None, **_NEW_HANDS,
         "claim_by": claim_deadline(config, route, handoff.urgency, now),
     }
     if handoff.due_at is None or handoff.due_at <= now:  # a due time still ahead (a producer's) is kept

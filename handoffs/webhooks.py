@@ -13,7 +13,9 @@ import re
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from handoffs.config import WEBHOOK_EVENTS, HandoffConfig
 from handoffs.lifecycle import Action, Actor, Change
@@ -22,6 +24,7 @@ from handoffs.ports import Effect
 from handoffs.public import handoff_json
 
 WEBHOOK = "webhook"
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 DEFAULT_SECRET_ENV = "HANDOFF_WEBHOOK_SECRET"
 
 
@@ -36,18 +39,39 @@ def webhook_effects(
     """One delivery of `event` per destination: the handoff's `callback_url` (every event) and each configured
     endpoint whose `events` include it. `handoff` is the state after the change.
 
-    A URL gets one delivery per event; when the callback URL is also a configured endpoint, that endpoint's
-    `secret_env` signs it.
+    A URL gets one delivery per event, however its scheme and host are cased or its default port written; a
+    URL that is a configured endpoint is always signed with that endpoint's `secret_env`, also for a callback
+    event the endpoint does not list (its receiver checks that one secret).
     """
     if event not in WEBHOOK_EVENTS:
         return []
-    destinations: dict[str, str | None] = {}
+    destinations: dict[str, tuple[str, str | None]] = {}  # same_url key -> (the URL to call, its secret)
     if handoff.callback_url:
-        destinations[handoff.callback_url] = None
+        key = same_url(handoff.callback_url)
+        configured = next((e for e in config.webhooks if same_url(e.url) == key), None)
+        destinations[key] = (configured.url, configured.secret_env) if configured else (handoff.callback_url, None)
     for endpoint in config.webhooks:
         if event in endpoint.events:
-            destinations[endpoint.url] = endpoint.secret_env
-    return [_delivery(handoff, event, actor, at, url, secret_env) for url, secret_env in destinations.items()]
+            destinations[same_url(endpoint.url)] = (endpoint.url, endpoint.secret_env)
+    return [_delivery(handoff, event, actor, at, url, secret_env) for url, secret_env in destinations.values()]
+
+
+@lru_cache(maxsize=4096)
+def same_url(url: str) -> str:
+    """`url` with its case-blind parts (scheme, host) lowered and a default port left out: one receiver, one key."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # not a URL the sender could call anyway: only itself is the same
+        return url
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    if ":" in host:
+        host = f"[{host}]"
+    userinfo = parts.netloc.rpartition("@")[0]
+    shown_port = f":{port}" if port not in (None, _DEFAULT_PORTS.get(scheme)) else ""
+    netloc = (f"{userinfo}@" if userinfo else "") + host + shown_port
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
 
 
 def webhook_effects_for_change(

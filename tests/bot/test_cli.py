@@ -206,3 +206,14 @@ def test_migrate_against_an_unreachable_database_is_one_line(
     assert main(["migrate"]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert "cannot reach the database" in line and "DATABASE_URL" in line
+
+
+def test_a_connection_option_postgresql_does_not_know_is_one_line(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """psycopg refuses it before connecting, as a ProgrammingError (it was a traceback)."""
+    monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none?sslmod=require")
+    assert main(["migrate"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == ('handoff-bot: cannot reach the database (check DATABASE_URL): '
+                    'invalid connection option "sslmod"')

@@ -422,3 +422,24 @@ def test_a_claimed_handoff_awaiting_approval_stalls_at_its_earlier_deadline() ->
     approved = make_handoff(status=Status.approved, owner="UANNA", requires_approval=True,
                             claim_by=now + timedelta(hours=1), due_at=now + timedelta(days=3))
     assert approved.stall_deadline() == now + timedelta(days=3)
+
+
+@pytest.mark.parametrize(("status", "action", "actor"), [
+    (Status.claimed, Action.reassign, MANAGER), (Status.claimed, Action.release, OWNER),
+    (Status.open, Action.claim, Actor("UNEWCOMER")),
+])
+def test_a_snooze_ends_when_the_handoff_changes_hands(
+    config: HandoffConfig, status: Status, action: Action, actor: Actor
+) -> None:
+    """A snooze is its owner's (or its queue's) "later": the next owner or the queue is reminded on their own
+    schedule, not silenced until someone else's tomorrow."""
+    handoff = handoff_in_status(status, snoozed_until=NOW + timedelta(days=2))
+    change = decide(handoff, request_for(action, new_owner="UBEN"), actor, config, NOW)
+    assert change.updates["snoozed_until"] is None
+
+
+def test_an_edit_keeps_the_snooze(config: HandoffConfig) -> None:
+    handoff = handoff_in_status(Status.claimed, snoozed_until=NOW + timedelta(days=2))
+    change = decide(handoff, request_for(Action.edit, edit=HandoffEdit(due_at=NOW + timedelta(days=5))), OWNER,
+                    config, NOW)
+    assert "snoozed_until" not in change.updates

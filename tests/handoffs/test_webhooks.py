@@ -71,7 +71,29 @@ def test_a_url_that_is_both_the_callback_and_an_endpoint_gets_one_delivery_signe
         (DECISIONS, "closed", "DECISIONS_SECRET"), (EVERYTHING, "closed", None)
     ]
     assert targets(webhook_effects(handoff, "claimed", Actor("UOWNER"), config(), at=NOW)) == [
-        (DECISIONS, "claimed", None), (EVERYTHING, "claimed", None)  # not one of the endpoint's events
+        (DECISIONS, "claimed", "DECISIONS_SECRET"), (EVERYTHING, "claimed", None)  # its receiver knows one secret
+    ]
+
+
+@pytest.mark.parametrize("callback", [
+    "HTTPS://Automation.TEST/hooks/decisions", "https://automation.test:443/hooks/decisions",
+    "https://automation.test./hooks/decisions",
+])
+def test_one_receiver_written_another_way_is_still_one_delivery_with_its_secret(callback: str) -> None:
+    handoff = make_handoff(callback_url=callback)
+    assert targets(webhook_effects(handoff, "closed", Actor("UOWNER"), config(), at=NOW)) == [
+        (DECISIONS, "closed", "DECISIONS_SECRET"), (EVERYTHING, "closed", None)
+    ]
+
+
+@pytest.mark.parametrize("callback", [
+    "https://automation.test/hooks/Decisions", "https://automation.test:8443/hooks/decisions",
+    "http://automation.test/hooks/decisions", "https://automation.test/hooks/decisions?x=1",
+])
+def test_another_path_port_scheme_or_query_is_another_receiver(callback: str) -> None:
+    handoff = make_handoff(callback_url=callback)
+    assert targets(webhook_effects(handoff, "closed", Actor("UOWNER"), config(), at=NOW)) == [
+        (callback, "closed", None), (DECISIONS, "closed", "DECISIONS_SECRET"), (EVERYTHING, "closed", None)
     ]
 
 

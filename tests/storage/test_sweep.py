@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from alembic import command
+from slack_sdk import WebClient
 from sqlalchemy import func, select, text
 from sqlmodel import col
 
+from bot.people import MAX_LOOKUPS_PER_WARM, People
 from bot.runtime import Runtime, build_runtime
 from bot.sweep import Sweeper
 from handoffs.config import HandoffConfig, parse_config
@@ -21,6 +23,7 @@ from storage import migrate
 from storage.tables import EventRow, HandoffRow, NudgeScheduleRow
 from tests.conftest import DEFAULT_CONFIG, make_settings
 from tests.factories import handoff_in
+from tests.fakes.slack_api import FakeSlack
 
 CONFIG: dict[str, Any] = {
     **DEFAULT_CONFIG,
@@ -204,3 +207,35 @@ def test_the_migration_moves_each_next_look_into_the_schedule_and_back(runtime: 
         with runtime.db.read() as session:
             options = session.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'handoffs'")).scalar()
         assert options == ["fillfactor=80"]
+
+
+def test_owners_beyond_one_ticks_lookups_wait_to_be_looked_up_rather_than_be_judged_in_the_teams_zone(
+    database_url: str,
+) -> None:
+    """60 owners in Auckland, late at 10:00 UTC (a working hour of the team's zone, 23:00 theirs): one tick looks
+    up 50 of them. The other 10 used to be judged in the team's zone, and reminded in their night."""
+    config = parse_config({
+        **CONFIG, "timezone": "UTC",
+        "business_hours": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"},
+        "nudges": {**CONFIG["nudges"], "business_hours_only": True},
+    })
+    clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))  # a Monday
+    owners = [f"UAUCK{i:03d}" for i in range(60)]
+    with FakeSlack() as slack:
+        slack.users.update({owner: {"tz": "Pacific/Auckland"} for owner in owners})
+        runtime = build_runtime(make_settings(database_url), config=config, clock=clock)
+        try:
+            for owner in owners:
+                runtime.service.submit(handoff_in(owner=owner), actor="producer")
+            clock.now += timedelta(hours=1, minutes=5)  # every one past its 1h due time
+            people = People(WebClient(token="xoxb-test", base_url=slack.url, retry_handlers=[]), config.zone)
+            sweeper = Sweeper(runtime, people)
+            assert (sweeper.tick().nudged, sum(map(people.knows, owners))) == (0, MAX_LOOKUPS_PER_WARM)
+            clock.now += timedelta(seconds=1)
+            assert (sweeper.tick().nudged, sum(map(people.knows, owners))) == (0, 60)
+            clock.now = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)  # 22:00 in Auckland: still their night
+            assert sweeper.tick().nudged == 0
+            clock.now = datetime(2026, 3, 3, 20, 5, tzinfo=UTC)  # Wednesday 09:05 in Auckland
+            assert sweeper.tick().nudged == 60
+        finally:
+            runtime.close()

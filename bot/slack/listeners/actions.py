@@ -37,7 +37,9 @@ def register(app: App, runtime: Runtime) -> None:
     app.action(ids.CLAIM)(_acting(runtime, lambda click: Request(Action.claim)))
     app.action(ids.APPROVE)(_acting(runtime, lambda click: Request(Action.approve)))
     app.action(ids.MORE)(_acting(runtime, lambda click: _overflow_request(click, runtime)))
-    app.action(ids.REASSIGN)(_acting(runtime, lambda click: Request(Action.reassign, new_owner=click.selected_user)))
+    app.action(ids.REASSIGN)(_acting(runtime, lambda click: Request(
+        Action.reassign, new_owner=click.selected_user, new_owner_unfit=runtime.why_cannot_own(click.selected_user),
+    )))
     modals: dict[str, tuple[Action, ModalBuilder]] = {
         ids.EDIT: (Action.edit, edit_modal),
         ids.REJECT: (Action.reject, reject_modal),
@@ -185,7 +187,7 @@ def _snooze_for_an_hour(runtime: Runtime) -> Request:
 
 def _snooze_until_tomorrow(runtime: Runtime, click: Click) -> Request:
     """Until the next opening time (business hours' start, else 09:00) in the clicker's own time zone."""
-    until = snooze_until_tomorrow(runtime.clock(), runtime.config, runtime.zone_of(click.user_id))
+    until = snooze_until_tomorrow(runtime.clock(), runtime.config, runtime.own_zone(click.user_id))
     return Request(Action.snooze, until=until)
 
 

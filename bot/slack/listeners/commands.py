@@ -60,6 +60,7 @@ HELP = (
     "• `/handoff stats [7d|30d|90d]` — the funnel: created, claimed, decided, closed, and how fast"
 )
 SHOWN_EVENTS = 10
+MAX_PAGE_OFFSET = 1_000_000  # far past any list a person pages through; keeps the query's OFFSET in range
 EVENTS_TEXT_LIMIT = 3000  # a context element's text
 
 
@@ -111,9 +112,9 @@ def register(app: App, runtime: Runtime) -> None:
         try:
             request = json.loads(action.get("value") or "{}")
             command = parse_command(str(request.get("q", "")), known_kinds=known_kinds)
-            offset = max(0, int(request.get("offset", 0)))
-        except (ValueError, CommandError):
-            return
+            offset = min(max(0, int(request.get("offset") or 0)), MAX_PAGE_OFFSET)
+        except (ValueError, TypeError, AttributeError, CommandError):
+            return  # not a value this bot wrote
         caller = Caller(str((body.get("user") or {}).get("id", "")), (body.get("channel") or {}).get("id"),
                         (body.get("team") or {}).get("domain"))
         reply = respond(runtime, command, caller, offset=offset)
@@ -212,11 +213,12 @@ def _stats(runtime: Runtime, period: str) -> Answer:
     return Answer(text, blocks)
 
 
-def _request_for(command: Command) -> tuple[int, Request] | None:
+def _request_for(runtime: Runtime, command: Command) -> tuple[int, Request] | None:
     if isinstance(command, Claim):
         return command.handoff_id, Request(Action.claim)
     if isinstance(command, Assign):
-        return command.handoff_id, Request(Action.reassign, new_owner=command.user)
+        unfit = runtime.why_cannot_own(command.user)
+        return command.handoff_id, Request(Action.reassign, new_owner=command.user, new_owner_unfit=unfit)
     if isinstance(command, Reopen):
         return command.handoff_id, Request(Action.reopen)
     if isinstance(command, Close) and command.outcome:
@@ -236,7 +238,7 @@ _DONE = {
 def _act(runtime: Runtime, command: Command, caller: Caller) -> Answer:
     if isinstance(command, Close) and not command.outcome:
         return _check_close(runtime, command.handoff_id, caller)
-    found = _request_for(command)
+    found = _request_for(runtime, command)
     if found is None:
         return Answer(USAGE)
     handoff_id, request = found

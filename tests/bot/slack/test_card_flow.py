@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
 from bot import ids
+from handoffs.nudges import snooze_until_tomorrow
 from tests.bot.slack.conftest import SlackHarness, _wait
 from tests.bot.slack.e2e import (
     block_types,
@@ -185,6 +187,42 @@ def test_the_reassign_picker_works_on_a_private_copy_of_the_card_and_on_cards_po
     assert harness.events(hid)[-2:] == ["reassigned", "reassigned"]
     wait_outbox_idle(harness)  # a private notice would have been sent by now
     assert not harness.slack.ephemerals(), "no click was told its button points at nothing"
+
+
+def test_the_reassign_picker_refuses_an_app_a_deactivated_account_and_slackbot(harness: SlackHarness) -> None:
+    """The picker lists apps and deactivated people too: a handoff handed to one had nobody who could act on it.
+    Each is refused privately, logged, and changes nothing; a person picked next is the owner."""
+    fast_pacing(harness)
+    harness.slack.users.update({"UPOLLBOT": {"is_bot": True}, "UGONE": {"deleted": True}})
+    hid = create(harness, owner="UANNA")["id"]
+    harness.card_of(hid)
+    before = snapshot(harness, hid)
+    for picked, reason in (("UPOLLBOT", "<@UPOLLBOT> is an app, not a person"),
+                           ("UGONE", "<@UGONE> is deactivated"), ("USLACKBOT", "Slackbot cannot own a handoff")):
+        assert pick_user(harness, hid, "UANNA", picked).status_code == 200
+        assert snapshot(harness, hid) == before
+        told = _wait(lambda reason=reason: [c for c in harness.slack.ephemerals("UANNA") if reason in c.params["text"]])
+        assert len(told) == 1
+    refusals = [(e.actor, e.data["code"]) for e in harness.runtime.repo.events(hid) if e.action == "refused"]
+    assert refusals == [("UANNA", "not_a_person")] * 3
+    assert pick_user(harness, hid, "UANNA", "UCAROL").status_code == 200
+    assert snapshot(harness, hid)[2] == "UCAROL"
+
+
+def test_snooze_until_tomorrow_is_the_clickers_own_morning_even_before_anyone_looked_them_up(
+    harness: SlackHarness,
+) -> None:
+    """The clicker's zone came only from what the SLA sweep had looked up (due owners, with business hours):
+    anyone else's "tomorrow" was the team's. Now the click looks them up itself."""
+    harness.slack.users["UANNA"] = {"tz": "Pacific/Auckland"}
+    hid = create(harness, owner="UANNA")["id"]
+    harness.card_of(hid)
+    assert click_overflow(harness, ids.MORE_SNOOZE_TOMORROW, hid, "UANNA").status_code == 200
+    snoozed = harness.runtime.repo.get(hid).snoozed_until  # type: ignore[union-attr]
+    expected = snooze_until_tomorrow(harness.runtime.clock(), harness.runtime.config, ZoneInfo("Pacific/Auckland"))
+    assert snoozed == expected
+    assert expected != snooze_until_tomorrow(harness.runtime.clock(), harness.runtime.config,
+                                             harness.runtime.config.zone)
 
 
 def test_approve_then_reject_paths_update_the_card_and_the_thread(harness: SlackHarness) -> None:

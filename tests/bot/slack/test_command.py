@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -390,6 +391,21 @@ def test_stalled_pages_by_fifteen_and_more_sends_the_next_page_privately(
     assert [c.method for c in slack_writes(harness)[before:]] == ["chat.postEphemeral"]  # nothing public
 
 
+@pytest.mark.parametrize("value", ['{"q": "stalled", "offset": null}', '[1, 2]', '{"q": "stalled", "offset": 1e30}',
+                                   '{"q": "stalled", "offset": "x"}', 'not json'])
+def test_a_more_button_with_a_value_the_bot_never_wrote_changes_nothing(harness: SlackHarness, value: str) -> None:
+    click = block_action_body(ids.LIST_PAGE, value, "UMANAGER", channel=HERE, message_ts="1700000001.000100")
+    assert post_signed(harness.events_url, click, FORM, SIGNING_SECRET).status_code == 200
+
+
+def test_a_more_button_far_past_the_end_answers_with_an_empty_page(harness: SlackHarness) -> None:
+    value = json.dumps({"q": "stalled", "offset": 10**30})
+    click = block_action_body(ids.LIST_PAGE, value, "UMANAGER", channel=HERE, message_ts="1700000001.000100")
+    assert post_signed(harness.events_url, click, FORM, SIGNING_SECRET).status_code == 200
+    [page] = harness.slack.wait_for(lambda c: c.method == "chat.postEphemeral", timeout=WAIT, ok=True)
+    assert "Nothing is stalled" in json.dumps(page.params)
+
+
 # --- show ---------------------------------------------------------------------------------------------
 
 
@@ -498,6 +514,35 @@ def test_a_manager_reopens_and_nobody_else_may(harness: SlackHarness) -> None:
     assert handoff is not None and (handoff.status, handoff.owner, handoff.outcome) == (Status.open, None, None)
     wait_outbox_idle(harness)
     nothing_here(harness)
+
+
+def test_assign_refuses_an_app_a_deactivated_account_and_an_unknown_user(harness: SlackHarness) -> None:
+    harness.slack.users.update({"UPOLLBOT": {"is_bot": True}, "UGONE": {"deleted": True}})
+    handoff_id = seed(harness, owner="UANNA")
+    before = state(harness)
+    answers = [slash(harness, f"assign H-{handoff_id} <@{user}>", "UANNA")["text"]
+               for user in ("UPOLLBOT", "UGONE", "USLACKBOT")]
+    assert answers == ["<@UPOLLBOT> is an app, not a person; a handoff needs a person to own it.",
+                       "<@UGONE> is deactivated; pick someone who can act on it.",
+                       "Slackbot cannot own a handoff; pick a person."]
+    harness.slack.fail_next("users.info", status=200, error="user_not_found")
+    unknown = slash(harness, f"assign H-{handoff_id} <@UNOBODY>", "UANNA")["text"]
+    assert unknown == "Slack knows no user UNOBODY in this workspace; pick someone from the list."
+    assert state(harness) == before
+    assert refused(harness, handoff_id) == ["not_a_person"] * 4
+    person = slash(harness, f"assign H-{handoff_id} <@UBEN>", "UANNA")["text"]
+    assert person == f"🔀 H-{handoff_id} now belongs to <@UBEN>."
+
+
+def test_assign_goes_ahead_when_slack_is_too_slow_to_say_who_someone_is(harness: SlackHarness) -> None:
+    """users.info is asked for at most a moment: a slash command (and a click) must be answered at once."""
+    handoff_id = seed(harness, owner="UANNA")
+    harness.slack.set_delay(3.0, "users.info")
+    started = time.monotonic()
+    answer = slash(harness, f"assign H-{handoff_id} <@UBEN>", "UANNA")["text"]
+    assert time.monotonic() - started < 1.5
+    assert answer == f"🔀 H-{handoff_id} now belongs to <@UBEN>."
+    harness.slack.set_delay(0, "users.info")
 
 
 def test_only_the_owner_an_approver_or_a_manager_may_close(harness: SlackHarness) -> None:

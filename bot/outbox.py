@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -43,7 +44,7 @@ from handoffs.effects import (
     THREAD_REPLY,
     UPDATE_CARD,
 )
-from handoffs.model import Handoff, ref_of
+from handoffs.model import USER_ID_PATTERN, Handoff, ref_of
 from handoffs.webhooks import WEBHOOK
 from storage.board_queries import build_board, configured_usergroups
 from storage.outbox import COALESCED, FAILED, PENDING, SENT, OutboxStore
@@ -451,8 +452,7 @@ class OutboxSender(Dispatcher):
             permalink = str(response.get("permalink") or "") or None
         payload: dict[str, Any] = row.payload or {}
         text = source_reply_text(handoff, permalink, note=str(payload.get("note", "created")))
-        self._post_once(row, row.target or "", thread_ts=str(payload.get("thread_ts", "")), text=text)
-        self.store.finish(row.id, state=SENT, now=self.clock())
+        self._reply_to_source(row, handoff, text)
 
     def _outcome_reply(self, row: OutboxRow) -> None:
         """In the source message's thread: how the handoff ended and who decided, as the event recorded it.
@@ -470,8 +470,29 @@ class OutboxSender(Dispatcher):
             ref_of(row.handoff_id), str(payload.get("event", "")), str(payload.get("actor", "")),
             dict(payload.get("data") or {}), actor_is_system=bool(payload.get("actor_is_system")),
         )
-        self._post_once(row, row.target or "", thread_ts=str(payload.get("thread_ts", "")), text=text)
+        self._reply_to_source(row, self._handoff(row), text)
+
+    def _reply_to_source(self, row: OutboxRow, handoff: Handoff, text: str) -> None:
+        """In the source message's thread; where the bot may not post (a channel it is not in, where someone used
+        the message shortcut), to the person who made the handoff, in the app's DM: it was failed for good."""
+        assert row.id is not None
+        try:
+            self._post_once(row, row.target or "", thread_ts=str((row.payload or {}).get("thread_ts", "")), text=text)
+        except SlackApiError as error:
+            code = str(error.response.get("error") or "")
+            person = self._submitter(handoff)
+            if code not in NOT_IN_CONVERSATION or not re.fullmatch(USER_ID_PATTERN, person):
+                raise
+            self._post_once(row, person, text=text)
+            log.info("source reply %s: %s in %s, sent to %s in the app's DM instead", row.id, code, row.target, person)
+            self.store.finish(row.id, state=SENT, now=self.clock(), error=f"{code}: sent in the app's DM")
+            return
         self.store.finish(row.id, state=SENT, now=self.clock())
+
+    def _submitter(self, handoff: Handoff) -> str:
+        """Who made the handoff: the actor of its first event (rarely needed, so not kept on the handoff)."""
+        events = self.repo.events(handoff.id)
+        return events[0].actor if events else ""
 
     def _message_reply(self, row: OutboxRow) -> None:
         assert row.id is not None

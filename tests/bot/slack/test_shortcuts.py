@@ -18,8 +18,9 @@ from bot.slack.listeners.shortcuts import message_plain_text, open_new_handoff_m
 from bot.slack.payloads import message_permalink, parse_message_shortcut
 from handoffs.config import HandoffConfig
 from handoffs.intake import FieldError
+from handoffs.lifecycle import Action, Actor, Request
 from tests.bot.slack.conftest import SIGNING_SECRET, SlackHarness
-from tests.bot.slack.e2e import fast_pacing, input_values, opened_view, submit_view, wait_until
+from tests.bot.slack.e2e import fast_pacing, input_values, opened_view, submit_view, wait_outbox_idle, wait_until
 from tests.fakes.slack_api import Call, FakeSlack
 from tests.fakes.slack_signing import (
     FORM,
@@ -220,6 +221,27 @@ def test_a_message_shortcut_makes_a_handoff_linked_both_ways(harness: SlackHarne
     [permalink_call] = harness.slack.calls("chat.getPermalink")
     assert permalink_call.params["channel"] == "CHANDOFFS"
     assert permalink_call.params["message_ts"] == card.response["ts"]
+
+
+def test_from_a_channel_the_bot_is_not_in_the_links_go_to_the_person_by_dm(harness: SlackHarness) -> None:
+    """The message shortcut works in any channel, the bot's replies there do not (`not_in_channel`): the card's
+    link, and later the outcome, went nowhere (failed for good). They now come in the app's DM."""
+    fast_pacing(harness)
+    harness.slack.fail_channel("CGENERAL", "not_in_channel")
+    opened, _ = _message_shortcut(harness, "Customer ACME wants a demo")
+    assert submit_view(harness, opened, _valid_values(), "UALICE").status_code == 200
+    handoff = _only_handoff(harness)
+    harness.card_of(handoff.id)
+    [told] = wait_until(lambda: [c for c in harness.slack.calls("chat.postMessage")
+                                 if c.ok and c.channel == "UALICE"], what="the link in the app's DM")
+    assert f"📌 Handoff H-{handoff.id} created" in told.params["text"] and "thread_ts" not in told.params
+    harness.runtime.service.act(handoff.id, Request(Action.claim), Actor("UALICE"))
+    harness.runtime.service.act(handoff.id, Request(Action.close, outcome="done"), Actor("UALICE"))
+    harness.runtime.notify()
+    wait_until(lambda: len([c for c in harness.slack.calls("chat.postMessage")
+                            if c.ok and c.channel == "UALICE"]) == 2, what="the outcome in the app's DM")
+    wait_outbox_idle(harness)
+    assert [row.kind for row in harness.runtime.repo.outbox_for(handoff.id) if row.state == "failed"] == []
 
 
 def test_the_global_shortcut_opens_an_empty_modal_and_submits_without_a_source(harness: SlackHarness) -> None:

@@ -71,7 +71,7 @@ PERMANENT_ERRORS = frozenset({
     "json_not_object", "no_text", "too_many_attachments", "metadata_too_large", "invalid_metadata_format",
     "invalid_metadata_schema",
 })
-# A private notice that Slack refuses with one of these goes to the app's DM instead.
+# A private notice or a source-thread reply that Slack refuses with one of these goes to the app's DM instead.
 NOT_IN_CONVERSATION = frozenset({"channel_not_found", "not_in_channel", "user_not_in_channel"})
 # A rate limit can also come as `{"ok": false, "error": "ratelimited"}` with status 200: waited out like a 429.
 RATE_LIMITED_ERRORS = frozenset({"ratelimited", "rate_limited"})
@@ -431,14 +431,23 @@ class OutboxSender(Dispatcher):
         try:
             self.client.chat_postEphemeral(channel=row.target or "", user=user, text=text, blocks=blocks)
         except SlackApiError as error:
-            code = str(error.response.get("error") or "")
-            if code not in NOT_IN_CONVERSATION or not user:
-                raise
-            self._post_once(row, user, text=text, blocks=blocks)
-            log.info("private notice %s: %s in %s, sent in the app's DM instead", row.id, code, row.target)
-            self.store.finish(row.id, state=SENT, now=self.clock(), error=f"{code}: sent in the app's DM")
+            self._in_dm_instead(row, error, lambda: user, text=text, blocks=blocks)
             return
         self.store.finish(row.id, state=SENT, now=self.clock())
+
+    def _in_dm_instead(
+        self, row: OutboxRow, error: SlackApiError, recipient: Callable[[], str], **message: Any
+    ) -> None:
+        """Where Slack refused the conversation because the bot is not in it: `message` to the person `recipient`
+        names, in the app's DM, and the row sent, noting where. Any other refusal is raised as it came."""
+        assert row.id is not None
+        code = str(error.response.get("error") or "")
+        if code not in NOT_IN_CONVERSATION or not re.fullmatch(USER_ID_PATTERN, person := recipient()):
+            raise error
+        self._post_once(row, person, **message)
+        log.info("outbox row %s (%s): %s in %s, sent to %s in the app's DM instead", row.id, row.kind, code,
+                 row.target, person)
+        self.store.finish(row.id, state=SENT, now=self.clock(), error=f"{code}: sent in the app's DM")
 
     def _source_reply(self, row: OutboxRow) -> None:
         """In the source message's thread: the handoff's ref and a link to its card, once the card is posted."""
@@ -479,18 +488,13 @@ class OutboxSender(Dispatcher):
         try:
             self._post_once(row, row.target or "", thread_ts=str((row.payload or {}).get("thread_ts", "")), text=text)
         except SlackApiError as error:
-            code = str(error.response.get("error") or "")
-            person = self._submitter(handoff)
-            if code not in NOT_IN_CONVERSATION or not re.fullmatch(USER_ID_PATTERN, person):
-                raise
-            self._post_once(row, person, text=text)
-            log.info("source reply %s: %s in %s, sent to %s in the app's DM instead", row.id, code, row.target, person)
-            self.store.finish(row.id, state=SENT, now=self.clock(), error=f"{code}: sent in the app's DM")
+            self._in_dm_instead(row, error, lambda: self._submitter(handoff), text=text)
             return
         self.store.finish(row.id, state=SENT, now=self.clock())
 
     def _submitter(self, handoff: Handoff) -> str:
-        """Who made the handoff: the actor of its first event (rarely needed, so not kept on the handoff)."""
+        """Who made the handoff: the actor of its `created` event (handoffs.submitted_by, which the domain's
+        Handoff does not carry); read only when a source reply has to go by DM."""
         events = self.repo.events(handoff.id)
         return events[0].actor if events else ""
 

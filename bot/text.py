@@ -26,7 +26,9 @@ _BROADCAST = re.compile(r"@(?=(?:here|channel|everyone))", re.IGNORECASE)
 _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 _PARTIAL_ENTITY = re.compile(r"&[a-zA-Z#0-9]{0,7}$")
 _MAX_LINK = 2500
-_URL_FORBIDDEN = re.compile(r"[<>|\s\x00-\x1f\x7f]")
+# A browser reads `\` in an http(s) URL as `/` where urllib does not: `https://evil.test\@bank.test` would be
+# labelled bank.test and open evil.test.
+_URL_FORBIDDEN = re.compile(r"[<>|\\\s\x00-\x1f\x7f]")
 
 
 def _defuse(text: str) -> str:

@@ -101,8 +101,8 @@ def check_link_url(url: str) -> str:
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError("must be an absolute http(s) URL")
     _check_url_characters(url)
-    if any(ch in url for ch in "<>|"):
-        raise ValueError("must not contain spaces or any of < > |")
+    if any(ch in url for ch in "<>|\\"):  # a browser reads \ as /: it could hide the real host from the card
+        raise ValueError("must not contain spaces or any of < > | \\")
     return url
 
 

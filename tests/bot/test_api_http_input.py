@@ -80,6 +80,8 @@ BAD_BODIES = [
     pytest.param(payload(callback_url="https://a/\x7f"), ["body", "callback_url"], id="callback-control-char"),
     pytest.param(payload(callback_url="https://a.test/x\ty"), ["body", "callback_url"], id="callback-tab"),
     pytest.param(payload(callback_url="https://999.1.1.1/x"), ["body", "callback_url"], id="callback-bad-ipv4"),
+    pytest.param(payload(source={"url": "https://evil.test\\@bank.test/"}), ["body", "source", "url"],
+                 id="source-url-with-backslash"),  # a browser opens evil.test; urllib calls the host bank.test
     pytest.param(payload(titel="typo"), ["body", "titel"], id="unknown-top-level-field"),
     pytest.param(payload(source={"system": "x", "uri": "https://a.test"}), ["body", "source", "uri"],
                  id="unknown-nested-field"),

@@ -84,6 +84,8 @@ def _json_block(text: str) -> Candidate | None:
             return Candidate("code block", json.loads(_as_typed(body)))
         except ValueError as error:
             return Candidate("code block", error=f"not valid JSON: {error}")
+        except RecursionError:
+            return Candidate("code block", error="not valid JSON: nested too deeply")
     return None
 
 

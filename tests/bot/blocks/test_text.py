@@ -122,7 +122,8 @@ def test_safe_link_with_host_as_label_is_plain_link() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["javascript:alert(1)", "https://evil.test|bank.com", "https://a.test/<x>", "ftp://a.test/", "not a url", None],
+    ["javascript:alert(1)", "https://evil.test|bank.com", "https://a.test/<x>", "ftp://a.test/", "not a url", None,
+     "https://evil.test\\@label", "https://label\\evil.test"],  # a browser reads a backslash as /
 )
 def test_safe_link_refuses_bad_urls(url: str | None) -> None:
     text = safe_link(url, "label <!here>")

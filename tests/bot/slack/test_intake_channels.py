@@ -148,6 +148,8 @@ def test_metadata_and_json_block_make_handoffs_and_an_invalid_one_gets_one_reply
 
 @pytest.mark.parametrize(("text", "wanted"), [
     ('```json\n{"title": "Broken", \n```', "`code block`: not valid JSON"),
+    ('```json\n{"title": "Deep", "facts": ' + "[" * 3000 + "]" * 3000 + "}\n```",
+     "`code block`: not valid JSON: nested too deeply"),
     (json_block(lead(facts={"company": "ACME"})), "`facts.contact`: required for kind 'lead'"),
     (json_block(lead(kind="invoice", intent=None)), "`kind`: unknown kind 'invoice'"),
     (json_block(["not", "an", "object"]), "`code block`: the handoff must be a JSON object"),

@@ -41,7 +41,14 @@ def check_config(path: str | None) -> int:
             print(f"{error.source}: {problem}")
         print(f"{error.source}: {len(error.problems)} error(s)")
         return 1
-    print(f"{target}: OK ({len(config.routes)} route(s), {len(config.kinds)} kind(s))")
+    try:
+        routed = replace(settings, config_path=target).with_routes(config)
+    except SettingsError as error:
+        print(f"{target}: routes: {error}")
+        print(f"{target}: 1 error(s)")
+        return 1
+    where = "" if config.routes else f"; every card goes to HANDOFF_DEFAULT_CHANNEL {settings.default_channel}"
+    print(f"{target}: OK ({len(routed.routes)} route(s), {len(config.kinds)} kind(s){where})")
     return 0
 
 

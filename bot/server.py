@@ -10,6 +10,7 @@ import gc
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -139,6 +140,7 @@ def run(settings: Settings, *, socket_mode: bool = False) -> None:
                             f"{settings.workers} workers: leave out --workers and HANDOFF_WORKERS")
     config = settings.load_handoff_config()
     settings.webhook_secrets(config)  # a webhook without its secret stops here, before the database is touched
+    check_listen_address(settings.host, settings.port)
     if settings.workers > 1:
         run_workers(settings, config)
         return
@@ -161,6 +163,24 @@ def run(settings: Settings, *, socket_mode: bool = False) -> None:
             socket_handler.close()
         bot.stop()
         runtime.close()
+
+
+def check_listen_address(host: str, port: int) -> None:
+    """Stop with one line naming HOST or PORT when the server could not listen there (uvicorn would say only
+    "[Errno -2] Name or service not known", after the database and the scheduler had started)."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as error:
+        raise SettingsError(f"HOST {host!r} is not an address of this machine ({error}): set HOST to an IP "
+                            "address or host name to listen on, such as 127.0.0.1 or 0.0.0.0") from None
+    family, kind, protocol, _, address = addresses[0]
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise SettingsError(f"cannot listen on HOST {host!r}, PORT {port}: {error.strerror}; set HOST or PORT "
+                                "to a free address of this machine") from None
 
 
 def freeze_startup_objects() -> None:

@@ -59,13 +59,25 @@ class Settings:
     def load_handoff_config(self) -> HandoffConfig:
         """The routing configuration: the file when it exists, else the default channel's single route."""
         if self.config_path.exists() or self.config_path_explicit:
-            return load_config(self.config_path)
+            return self.with_routes(load_config(self.config_path))
         if not self.default_channel:
             raise SettingsError(
                 f"no configuration: create {self.config_path} (see handoffs.example.yml) "
                 "or set HANDOFF_DEFAULT_CHANNEL to the channel id cards should go to"
             )
         return default_config(self.default_channel)
+
+    def with_routes(self, config: HandoffConfig) -> HandoffConfig:
+        """A file without routes sends every card to HANDOFF_DEFAULT_CHANNEL; without that either, a handoff
+        would have nowhere to go (SPEC §4), so it stops the program here."""
+        if config.routes:
+            return config
+        if not self.default_channel:
+            raise SettingsError(
+                f"{self.config_path} has no routes: add a route with a channel (see handoffs.example.yml) "
+                "or set HANDOFF_DEFAULT_CHANNEL to the channel id cards should go to"
+            )
+        return config.model_copy(update={"routes": default_config(self.default_channel).routes})
 
     def webhook_secrets(self, config: HandoffConfig) -> dict[str, str]:
         """The signing secrets by variable name: HANDOFF_WEBHOOK_SECRET (when set) and each configured

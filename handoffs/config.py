@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -77,13 +78,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_NOT_A_CLOCK = "must be a time of day from 00:00 to 23:59, such as 09:00"
+
+
 def _clock(value: Any) -> Any:
-    if isinstance(value, int):  # YAML reads an unquoted 09:00 as a sexagesimal integer
-        return time(value // 60, value % 60) if 0 <= value < 24 * 60 else value
+    if isinstance(value, (bool, float)):
+        raise ValueError(_NOT_A_CLOCK)
+    if isinstance(value, int):  # YAML reads an unquoted 09:00 as a sexagesimal integer (and 24:30 as 1470)
+        if not 0 <= value < 24 * 60:
+            raise ValueError(_NOT_A_CLOCK)
+        return time(value // 60, value % 60)
     return value
 
 
-Clock = Annotated[time, BeforeValidator(_clock)]
+def _local_clock(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("must be a time of day without a UTC offset: `timezone` says whose clock it is")
+    return value
+
+
+Clock = Annotated[time, BeforeValidator(_clock), AfterValidator(_local_clock)]
 
 
 class BusinessHours(_Strict):
@@ -104,6 +118,9 @@ class Review(_Strict):
     confidence_below: float | None = Field(default=0.7, ge=0, le=1)
     channel: ChannelId | None = None
     approvers: list[UserId] = Field(default_factory=list)
+
+
+KindName = Annotated[str, Field(min_length=1, max_length=50)]  # what a handoff's `kind` may be (SPEC §2)
 
 
 class Kind(_Strict):
@@ -228,7 +245,7 @@ class HandoffConfig(_Strict):
     business_hours: BusinessHours | None = None
     managers: list[UserId] = Field(default_factory=list)
     review: Review = Field(default_factory=Review)
-    kinds: dict[str, Kind] = Field(default_factory=dict, validate_default=True)
+    kinds: dict[KindName, Kind] = Field(default_factory=dict, validate_default=True)
     routes: list[Route] = Field(default_factory=list)
     fallback_route: str | None = None
     sla: dict[Urgency, SlaRule] = Field(default_factory=lambda: dict(DEFAULT_SLA), validate_default=True)
@@ -396,13 +413,30 @@ def reference_problems(data: dict[str, Any]) -> list[str]:
     if fallback is not None and fallback not in names:
         problems.append(f"fallback_route: no route is named {fallback!r}")
     declared = data.get("kinds")
-    known = sorted(set(BUILTIN_KINDS) | (set(declared) if isinstance(declared, dict) else set()))
+    # str(): a kind named 2024 in YAML is a number (refused by the model, with its path, but sorted here first)
+    known = sorted({str(name) for name in (*BUILTIN_KINDS, *(declared if isinstance(declared, dict) else ()))})
     for index, route in enumerate(routes):
         when = route.get("when")
         for kind in _as_list(when.get("kind") if isinstance(when, dict) else None):
             if kind not in known:
                 problems.append(f"routes[{index}].when.kind: unknown kind {kind!r} (known: {', '.join(known)})")
     return problems
+
+
+def routing_problems(config: HandoffConfig) -> list[str]:
+    """SPEC §4: no handoff is ever left without an owner or a queue, so some route takes what no other does (and
+    gives its channel to routes that have an owner or a queue but no channel of their own). A file without routes
+    is left to HANDOFF_DEFAULT_CHANNEL (bot/settings.py)."""
+    if not config.routes:
+        return []
+    fallback = config.fallback()
+    if fallback is None:
+        return ["routes: no route takes the handoffs the others do not match: end with a route without `when` "
+                "that has a channel, or name one in fallback_route"]
+    if fallback.channel is None:
+        return [f"fallback_route: route {fallback.name!r} has no channel; the fallback route must have one "
+                "(handoffs no other route takes are posted there)"]
+    return []
 
 
 def parse_config(data: Any, source: str = "handoffs.yml") -> HandoffConfig:
@@ -415,6 +449,7 @@ def parse_config(data: Any, source: str = "handoffs.yml") -> HandoffConfig:
         config = HandoffConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(source, describe_errors(error) + problems) from None
+    problems = problems or routing_problems(config)  # (a fallback_route naming no route is already a problem)
     if problems:
         raise ConfigError(source, problems)
     return config
@@ -428,6 +463,8 @@ def load_config(path: str | Path) -> HandoffConfig:
         text = file.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(str(file), [f"cannot read the file: {error.strerror}"]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(str(file), [f"not UTF-8 text (byte {error.start + 1}): save the file as UTF-8"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

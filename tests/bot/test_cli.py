@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from bot.settings import load_settings
 from tests.conftest import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "handoffs.example.yml"
@@ -217,3 +219,65 @@ def test_a_connection_option_postgresql_does_not_know_is_one_line(
     [line] = capsys.readouterr().err.splitlines()
     assert line == ('handoff-bot: cannot reach the database (check DATABASE_URL): '
                     'invalid connection option "sslmod"')
+
+
+@pytest.mark.parametrize("host", ["256.1.1.1", "no such host", "10.255.255.1"])
+def test_serve_on_a_host_it_cannot_listen_on_is_one_line_naming_host(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], host: str
+) -> None:
+    for name, value in {"HOST": host, "PORT": str(free_port()), "SLACK_BOT_TOKEN": "xoxb-1",
+                        "SLACK_SIGNING_SECRET": "s", "HANDOFF_DEFAULT_CHANNEL": "CHANDOFFS"}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("handoff-bot: ") and f"HOST {host!r}" in line, line
+    assert not (clean_env / "handoffs.db").exists()  # stopped before touching the database
+
+
+def test_serve_on_a_port_in_use_is_one_line_naming_port(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for name, value in {"PORT": str(port), "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s",
+                            "HANDOFF_DEFAULT_CHANNEL": "CHANDOFFS"}.items():
+            monkeypatch.setenv(name, value)
+        assert main(["serve"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("handoff-bot: cannot listen on HOST '127.0.0.1', PORT ") and str(port) in line, line
+
+
+def test_a_file_without_routes_sends_every_card_to_the_default_channel_or_is_refused(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (clean_env / "handoffs.yml").write_text("timezone: Europe/Berlin\n")
+    assert main(["check-config"]) == 1
+    assert "handoffs.yml: routes: handoffs.yml has no routes: add a route" in capsys.readouterr().out
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s")
+    assert main(["serve"]) == 2  # it used to start, then answer every handoff 503
+    assert "or set HANDOFF_DEFAULT_CHANNEL" in capsys.readouterr().err
+    monkeypatch.setenv("HANDOFF_DEFAULT_CHANNEL", "C0HANDOFFS")
+    assert main(["check-config"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "handoffs.yml: OK (1 route(s), 5 kind(s); every card goes to HANDOFF_DEFAULT_CHANNEL C0HANDOFFS)")
+    assert load_settings().load_handoff_config().fallback().channel == "C0HANDOFFS"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b'business_hours: {start: "09:00", end: 24:00}\n', "business_hours.end: must be a time of day"),
+        (b"# B\xfcro\nroutes:\n  - {name: default, channel: C0HANDOFFS}\n", "not UTF-8 text"),
+        (b"kinds: {2024: {}}\n", "kinds[2024]: "),
+    ],
+    ids=["24-00", "latin-1", "numeric-kind"],
+)
+def test_files_that_used_to_give_a_traceback_give_their_problem(
+    clean_env: Path, capsys: pytest.CaptureFixture[str], content: bytes, says: str
+) -> None:
+    (clean_env / "handoffs.yml").write_bytes(content)
+    assert main(["check-config"]) == 1
+    assert says in capsys.readouterr().out

@@ -213,4 +213,50 @@ def test_fallback_is_the_named_route_or_the_last_catch_all() -> None:
     ]
     assert parse_config({"routes": routes}).fallback().name == "last"  # type: ignore[union-attr]
     assert parse_config({"routes": routes, "fallback_route": "leads"}).fallback().name == "leads"  # type: ignore[union-attr]
-    assert parse_config({"routes": routes[1:2]}).fallback() is None
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"routes": [{"name": "leads", "when": {"kind": "lead"}, "channel": "C0L"}]},
+         "routes: no route takes the handoffs the others do not match"),
+        ({"routes": [{"name": "ops", "owner": "U0OPS"}], "fallback_route": "ops"},
+         "fallback_route: route 'ops' has no channel"),
+        ({"routes": [{"name": "ops", "owner": "U0OPS"}]}, "routes: no route takes the handoffs"),
+    ],
+)
+def test_a_file_that_would_leave_a_handoff_nowhere_to_go_is_refused(data: dict[str, Any], expected: str) -> None:
+    """SPEC §4: no handoff is ever left without an owner or a queue (these files used to pass, then every handoff
+    no route took was answered 503)."""
+    assert [p for p in problems_of(data) if p.startswith(expected)], problems_of(data)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "problem"),
+    [
+        # YAML reads an unquoted 24:00 as the number 1440: read as seconds it became 00:24 UTC, then a traceback
+        ('business_hours: {start: "09:00", end: 24:00}', "business_hours.end: "),
+        ("digest: {channel: C0LEADS, at: 24:30}", "digest.at: "),  # was read as 00:24:30
+        ("business_hours: {start: 9.5}", "business_hours.start: "),
+        ("business_hours: {start: yes}", "business_hours.start: "),
+        ('business_hours: {start: "09:00+02:00"}', "business_hours.start: "),
+        ("kinds: {2024: {}}", "kinds[2024]: "),  # was a TypeError sorting kind names
+        ("kinds: {'': {}}", "kinds.: "),  # a kind no handoff could name (1–50 characters)
+        (f"kinds: {{{'k' * 51}: {{}}}}", f"kinds.{'k' * 51}: "),
+    ],
+)
+def test_a_bad_clock_time_or_kind_name_is_a_problem_with_its_path(
+    tmp_path: Path, yaml_text: str, problem: str
+) -> None:
+    file = tmp_path / "handoffs.yml"
+    file.write_text(yaml_text + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    assert [p for p in caught.value.problems if p.startswith(problem)], caught.value.problems
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    file = tmp_path / "handoffs.yml"
+    file.write_bytes(b"# B\xfcro Berlin\nroutes:\n  - {name: default, channel: C0HANDOFFS}\n")
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 4\): save the file as UTF-8"):
+        load_config(file)

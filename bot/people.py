@@ -61,8 +61,9 @@ class People:
         for user in stale[:MAX_LOOKUPS_PER_WARM]:
             self._look_up(user)
 
-    def why_cannot_own(self, user: str) -> str | None:
-        """Why `user` cannot own a handoff (a bot, a deactivated account), or None. Someone Slack does not
+    def why_cannot_own(self, user: str, *, named: str | None = None) -> str | None:
+        """Why `user` cannot own a handoff (a bot, a deactivated account), or None; `named` is how the answer
+        calls them (a mention by default; a modal's inline error is plain text). Someone Slack does not
         describe in time (slow, down) is let through: a handoff is better handed on than the click refused."""
         if user == SLACKBOT:
             return "Slackbot cannot own a handoff; pick a person."
@@ -71,10 +72,11 @@ class People:
             return None
         if person.unknown:
             return f"Slack knows no user {user} in this workspace; pick someone from the list."
+        who = named or f"<@{user}>"
         if person.is_bot:
-            return f"<@{user}> is an app, not a person; a handoff needs a person to own it."
+            return f"{who} is an app, not a person; a handoff needs a person to own it."
         if person.deactivated:
-            return f"<@{user}> is deactivated; pick someone who can act on it."
+            return f"{who} is deactivated; pick someone who can act on it."
         return None
 
     def own_zone(self, user: str) -> ZoneInfo:

@@ -32,8 +32,8 @@ class Runtime:
         """`user`'s own time zone, looked up now when not known (a click's short wait at most); else the team's."""
         return self.people.own_zone(user) if self.people and user else self.config.zone
 
-    def why_cannot_own(self, user: str | None) -> str | None:
-        return self.people.why_cannot_own(user) if self.people and user else None
+    def why_cannot_own(self, user: str | None, *, named: str | None = None) -> str | None:
+        return self.people.why_cannot_own(user, named=named) if self.people and user else None
 
     def close(self) -> None:
         self.db.dispose()

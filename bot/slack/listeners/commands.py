@@ -38,7 +38,7 @@ from bot.slack.command_parser import (
     Stats,
     parse_command,
 )
-from bot.slack.listeners.shortcuts import message_plain_text
+from bot.slack.listeners.shortcuts import message_plain_text, tell_the_form_did_not_open
 from bot.text import ELLIPSIS, mrkdwn_safe
 from handoffs.effects import private_notice
 from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed, closing_outcomes, is_manager
@@ -60,6 +60,7 @@ HELP = (
     "• `/handoff stats [7d|30d|90d]` — the funnel: created, claimed, decided, closed, and how fast"
 )
 SHOWN_EVENTS = 10
+FORM_TOO_SLOW = "Slack did not open the form in time; please run the command again."
 MAX_PAGE_OFFSET = 1_000_000  # far past any list a person pages through; keeps the query's OFFSET in range
 EVENTS_TEXT_LIMIT = 3000  # a context element's text
 
@@ -276,6 +277,7 @@ def open_modal_for(runtime: Runtime, client: WebClient, command: Command, caller
         client.views_open(trigger_id=trigger_id, view=view)
     except (SlackApiError, SlackClientError, OSError) as error:
         log.warning("could not open a form for /handoff: %s", error)
+        tell_the_form_did_not_open(runtime, caller.user, caller.channel, FORM_TOO_SLOW)
 
 
 def _modal_view(runtime: Runtime, command: Command, caller: Caller) -> dict[str, Any] | None:

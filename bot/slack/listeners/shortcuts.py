@@ -22,7 +22,7 @@ from bot.runtime import Runtime
 from bot.slack.payloads import parse_message_shortcut
 from bot.text import truncate
 from handoffs.config import HandoffConfig
-from handoffs.effects import private_notice
+from handoffs.effects import direct_message, private_notice
 
 log = logging.getLogger("handoff_bot.slack.shortcuts")
 
@@ -73,15 +73,23 @@ def _open(client: WebClient, trigger_id: str, view: dict[str, Any]) -> bool:
     return True
 
 
+def tell_the_form_did_not_open(runtime: Runtime, user: str, channel: str | None, text: str = TOO_SLOW) -> None:
+    """A person who asked for a form that Slack would not open is told so (privately where they asked, else by
+    DM: a global shortcut has no channel), rather than left waiting for it."""
+    notice = private_notice(channel, user, text) if channel else direct_message(user, text)
+    runtime.repo.enqueue([notice])
+    runtime.notify()
+
+
 def _ack(ack: Ack) -> None:
     ack()
 
 
 def register(app: App, runtime: Runtime) -> None:
     def open_blank_modal(body: dict[str, Any], client: WebClient) -> None:
-        trigger_id = body.get("trigger_id")
-        if trigger_id:
-            open_new_handoff_modal(client, trigger_id, runtime.config)
+        trigger_id, user = body.get("trigger_id"), (body.get("user") or {}).get("id")
+        if trigger_id and not open_new_handoff_modal(client, trigger_id, runtime.config) and user:
+            tell_the_form_did_not_open(runtime, user, None)
 
     def open_modal_from_message(body: dict[str, Any], client: WebClient) -> None:
         shortcut = parse_message_shortcut(body)
@@ -92,9 +100,8 @@ def register(app: App, runtime: Runtime) -> None:
             runtime.config, title=title, summary=summary, source_url=shortcut.permalink,
             source_channel=shortcut.channel_id, source_ts=shortcut.ts,
         )
-        if not _open(client, shortcut.trigger_id, view) and shortcut.channel_id:
-            runtime.repo.enqueue([private_notice(shortcut.channel_id, shortcut.user_id, TOO_SLOW)])
-            runtime.notify()
+        if not _open(client, shortcut.trigger_id, view) and shortcut.user_id:
+            tell_the_form_did_not_open(runtime, shortcut.user_id, shortcut.channel_id)
 
     app.global_shortcut(ids.GLOBAL_SHORTCUT)(ack=_ack, lazy=[open_blank_modal])
     app.message_shortcut(ids.MESSAGE_SHORTCUT)(ack=_ack, lazy=[open_modal_from_message])

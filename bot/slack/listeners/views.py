@@ -111,6 +111,8 @@ def _new_handoff_submission(runtime: Runtime) -> Callable[..., None]:
         actor = (body.get("user") or {}).get("id", "")
         try:
             payload = parse_new_handoff(view.get("state", {}).get("values", {}), source, now=runtime.clock())
+            if unfit := runtime.why_cannot_own(payload.owner, named="The owner you picked"):
+                raise ModalError({ids.NEW_OWNER: unfit})  # as reassigning would refuse them
             result = runtime.service.submit(payload, actor=actor, source_message=source.message)
         except ModalError as error:
             ack(response_action="errors", errors=error.errors)

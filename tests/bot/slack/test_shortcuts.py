@@ -27,6 +27,7 @@ from tests.fakes.slack_signing import (
     post_signed,
     select_value,
     shortcut_body,
+    slash_command_body,
     text_value,
     user_value,
     view_submission_body,
@@ -287,6 +288,48 @@ def test_modal_problems_are_shown_inline_on_their_field(harness: SlackHarness) -
     bad_owner = _errors(submit_view(harness, opened, _valid_values(blocks={ids.NEW_OWNER: user_value("bob")}), "UBOB"))
     assert list(bad_owner) == [ids.NEW_OWNER]
 
+    harness.slack.users["UAPPBOT"] = {"is_bot": True}  # owners are people, as reassigning insists
+    not_people = {app: _errors(submit_view(harness, opened, _valid_values(blocks={ids.NEW_OWNER: user_value(app)}),
+                                           "UBOB")) for app in ("UAPPBOT", "USLACKBOT")}
+    assert not_people == {
+        "UAPPBOT": {ids.NEW_OWNER: "The owner you picked is an app, not a person; a handoff needs a person to own it."},
+        "USLACKBOT": {ids.NEW_OWNER: "Slackbot cannot own a handoff; pick a person."},
+    }
+
     expired = view_submission_body(ids.NEW_MODAL, _valid_values(), "UBOB", private_metadata="garbage")
     assert list(_errors(post_signed(harness.events_url, expired, FORM, SIGNING_SECRET))) == [ids.NEW_TITLE]
+    assert harness.runtime.repo.page().items == []
+
+
+@pytest.mark.parametrize(
+    ("surface", "told_in", "text"),
+    [
+        ("global shortcut", "UBOB", "please use the shortcut again"),  # no channel: the app's DM
+        ("message shortcut", "CGENERAL", "please use the shortcut again"),
+        ("/handoff new", "CGENERAL", "please run the command again"),
+    ],
+)
+def test_a_form_slack_would_not_open_is_told_to_the_person(
+    harness: SlackHarness, surface: str, told_in: str, text: str
+) -> None:
+    """An expired trigger (the bot was slow) used to leave the global shortcut and `/handoff new` silent: the
+    person waited for a form that never came."""
+    fast_pacing(harness)
+    harness.slack.fail_next("views.open", status=200, error="expired_trigger_id")
+    body = {
+        "global shortcut": lambda: shortcut_body(ids.GLOBAL_SHORTCUT, "UBOB"),
+        "message shortcut": lambda: shortcut_body(ids.MESSAGE_SHORTCUT, "UBOB", type="message_action",
+                                                  channel_id="CGENERAL", message={"text": "x", "ts": MESSAGE_TS}),
+        "/handoff new": lambda: slash_command_body("new Call ACME", "UBOB", channel_id="CGENERAL"),
+    }[surface]()
+    assert post_signed(harness.events_url, body, FORM, SIGNING_SECRET).status_code == 200
+    harness.slack.wait_for("views.open", timeout=10)
+
+    def told() -> list[Call]:
+        return [call for call in harness.slack.calls(ok=True)
+                if call.method in ("chat.postEphemeral", "chat.postMessage") and call.params.get("channel") == told_in
+                and text in str(call.params.get("text"))]
+
+    [notice] = wait_until(told, what=f"the notice after the {surface}")
+    assert notice.params.get("user", "UBOB") == "UBOB"
     assert harness.runtime.repo.page().items == []

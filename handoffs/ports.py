@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from handoffs.intake import IntakePlan
 from handoffs.lifecycle import Actor, Change, Refused
-from handoffs.model import Handoff
+from handoffs.model import Event, Handoff
 
 
 @dataclass(frozen=True)
@@ -75,3 +75,7 @@ class HandoffStore(Protocol):
         self, handoff: Handoff, action: str, *, actor: Actor, now: datetime, data: dict[str, Any],
         effects: list[Effect] | None = None,
     ) -> None: ...
+
+    def events(self, handoff_id: int, *, limit: int | None = None) -> list[Event]:
+        """The handoff's events, oldest first (the last `limit` of them when given)."""
+        ...

@@ -27,6 +27,7 @@ from handoffs.ports import CreateResult, Effect, HandoffStore
 from handoffs.webhooks import submitter, webhook_effects, webhook_effects_for_change
 
 MAX_CAS_ATTEMPTS = 8
+RECENT_EVENTS = 50  # how far back a repeated answer to a reminder is looked for
 CALLBACKS_OFF = "callbacks are not enabled on this server (it has no HANDOFF_WEBHOOK_SECRET to sign them with)"
 
 
@@ -120,6 +121,16 @@ class HandoffService:
             raise
         return handoff
 
+    def _already_answered(self, handoff: Handoff, reason: StallReason, actor: Actor) -> bool:
+        """`actor` gave this answer since the last reminder (a double click, a second copy of one reminder):
+        it is noted, and told, once."""
+        for event in reversed(self.store.events(handoff.id, limit=RECENT_EVENTS)):
+            if event.action == "nudged":
+                return False
+            if event.action == "stall_reason" and event.actor == actor.id and event.data.get("reason") == reason.value:
+                return True
+        return False
+
     def refuse(
         self, handoff: Handoff, refused: Refused, action: Action, actor: Actor, *, notify_in: str | None = None
     ) -> None:
@@ -136,9 +147,13 @@ class HandoffService:
             refused = Refused("not_allowed", f"Only a manager can nudge about {handoff.ref}.")
         elif handoff.is_terminal:
             refused = Refused("terminal", f"{handoff.ref} is already {handoff.status.value}; nobody to nudge.")
+        elif not (sent := message(handoff)):
+            refused = Refused("nobody_to_nudge", f"{handoff.ref} has no owner and no card to remind its queue in, "
+                                                 f"so a nudge would reach nobody: assign it with "
+                                                 f"`/handoff assign {handoff.ref} @someone`.")
         else:
             data = {"reason": "manager", "to": handoff.owner or handoff.queue or handoff.channel}
-            self.store.record(handoff, "nudged", actor=actor, now=self.clock(), data=data, effects=message(handoff))
+            self.store.record(handoff, "nudged", actor=actor, now=self.clock(), data=data, effects=sent)
             return handoff
         self.store.record(handoff, "refused", actor=actor, now=self.clock(),
                           data={"attempted": "nudge", "code": refused.code, "reason": refused.reason},
@@ -156,6 +171,8 @@ class HandoffService:
         handoff = self.get(handoff_id)
         if handoff.is_terminal:
             refused = Refused("terminal", f"{handoff.ref} is already {handoff.status.value}; nothing is stuck.")
+        elif self._already_answered(handoff, reason, actor):
+            refused = Refused("already_noted", f"Already noted: you said {handoff.ref} is *{reason.value}*.")
         elif not may_answer_nudge(handoff, actor, self.config):
             refused = Refused("not_allowed", f"Only whoever {handoff.ref} waits for can say why it is stuck.")
         else:

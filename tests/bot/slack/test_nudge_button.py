@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot import ids
 from tests.bot.slack.conftest import SIGNING_SECRET, SlackHarness
+from tests.bot.slack.e2e import wait_outbox_idle
 from tests.fakes.slack_signing import FORM, block_action_body, post_signed
 
 
@@ -43,3 +44,23 @@ def test_only_managers_may_nudge(harness: SlackHarness) -> None:
     assert events[-1].action == "refused" and events[-1].data["attempted"] == "nudge"
     assert harness.runtime.repo.get(created["id"]).version == version  # type: ignore[union-attr]
     assert not harness.slack.calls("chat.postMessage", channel="UANNA")  # no DM went out
+
+
+def test_a_nudge_that_would_reach_nobody_is_refused_not_reported_as_sent(harness: SlackHarness) -> None:
+    """Unowned, and its card never posted (the bot is not in the route's channel): there is no owner to DM and
+    no thread to remind the queue in. The manager used to be told "Nudge sent." with nothing sent."""
+    harness.slack.fail_channel("CHANDOFFS", "not_in_channel")
+    created = harness.create()
+    wait_outbox_idle(harness)  # the card's post failed for good
+    assert harness.runtime.repo.get(created["id"]).card_ts is None  # type: ignore[union-attr]
+    posts_before = len(harness.slack.calls("chat.postMessage"))
+    _press_nudge(harness, created["id"], "UMANAGER")
+    wait_outbox_idle(harness)
+    events = harness.runtime.repo.events(created["id"])
+    assert "nudged" not in [e.action for e in events]
+    assert events[-1].action == "refused" and events[-1].data["code"] == "nobody_to_nudge"
+    told = [c.params["text"] for c in harness.slack.calls(ok=True) if c.params.get("user") == "UMANAGER"
+            or c.params.get("channel") == "UMANAGER"]  # privately, or by DM as the bot is not in that channel
+    assert len(told) == 1 and "would reach nobody" in told[0], told
+    sent_since = harness.slack.calls("chat.postMessage", ok=True)[posts_before:]
+    assert [c.params["channel"] for c in sent_since] in ([], ["UMANAGER"])

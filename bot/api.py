@@ -9,14 +9,14 @@ from anyio import to_thread
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.runtime import Runtime
 from handoffs.intake import IntakeRejected, NoRoute
 from handoffs.lifecycle import Action, Actor, Refused
 from handoffs.lifecycle import Request as ActionRequest
-from handoffs.model import Handoff, HandoffIn, InputModel, Status, parse_ref
+from handoffs.model import USER_ID_PATTERN, Handoff, HandoffIn, InputModel, Status, parse_ref
 from handoffs.ports import IdempotencyConflict
 from handoffs.public import event_json, handoff_json, jsonable
 from handoffs.service import NotFound
@@ -26,6 +26,10 @@ from storage.tables import OutboxRow
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_PAGE = 200
+DEFAULT_PAGE = 50
+# `?status=&owner=&limit=`, as SPEC §6 writes the list URL (and as a client filling that template sends it): an
+# empty parameter means the parameter is not given.
+BLANK_IS_ABSENT = BeforeValidator(lambda value: None if value == "" else value)
 MAX_ID = 2**63 - 1  # a handoff id is a signed 64-bit integer in both databases
 
 _REFUSAL_STATUS = {
@@ -243,15 +247,16 @@ def create_api(runtime: Runtime, *, outbox: OutboxStore) -> FastAPI:
     @api.get("/api/handoffs")
     async def list_handoffs(
         actor: ApiActor,
-        status: Status | None = None,
-        owner: Annotated[str | None, Query(pattern=r"^[UW][A-Z0-9]{2,20}$")] = None,
-        stalled: bool = False,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        cursor: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+        status: Annotated[Status | None, BLANK_IS_ABSENT] = None,
+        owner: Annotated[Annotated[str, Field(pattern=USER_ID_PATTERN)] | None, BLANK_IS_ABSENT] = None,
+        stalled: Annotated[bool | None, BLANK_IS_ABSENT, Query(description="only stalled ones (default false)")] = None,
+        limit: Annotated[Annotated[int, Field(ge=1, le=MAX_PAGE)] | None, BLANK_IS_ABSENT,
+                         Query(description=f"items a page (default {DEFAULT_PAGE})")] = None,
+        cursor: Annotated[Annotated[int, Field(ge=1, le=MAX_ID)] | None, BLANK_IS_ABSENT] = None,
     ) -> dict[str, Any]:
         def load() -> dict[str, Any]:
             page = runtime.repo.page(status=status, owner=owner, stalled_at=runtime.clock() if stalled else None,
-                                     limit=limit, cursor=cursor)
+                                     limit=limit or DEFAULT_PAGE, cursor=cursor)
             return {"items": [handoff_json(h) for h in page.items],
                     "next_cursor": str(page.next_cursor) if page.next_cursor else None}
 

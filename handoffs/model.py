@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 USER_ID_PATTERN = r"^[UW][A-Z0-9]{2,20}$"
 CHANNEL_ID_PATTERN = r"^[CGD][A-Z0-9]{2,20}$"
@@ -18,7 +28,36 @@ USERGROUP_ID_PATTERN = r"^S[A-Z0-9]{2,20}$"
 UserId = Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
 ChannelId = Annotated[str, StringConstraints(pattern=CHANNEL_ID_PATTERN)]
 UsergroupId = Annotated[str, StringConstraints(pattern=USERGROUP_ID_PATTERN)]
-ListItem = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})  # controls, zero-width and format marks, spaces
+
+
+def _visible(value: str) -> str:
+    """Refuse text a person cannot see (only zero-width characters, a BOM): as blank as blank."""
+    if value and all(unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in value):
+        raise ValueError("must not be blank (it holds only invisible characters)")
+    return value
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # a float field would take true as 1.0
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+def _bool_or_none(value: Any) -> Any:
+    if value is not None and not isinstance(value, bool):  # a bool field would take "no", "off" or 0
+        raise ValueError("must be true or false")
+    return value
+
+
+def _no_number(value: Any) -> Any:
+    if isinstance(value, int | float):  # a datetime field would take a number as a Unix time
+        raise ValueError("must be an ISO-8601 date and time with its offset, such as 2030-01-31T17:00:00+01:00")
+    return value
+
+
+VisibleText = Annotated[str, AfterValidator(_visible)]
+ListItem = Annotated[str, StringConstraints(min_length=1, max_length=1000), AfterValidator(_visible)]
 FactKey = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 FactValue = Annotated[str, StringConstraints(max_length=2000)]
 
@@ -121,7 +160,7 @@ def _check_due_at(value: datetime) -> datetime:
     return value
 
 
-DueAt = Annotated[AwareDatetime, AfterValidator(_check_due_at)]
+DueAt = Annotated[AwareDatetime, BeforeValidator(_no_number), AfterValidator(_check_due_at)]
 
 
 def refuse_nul(value: Any) -> Any:
@@ -169,15 +208,16 @@ class HandoffIn(InputModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    title: str = Field(min_length=1, max_length=150)
-    next_action: str = Field(min_length=1, max_length=500)
+    title: VisibleText = Field(min_length=1, max_length=150)
+    next_action: VisibleText = Field(min_length=1, max_length=500)
     kind: str = Field(default="task", min_length=1, max_length=50)
     summary: str | None = Field(default=None, max_length=5000)
     facts: dict[FactKey, FactValue] = Field(default_factory=dict, max_length=30)
     draft: str | None = Field(default=None, max_length=10000)
     intent: str | None = Field(default=None, min_length=1, max_length=100)
     urgency: Urgency = Urgency.normal
-    confidence: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    confidence: Annotated[float | None, BeforeValidator(_no_bool)] = Field(
+        default=None, ge=0.0, le=1.0, allow_inf_nan=False)
     missing_info: list[ListItem] = Field(default_factory=list, max_length=20)
     risk_flags: list[ListItem] = Field(default_factory=list, max_length=20)
     already_done: list[ListItem] = Field(default_factory=list, max_length=20)
@@ -186,7 +226,7 @@ class HandoffIn(InputModel):
     definition_of_done: str | None = Field(default=None, max_length=500)
     owner: UserId | None = None
     approvers: list[UserId] | None = Field(default=None, max_length=20)
-    requires_approval: bool | None = None
+    requires_approval: Annotated[bool | None, BeforeValidator(_bool_or_none)] = None
     due_at: DueAt | None = None
     source: Source | None = None
     created_by: str | None = Field(default=None, max_length=80)
@@ -207,8 +247,8 @@ class HandoffEdit(InputModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    title: str | None = Field(default=None, min_length=1, max_length=150)
-    next_action: str | None = Field(default=None, min_length=1, max_length=500)
+    title: VisibleText | None = Field(default=None, min_length=1, max_length=150)
+    next_action: VisibleText | None = Field(default=None, min_length=1, max_length=500)
     summary: str | None = Field(default=None, max_length=5000)
     draft: str | None = Field(default=None, max_length=10000)
     definition_of_done: str | None = Field(default=None, max_length=500)

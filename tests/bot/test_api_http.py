@@ -185,6 +185,10 @@ def test_the_list_filters_by_status_owner_and_stalled(client: httpx.Client) -> N
     assert ids(owner="UANNA", status="open") == []
     assert ids(stalled="true") == [overdue["id"]]
     assert ids(stalled="false") == [overdue["id"], anna["id"], open_one["id"]]
+    # the URL as SPEC §6 writes it, the blanks left blank: each empty parameter is one not given (it was a 422)
+    assert ids(status="", owner="", stalled="true", limit="", cursor="") == [overdue["id"]]
+    assert ids(status="", owner="", stalled="", limit="", cursor="") == [overdue["id"], anna["id"], open_one["id"]]
+    assert ids(limit="1", cursor="") == [overdue["id"]]
 
 
 # --- outcome ----------------------------------------------------------------------------------

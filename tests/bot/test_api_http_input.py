@@ -89,6 +89,15 @@ BAD_BODIES = [
     pytest.param(payload(title="x" * 151), ["body", "title"], id="title-too-long"),
     pytest.param(payload(title="   "), ["body", "title"], id="blank-title"),
     pytest.param(payload(facts={"budget": 5000}), ["body", "facts", "budget"], id="fact-not-a-string"),
+    # values of another JSON type used to be converted: true as confidence 1.0 (no review), a number as a Unix
+    # time, "no" as false; and a title of zero-width characters was not blank
+    pytest.param(payload(confidence=True), ["body", "confidence"], id="confidence-true"),
+    pytest.param(payload(due_at=1900000000), ["body", "due_at"], id="due-at-a-number"),
+    pytest.param(payload(requires_approval="no"), ["body", "requires_approval"], id="requires-approval-a-string"),
+    pytest.param(payload(requires_approval=0), ["body", "requires_approval"], id="requires-approval-0"),
+    pytest.param(payload(title="\u200b\u200c\u2060"), ["body", "title"], id="title-of-zero-width-characters"),
+    pytest.param(payload(next_action="\ufeff"), ["body", "next_action"], id="next-action-a-bom"),
+    pytest.param(payload(risk_flags=["\u200b"]), ["body", "risk_flags", 0], id="invisible-list-item"),
 ]
 
 

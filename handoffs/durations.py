@@ -10,15 +10,22 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_DURATION = timedelta(days=365)
 
 
+class WrittenInHours(timedelta):
+    """A duration written in seconds, minutes or hours (`24h`, `1440m`). With business hours, a span of whole days
+    counts business days (`1d` is one business day), but one written in hours counts business hours, also when
+    it is a whole number of days: `24h` is 24 business hours, later than `23h` (handoffs.sla.business_span)."""
+
+
 def parse_duration(text: str) -> timedelta:
-    """Parse `30s`, `15m`, `4h`, `3d` or `1w`; raise ValueError naming the accepted form."""
+    """Parse `30s`, `15m`, `4h`, `3d` or `1w`; raise ValueError naming the accepted form. A duration written in
+    s, m or h is a WrittenInHours."""
     match = _DURATION.match(str(text))
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"not a duration: {text!r} (write a positive number and a unit: 30s, 15m, 4h, 3d)")
     seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if seconds > MAX_DURATION.total_seconds():  # also keeps timedelta and deadline arithmetic from overflowing
         raise ValueError(f"too long: {text!r} (at most {MAX_DURATION.days}d)")
-    return timedelta(seconds=seconds)
+    return timedelta(seconds=seconds) if match.group(2) in "dw" else WrittenInHours(seconds=seconds)
 
 
 def format_duration(delta: timedelta) -> str:

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from handoffs.config import WEEKDAY_INDEX, BusinessHours, HandoffConfig, Route, SlaRule
+from handoffs.durations import WrittenInHours
 from handoffs.model import Urgency
 
 _MAX_DAYS_SCANNED = 3660
@@ -38,7 +39,7 @@ def add_business_time(
     """`start + span * times`, where only time inside business hours counts when `hours` is set.
 
     A span of whole days counts business days (`3d` = three full business days), so that an SLA
-    written in days means what people mean by it; other spans count business hours (`4h`). `times`
+    written in days means what people mean by it; other spans count business hours (`4h`, and `24h`). `times`
     repeats the span as written: two repeats of `12h` are 24 business hours, not one business day.
     """
     if hours is None:
@@ -56,10 +57,10 @@ def add_business_time(
 
 
 def business_span(span: timedelta, hours: BusinessHours) -> timedelta:
-    """How much business time `span` stands for: whole days are that many business days, the rest as written.
-    Never more than `span` itself, so that `start + business_span(span)` is never later than the business time
-    added to `start`."""
-    if span.total_seconds() % 86400:
+    """How much business time `span` stands for: whole days are that many business days, the rest (and anything
+    written in hours, such as `24h`) as written. Never more than `span` itself, so that
+    `start + business_span(span)` is never later than the business time added to `start`."""
+    if isinstance(span, WrittenInHours) or span.total_seconds() % 86400:
         return span
     opening = timedelta(hours=hours.start.hour, minutes=hours.start.minute)
     closing = timedelta(hours=hours.end.hour, minutes=hours.end.minute)

@@ -107,3 +107,23 @@ def test_a_span_in_whole_days_counts_business_days() -> None:
     # Hours still count business hours: 8h from Friday 12:00 -> Monday 11:00.
     monday_eleven = datetime(2026, 11, 23, 11, 0, tzinfo=berlin)
     assert add_business_time(friday_noon, timedelta(hours=8), hours, berlin) == monday_eleven
+
+
+def test_an_sla_written_in_hours_counts_business_hours_even_when_it_is_whole_days() -> None:
+    """`24h` was stored as one day and counted as one business day: an hour more of SLA than `23h` gave a
+    deadline 29 calendar hours earlier."""
+    config = parse_config({
+        "timezone": "Europe/Berlin", "business_hours": {"start": "09:00", "end": "18:00"},
+        "sla": {"urgent": {"claim": "23h", "resolve": "1d"}, "high": {"claim": "24h", "resolve": "1440m"},
+                "normal": {"claim": "48h", "resolve": "2d"}},
+        "routes": [{"name": "default", "channel": "C0HANDOFFS"}],
+    })
+    wednesday_10am = berlin(2025, 3, 12, 10, 0)
+    deadlines = {urgency: (claim_deadline(config, None, urgency, wednesday_10am),
+                           resolve_deadline(config, None, urgency, wednesday_10am))
+                 for urgency in (Urgency.urgent, Urgency.high, Urgency.normal)}
+    assert deadlines == {
+        Urgency.urgent: (berlin(2025, 3, 14, 15, 0), berlin(2025, 3, 13, 10, 0)),  # 23 business hours; a day
+        Urgency.high: (berlin(2025, 3, 14, 16, 0), berlin(2025, 3, 14, 16, 0)),  # 24 business hours, either way
+        Urgency.normal: (berlin(2025, 3, 19, 13, 0), berlin(2025, 3, 14, 10, 0)),  # 48 business hours; two days
+    }

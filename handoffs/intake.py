@@ -133,9 +133,14 @@ def fingerprint(payload: HandoffIn) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
 
 
+# What a repost may change without being another handoff: spacing, sentence punctuation, quotes, brackets and
+# markdown emphasis. Not symbols that carry meaning: "C++" is not "C#", "+500 EUR" not "-500 EUR", 🔥 not 💰.
+_INCIDENTAL = re.compile(r"[\s.,!?;:…'\"“”‘’«»()\[\]{}*_`~]+")
+
+
 def _normalise(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text).casefold()
-    return re.sub(r"[\W_]+", " ", folded).strip()
+    return _INCIDENTAL.sub(" ", folded).strip()
 
 
 def payload_hash(payload: HandoffIn) -> str:

@@ -210,6 +210,18 @@ def test_the_fingerprint_ignores_case_spacing_and_punctuation() -> None:
                                                       source={"url": "https://crm.test/2"}))
 
 
+@pytest.mark.parametrize(("first", "second"), [
+    ("C++ build is failing", "C# build is failing"),
+    ("Approve +500 EUR credit for ACME", "Approve -500 EUR credit for ACME"),
+    ("🔥", "💰"),
+    ("Refund 50% of order 7", "Refund 50$ of order 7"),
+])
+def test_titles_that_differ_in_a_symbol_are_not_one_fingerprint(first: str, second: str) -> None:
+    """They used to be: every non-word character was dropped, so the second got no card of its own."""
+    assert fingerprint(handoff_in(title=first)) != fingerprint(handoff_in(title=second))
+    assert fingerprint(handoff_in(title=first)) == fingerprint(handoff_in(title=f"  **{first.upper()}**. "))
+
+
 def test_the_payload_hash_sees_every_field() -> None:
     base = {"title": "t", "next_action": "n", "external_id": "e-1"}
     assert payload_hash(HandoffIn.model_validate(base)) == payload_hash(HandoffIn.model_validate(dict(base)))

@@ -80,7 +80,8 @@ def webhook_effects_for_change(
     """The webhooks of `change` to `handoff` (as it was before), describing the handoff after it.
 
     An approval that also closes the handoff (`close_on_approve`) sends `approved`, then `closed`, so an
-    endpoint that listens only for `closed` still learns that it finished.
+    endpoint that listens only for `closed` still learns that it finished. Likewise reassigning a handoff that
+    nobody owned sends `claimed` (there is no `reassigned` webhook): it is owned now, though nobody clicked Claim.
     """
     if not handoff.callback_url and not config.webhooks:
         return []  # nobody to tell: skip building the handoff after the change (a tenth of a click's domain work)
@@ -88,6 +89,8 @@ def webhook_effects_for_change(
     effects = webhook_effects(after, change.event, actor, config, at=at)
     if change.action is Action.approve and change.to_status is Status.closed:
         effects += webhook_effects(after, "closed", actor, config, at=at)
+    if change.action is Action.reassign and handoff.status is Status.open:
+        effects += webhook_effects(after, "claimed", actor, config, at=at)
     return effects
 
 

@@ -161,6 +161,19 @@ def test_an_approval_that_does_not_close_sends_approved_only() -> None:
     assert {e.payload["event"] for e in effects} == {"approved"}
 
 
+def test_reassigning_a_handoff_nobody_owned_sends_claimed() -> None:
+    """It is owned now, though nobody pressed Claim: a receiver that listens for `claimed` used to miss it."""
+    queued = make_handoff(status=Status.open, owner=None, approvers=["ULEAD"], callback_url=CALLBACK)
+    change = decide(queued, Request(Action.reassign, new_owner="UCAROL"), Actor("ULEAD"), config(), NOW)
+    [callback, everything] = webhook_effects_for_change(queued, change, Actor("ULEAD"), config(), at=NOW)
+    assert [(e.target, e.payload["event"]) for e in (callback, everything)] == [
+        (CALLBACK, "claimed"), (EVERYTHING, "claimed")]
+    assert (body(callback)["handoff"]["owner"], body(callback)["actor"]["id"]) == ("UCAROL", "ULEAD")
+    owned = make_handoff(owner="UBOB", approvers=["ULEAD"], callback_url=CALLBACK)  # owned already: no new claim
+    change = decide(owned, Request(Action.reassign, new_owner="UCAROL"), Actor("ULEAD"), config(), NOW)
+    assert webhook_effects_for_change(owned, change, Actor("ULEAD"), config(), at=NOW) == []
+
+
 def test_a_change_without_a_webhook_event_sends_nothing() -> None:
     handoff = make_handoff(callback_url=CALLBACK)
     change = decide(handoff, Request(Action.release), Actor("UOWNER"), config(), NOW)

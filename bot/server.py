@@ -165,6 +165,9 @@ def run(settings: Settings, *, socket_mode: bool = False) -> None:
         runtime.close()
 
 
+LISTEN_HINT = "set HOST and PORT to a free address of this machine"
+
+
 def check_listen_address(host: str, port: int) -> None:
     """Stop with one line naming HOST or PORT when the server could not listen there (uvicorn would say only
     "[Errno -2] Name or service not known", after the database and the scheduler had started)."""
@@ -179,8 +182,7 @@ def check_listen_address(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as error:
-            raise SettingsError(f"cannot listen on HOST {host!r}, PORT {port}: {error.strerror}; set HOST or PORT "
-                                "to a free address of this machine") from None
+            raise SettingsError(f"cannot listen on {host}:{port}: {error.strerror} ({LISTEN_HINT})") from None
 
 
 def freeze_startup_objects() -> None:

@@ -128,7 +128,8 @@ def _port_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        raise WorkerStartupError(f"cannot listen on {host}:{port}: {error.strerror}") from error
+        raise WorkerStartupError(f"cannot listen on {host}:{port}: {error.strerror} "
+                                 "(set HOST and PORT to a free address of this machine)") from error
     return sock
 
 

@@ -230,7 +230,7 @@ def test_serve_on_a_host_it_cannot_listen_on_is_one_line_naming_host(
         monkeypatch.setenv(name, value)
     assert main(["serve"]) == 2
     [line] = capsys.readouterr().err.splitlines()
-    assert line.startswith("handoff-bot: ") and f"HOST {host!r}" in line, line
+    assert line.startswith("handoff-bot: ") and host in line and "set HOST" in line, line
     assert not (clean_env / "handoffs.db").exists()  # stopped before touching the database
 
 
@@ -246,7 +246,8 @@ def test_serve_on_a_port_in_use_is_one_line_naming_port(
             monkeypatch.setenv(name, value)
         assert main(["serve"]) == 2
     [line] = capsys.readouterr().err.splitlines()
-    assert line.startswith("handoff-bot: cannot listen on HOST '127.0.0.1', PORT ") and str(port) in line, line
+    assert line == (f"handoff-bot: cannot listen on 127.0.0.1:{port}: Address already in use "
+                    "(set HOST and PORT to a free address of this machine)")
 
 
 def test_a_file_without_routes_sends_every_card_to_the_default_channel_or_is_refused(

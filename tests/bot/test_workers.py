@@ -317,7 +317,8 @@ def test_a_port_in_use_stops_serve_with_one_line(tmp_path: Path) -> None:
                      PORT=str(port))
     assert result.returncode != 0
     assert result.stderr.splitlines()[-1] == (
-        f"handoff-bot: cannot listen on 127.0.0.1:{port}: Address already in use")
+        f"handoff-bot: cannot listen on 127.0.0.1:{port}: Address already in use "
+        "(set HOST and PORT to a free address of this machine)")
     assert "Traceback" not in result.stderr
 
 

@@ -28,6 +28,7 @@ from handoffs.webhooks import submitter, webhook_effects, webhook_effects_for_ch
 
 MAX_CAS_ATTEMPTS = 8
 RECENT_EVENTS = 50  # how far back a repeated answer to a reminder is looked for
+ANSWER_AFRESH_AFTER = frozenset({"nudged", "claimed", "reassigned", "reopened"})  # a new reminder, new hands
 CALLBACKS_OFF = "callbacks are not enabled on this server (it has no HANDOFF_WEBHOOK_SECRET to sign them with)"
 
 
@@ -122,10 +123,10 @@ class HandoffService:
         return handoff
 
     def _already_answered(self, handoff: Handoff, reason: StallReason, actor: Actor) -> bool:
-        """`actor` gave this answer since the last reminder (a double click, a second copy of one reminder):
-        it is noted, and told, once."""
+        """`actor` gave this answer since the last reminder or change of hands (a double click, a second copy of
+        one reminder): it is noted, and told, once."""
         for event in reversed(self.store.events(handoff.id, limit=RECENT_EVENTS)):
-            if event.action == "nudged":
+            if event.action in ANSWER_AFRESH_AFTER:
                 return False
             if event.action == "stall_reason" and event.actor == actor.id and event.data.get("reason") == reason.value:
                 return True

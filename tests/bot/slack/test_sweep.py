@@ -113,6 +113,10 @@ def test_wrong_owner_puts_it_back_in_the_queue_and_tells_the_approvers(harness: 
     [told] = harness.slack.calls("chat.postMessage", ok=True, channel="ULEAD")
     assert created["ref"] in told.params["text"] and "back in the queue" in told.params["text"]
     assert [c.params["text"] for c in harness.slack.ephemerals("UANNA")][-1].startswith("Already noted: you said")
+    harness.runtime.service.act(created["id"], Request(Action.reassign, new_owner="UANNA"), Actor("ULEAD"))
+    assert harness.click(ids.STALL_WRONG_OWNER, created["id"], "UANNA").status_code == 200  # hers again: anew
+    events = harness.runtime.repo.events(created["id"])
+    assert [e.data.get("reason") for e in events if e.action == "stall_reason"] == ["wrong owner", "wrong owner"]
 
 
 def test_blocked_is_logged_counted_and_said_in_the_thread(harness: SlackHarness) -> None:

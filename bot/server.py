@@ -35,6 +35,7 @@ from bot.sweep import Sweeper
 from bot.webhooks import WebhookSender
 from bot.workers import (
     GROUP_DIRECTORY_ENV,
+    LISTEN_HINT,
     STARTUP_FAILURE,
     WakeInbox,
     WakePoker,
@@ -163,9 +164,6 @@ def run(settings: Settings, *, socket_mode: bool = False) -> None:
             socket_handler.close()
         bot.stop()
         runtime.close()
-
-
-LISTEN_HINT = "set HOST and PORT to a free address of this machine"
 
 
 def check_listen_address(host: str, port: int) -> None:

@@ -120,6 +120,9 @@ def serve_workers(count: int, *, app: str, host: str, port: int) -> bool:
     return started
 
 
+LISTEN_HINT = "set HOST and PORT to a free address of this machine"
+
+
 def _port_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -128,8 +131,7 @@ def _port_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        raise WorkerStartupError(f"cannot listen on {host}:{port}: {error.strerror} "
-                                 "(set HOST and PORT to a free address of this machine)") from error
+        raise WorkerStartupError(f"cannot listen on {host}:{port}: {error.strerror} ({LISTEN_HINT})") from error
     return sock
 
 

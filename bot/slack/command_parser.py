@@ -104,6 +104,14 @@ def _no_more(words: list[str], count: int, verb: str) -> None:
         raise CommandError(f"`{verb}` takes no more than {count - 1} argument(s); unexpected `{words[count]}`.")
 
 
+def _rest_after(text: str, count: int) -> str | None:
+    """What follows the first `count` words, as written: a note keeps its line breaks."""
+    parts = text.split(maxsplit=count)
+    if len(parts) <= count:
+        return None
+    return parts[count].strip() or None
+
+
 def _stalled(words: list[str], known_kinds: frozenset[str]) -> Stalled:
     user = channel = kind = None
     for word in words[1:]:
@@ -154,8 +162,7 @@ def parse_command(text: str, *, known_kinds: frozenset[str]) -> Command:
     if verb == "close":
         handoff_id = _ref(words, 1, verb)
         outcome = words[2] if len(words) > 2 else None
-        note = " ".join(words[3:]) or None
-        return Close(handoff_id, outcome, note)
+        return Close(handoff_id, outcome, _rest_after(text, 3))
     if verb == "stats":
         period = words[1].lower() if len(words) > 1 else "7d"
         _no_more(words, 2, verb)

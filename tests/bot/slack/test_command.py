@@ -465,12 +465,12 @@ def test_claim_assign_and_close_act_and_answer_privately(harness: SlackHarness) 
     assert slash(harness, f"assign {ref} <@UBEN|ben>", "UCARL")["text"] == f"🔀 {ref} now belongs to <@UBEN>."
     assert status(harness, handoff_id)[:2] == ("claimed", "UBEN")
 
-    closed = slash(harness, f"close {ref} done Sent the R&amp;D quote, see <https://acme.test/q>", "UBEN")
+    closed = slash(harness, f"close {ref} done Sent the R&amp;D quote,\nsee <https://acme.test/q>", "UBEN")
     assert closed["text"] == f"🏁 {ref} is closed as *done*."
     handoff = harness.runtime.repo.get(handoff_id)
     assert handoff is not None
     assert (handoff.status, handoff.outcome, handoff.outcome_note) == (
-        Status.closed, "done", "Sent the R&D quote, see https://acme.test/q")  # kept as typed
+        Status.closed, "done", "Sent the R&D quote,\nsee https://acme.test/q")  # kept as typed, line breaks too
     assert harness.events(handoff_id) == ["created", "claimed", "refused", "reassigned", "closed"]
 
     # the card in its own channel follows (updated, thread replies); the command's channel gets nothing

@@ -53,6 +53,8 @@ def parse(text: str) -> Command:
         ("close H-42 done", Close(42, "done", None)),
         ("close H-42 done sent the quote, all good", Close(42, "done", "sent the quote, all good")),
         ("close H-42", Close(42, None, None)),
+        ("close H-42 done Sent.\n\n- price agreed\n- PO 17 ", Close(42, "done", "Sent.\n\n- price agreed\n- PO 17")),
+        ("close\tH-42\ndone\nline one\nline two", Close(42, "done", "line one\nline two")),
         ("reopen H-3", Reopen(3)),
         ("stats", Stats("7d")),
         ("stats 7d", Stats("7d")),

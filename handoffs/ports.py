@@ -76,6 +76,13 @@ class HandoffStore(Protocol):
         effects: list[Effect] | None = None,
     ) -> None: ...
 
+    def record_unless_changed(
+        self, handoff: Handoff, action: str, *, actor: Actor, now: datetime, data: dict[str, Any],
+        effects: list[Effect] | None = None,
+    ) -> bool:
+        """`record` if the handoff is still at `handoff.version` (and bump it); False when someone else wrote."""
+        ...
+
     def events(self, handoff_id: int, *, limit: int | None = None) -> list[Event]:
         """The handoff's events, oldest first (the last `limit` of them when given)."""
         ...

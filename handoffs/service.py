@@ -169,19 +169,34 @@ class HandoffService:
 
         "wrong owner" from its owner also puts it back in the queue. `told` says who hears of it and how.
         """
-        handoff = self.get(handoff_id)
-        if handoff.is_terminal:
-            refused = Refused("terminal", f"{handoff.ref} is already {handoff.status.value}; nothing is stuck.")
-        elif self._already_answered(handoff, reason, actor):
-            refused = Refused("already_noted", f"Already noted: you said {handoff.ref} is *{reason.value}*.")
-        elif not may_answer_nudge(handoff, actor, self.config):
-            refused = Refused("not_allowed", f"Only whoever {handoff.ref} waits for can say why it is stuck.")
-        else:
+        for _ in range(MAX_CAS_ATTEMPTS):
+            handoff = self.get(handoff_id)
+            refused = self._why_not_answer(handoff, reason, actor)
+            if refused is not None:
+                notices = [private_notice(notify_in, actor.id, refused.reason)] if notify_in else []
+                self.store.log_refusal(handoff, refused, action="stall_reason", actor=actor, now=self.clock(),
+                                       effects=notices)
+                raise refused
             if reason is StallReason.wrong_owner and handoff.status is Status.claimed and is_owner(actor, handoff):
+                # The release is the compare-and-set: a second copy of this answer finds it open, not hers.
                 handoff = self.act(handoff_id, Request(Action.release), actor, notify_in=notify_in).handoff
-            self.store.record(handoff, "stall_reason", actor=actor, now=self.clock(),
-                              data={"reason": reason.value}, effects=told(handoff))
-            return handoff
-        notices = [private_notice(notify_in, actor.id, refused.reason)] if notify_in else []
-        self.store.log_refusal(handoff, refused, action="stall_reason", actor=actor, now=self.clock(), effects=notices)
-        raise refused
+                self.store.record(handoff, "stall_reason", actor=actor, now=self.clock(),
+                                  data={"reason": reason.value}, effects=told(handoff))
+                return handoff
+            # Bumping the version makes "already noted" hold for copies of this answer read before it was written.
+            if self.store.record_unless_changed(handoff, "stall_reason", actor=actor, now=self.clock(),
+                                                data={"reason": reason.value}, effects=told(handoff)):
+                return handoff
+        busy = Refused("busy", f"{ref_of(handoff_id)} is changing quickly right now; try again.")
+        self.store.log_refusal(self.get(handoff_id), busy, action="stall_reason", actor=actor, now=self.clock(),
+                               effects=[private_notice(notify_in, actor.id, busy.reason)] if notify_in else [])
+        raise busy
+
+    def _why_not_answer(self, handoff: Handoff, reason: StallReason, actor: Actor) -> Refused | None:
+        if handoff.is_terminal:
+            return Refused("terminal", f"{handoff.ref} is already {handoff.status.value}; nothing is stuck.")
+        if self._already_answered(handoff, reason, actor):
+            return Refused("already_noted", f"Already noted: you said {handoff.ref} is *{reason.value}*.")
+        if not may_answer_nudge(handoff, actor, self.config):
+            return Refused("not_allowed", f"Only whoever {handoff.ref} waits for can say why it is stuck.")
+        return None

@@ -433,6 +433,27 @@ class Repository:
 
         self._writes.run(_Write(record_in, handoff_id=handoff.id))
 
+    def record_unless_changed(
+        self, handoff: Handoff, action: str, *, actor: Actor, now: datetime, data: dict[str, Any],
+        effects: list[Effect] | None = None,
+    ) -> bool:
+        """`record`, only if the handoff is still at `handoff.version`, which it bumps: False, and nothing written,
+        when something (another copy of the same answer, say) was written since it was read."""
+        compare_and_set = self._compare_and_set_for(handoff, {"version": handoff.version + 1})
+        statements = self._side_statements
+        event = statements.event(handoff.id, action, actor=actor.id, at=now, from_status=handoff.status.value,
+                                 to_status=handoff.status.value, data=data)
+        outbox = statements.outbox_rows(handoff.id, effects or [], now)
+
+        def record_in(_session: Session, beside: _SideRows) -> bool:
+            if not compare_and_set(beside.cursor):
+                return False
+            beside.events.append(event)
+            beside.outbox.extend(outbox)
+            return True
+
+        return bool(self._writes.run(_Write(record_in, handoff_id=handoff.id)))
+
     def enqueue(self, effects: list[Effect], *, handoff_id: int | None = None) -> None:
         """Write side effects that belong to no change (e.g. a private notice about a stale button)."""
         outbox = self._side_statements.outbox_rows(handoff_id, effects, datetime.now(UTC))

@@ -6,7 +6,9 @@ card's thread, then escalated once to `escalate_to`, and nothing more.
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +16,8 @@ import pytest
 
 from bot import ids
 from handoffs.config import HandoffConfig, parse_config
-from handoffs.lifecycle import Action, Actor, Request
+from handoffs.lifecycle import Action, Actor, Refused, Request
+from handoffs.nudges import StallReason
 from tests.bot.slack.conftest import SlackHarness
 from tests.bot.slack.e2e import create, fast_pacing, wait_outbox_idle, wait_until
 from tests.conftest import DEFAULT_CONFIG, WEBHOOK_SECRET
@@ -117,6 +120,29 @@ def test_wrong_owner_puts_it_back_in_the_queue_and_tells_the_approvers(harness: 
     assert harness.click(ids.STALL_WRONG_OWNER, created["id"], "UANNA").status_code == 200  # hers again: anew
     events = harness.runtime.repo.events(created["id"])
     assert [e.data.get("reason") for e in events if e.action == "stall_reason"] == ["wrong owner", "wrong owner"]
+
+
+def test_the_same_answer_given_at_the_same_instant_counts_once(harness: SlackHarness) -> None:
+    """Eight copies of one answer at once (a reminder open on several devices): one `stall_reason`, seven told
+    "Already noted". The check used to be read-then-write, so answers read before any was written all counted."""
+    created = create(harness, owner="UANNA")
+    harness.card_of(created["id"])
+    copies = 8
+    barrier = threading.Barrier(copies)
+
+    def answer(_: int) -> str:
+        barrier.wait(timeout=10)
+        try:
+            harness.runtime.service.answer_nudge(created["id"], StallReason.blocked, Actor("UANNA"), told=lambda _: [])
+        except Refused as refused:
+            return refused.code
+        return "noted"
+
+    with ThreadPoolExecutor(copies) as pool:
+        outcomes = sorted(pool.map(answer, range(copies)))
+    assert outcomes == ["already_noted"] * (copies - 1) + ["noted"]
+    events = harness.runtime.repo.events(created["id"])
+    assert [e.data.get("reason") for e in events if e.action == "stall_reason"] == ["blocked"]
 
 
 def test_blocked_is_logged_counted_and_said_in_the_thread(harness: SlackHarness) -> None:

@@ -298,6 +298,8 @@ class Handoff:
     created_by: str | None = None
     external_id: str | None = None
     callback_url: str | None = None
+    # Callback URLs of later submissions counted as duplicates of this one: their producers hear its events too.
+    duplicate_callback_urls: list[str] = field(default_factory=list)
     outcome: str | None = None
     outcome_note: str | None = None
     seen_count: int = 1

@@ -26,6 +26,7 @@ from handoffs.public import handoff_json
 WEBHOOK = "webhook"
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 DEFAULT_SECRET_ENV = "HANDOFF_WEBHOOK_SECRET"
+MAX_DUPLICATE_CALLBACKS = 20  # duplicates' callback URLs kept on one handoff; more are answered, not called
 
 
 def submitter(name: str) -> Actor:
@@ -36,8 +37,8 @@ def submitter(name: str) -> Actor:
 def webhook_effects(
     handoff: Handoff, event: str, actor: Actor, config: HandoffConfig, *, at: datetime
 ) -> list[Effect]:
-    """One delivery of `event` per destination: the handoff's `callback_url` (every event) and each configured
-    endpoint whose `events` include it. `handoff` is the state after the change.
+    """One delivery of `event` per destination: the handoff's `callback_url` and those of its duplicates (every
+    event), and each configured endpoint whose `events` include it. `handoff` is the state after the change.
 
     A URL gets one delivery per event, however its scheme and host are cased or its default port written; a
     URL that is a configured endpoint is always signed with that endpoint's `secret_env`, also for a callback
@@ -46,10 +47,10 @@ def webhook_effects(
     if event not in WEBHOOK_EVENTS:
         return []
     destinations: dict[str, tuple[str, str | None]] = {}  # same_url key -> (the URL to call, its secret)
-    if handoff.callback_url:
-        key = same_url(handoff.callback_url)
+    for callback_url in filter(None, [handoff.callback_url, *handoff.duplicate_callback_urls]):
+        key = same_url(callback_url)
         configured = next((e for e in config.webhooks if same_url(e.url) == key), None)
-        destinations[key] = (configured.url, configured.secret_env) if configured else (handoff.callback_url, None)
+        destinations[key] = (configured.url, configured.secret_env) if configured else (callback_url, None)
     for endpoint in config.webhooks:
         if event in endpoint.events:
             destinations[same_url(endpoint.url)] = (endpoint.url, endpoint.secret_env)

@@ -19,6 +19,7 @@ from handoffs.intake import IntakePlan
 from handoffs.lifecycle import Actor, Change, Refused
 from handoffs.model import TERMINAL, Event, Handoff, Status, Urgency
 from handoffs.ports import Created, CreateResult, Effect, IdempotencyConflict
+from handoffs.webhooks import MAX_DUPLICATE_CALLBACKS, same_url
 from storage.approvers import APPROVER_COLUMNS, APPROVERS, approver_rows, sync_approvers
 from storage.db import Database
 from storage.group_commit import GroupCommit
@@ -314,11 +315,13 @@ class Repository:
         payload = plan.payload
         key = {"external_id": payload.external_id, "source_system": payload.source.system if payload.source else None}
         row.seen_count += 1
+        data: dict[str, Any] = {"count": row.seen_count, **key, "payload_hash": plan.payload_hash}
+        if payload.callback_url:
+            data["callback_kept"] = _keep_duplicate_callback(row, payload.callback_url)
         session.add(row)
         session.add(EventRow(
             handoff_id=row.id, action="seen_again", actor=plan.actor, at=plan.created_at,
-            from_status=row.status, to_status=row.status,
-            data={"count": row.seen_count, **key, "payload_hash": plan.payload_hash},
+            from_status=row.status, to_status=row.status, data=data,
         ))
         if row.channel:  # the card shows "seen again ×N"
             self._add_effects(session, row.id, [Effect(UPDATE_CARD, row.channel)], plan.created_at)
@@ -354,7 +357,8 @@ class Repository:
             source_system=source.system if source else None, source_url=source.url if source else None,
             source_label=source.label if source else None, source_channel=plan.source_channel,
             source_ts=plan.source_ts, created_by=payload.created_by, submitted_by=plan.actor,
-            external_id=payload.external_id, callback_url=payload.callback_url, fingerprint=plan.fingerprint,
+            external_id=payload.external_id, callback_url=payload.callback_url, duplicate_callback_urls=[],
+            fingerprint=plan.fingerprint,
             payload_hash=plan.payload_hash, created_at=plan.created_at, updated_at=plan.created_at,
             claimed_at=plan.created_at if owner else None,
         )
@@ -591,6 +595,18 @@ def _cas_statement(columns: tuple[str, ...]) -> Update:
                _HANDOFFS.c.status == bindparam("status_"))
         .values({name: bindparam(f"new_{name}") for name in columns})
     )
+
+
+def _keep_duplicate_callback(row: HandoffRow, url: str) -> bool:
+    """Whether a duplicate's `callback_url` will hear `row`'s events: kept beside the handoff's own, up to
+    MAX_DUPLICATE_CALLBACKS of them (one URL, however written, once)."""
+    known = {same_url(kept) for kept in [row.callback_url or "", *row.duplicate_callback_urls]}
+    if same_url(url) in known:
+        return True
+    if len(row.duplicate_callback_urls) >= MAX_DUPLICATE_CALLBACKS:
+        return False
+    row.duplicate_callback_urls = [*row.duplicate_callback_urls, url]  # a new list: the JSON column sees the change
+    return True
 
 
 def _as_read(value: Any) -> Any:

@@ -73,6 +73,7 @@ class HandoffRow(SQLModel, table=True):
     submitted_by: str = Field(max_length=80, nullable=False)
     external_id: str | None = Field(default=None, max_length=200)
     callback_url: str | None = Field(default=None, sa_type=Text)
+    duplicate_callback_urls: list[str] = _json(list)  # migration 0013
     outcome: str | None = Field(default=None, max_length=80)
     outcome_note: str | None = Field(default=None, sa_type=Text)
     fingerprint: str = Field(max_length=64, nullable=False)

@@ -193,6 +193,30 @@ def test_each_event_arrives_once_per_delivery_id_signed_for_its_endpoint(
     assert {r["url"] for r in rows} == {callback, decisions.url("/decisions")}
 
 
+def test_a_duplicates_producer_hears_the_decisions_on_the_handoff_it_duplicates(
+    hooks: SlackHarness, receiver: WebhookReceiver
+) -> None:
+    """Its `callback_url` used to be dropped: the 200 named `duplicate_of`, and then that producer heard nothing."""
+    body = {"title": "Refund order 1042", "next_action": "Check the refund", "source": {"system": "triage"}}
+    first = create(hooks, **body, external_id="a", callback_url=receiver.url("/first"))
+    repeats = [{**body, "external_id": f"dup-{n}", "callback_url": url} for n, url in enumerate([
+        receiver.url("/second"), receiver.url("/second"), receiver.url("/first").upper().replace("/FIRST", "/first"),
+    ])]
+    for repeat in repeats:
+        answer = httpx.post(f"{hooks.server.url}/api/handoffs", json=repeat, headers=AUTH, timeout=5)
+        assert answer.status_code == 200 and answer.json()["duplicate_of"] == first["ref"], answer.text
+    hid = first["id"]
+    hooks.card_of(hid)
+    assert hooks.click(ids.CLAIM, hid, "UBOB").status_code == 200
+
+    settled(hooks, first["ref"], "sent", count=3)  # created to /first; claimed to /first and /second, once each
+    assert sorted((r.path, r.event) for r in receiver.requests()) == [
+        ("/first", "claimed"), ("/first", "created"), ("/second", "claimed")]
+    assert all(r.valid for r in receiver.requests())
+    seen_again = [e.data for e in hooks.runtime.repo.events(hid) if e.action == "seen_again"]
+    assert [data["callback_kept"] for data in seen_again] == [True, True, True]
+
+
 def test_the_receivers_check_fails_for_a_tampered_body_an_old_timestamp_or_another_secret(
     receiver: WebhookReceiver,
 ) -> None:

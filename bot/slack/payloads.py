@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from bot.slack.message_content import message_content
 from handoffs.model import parse_ref
 
 
@@ -81,8 +82,18 @@ class ShortcutMessage(BaseModel):
     trigger_id: str | None
     channel_id: str | None
     ts: str | None
+    thread_ts: str | None = None  # the parent's ts when the message is a reply in a thread
     text: str
     permalink: str | None
+
+    @property
+    def reply_thread(self) -> str | None:
+        """Where replies about this message go: its thread, whose parent's ts Slack asks for (not a reply's)."""
+        return self.thread_ts or self.ts
+
+
+def _valid_ts(value: Any) -> str | None:
+    return value if isinstance(value, str) and _TS.match(value) else None
 
 
 def parse_message_shortcut(body: dict[str, Any]) -> ShortcutMessage:
@@ -95,7 +106,8 @@ def parse_message_shortcut(body: dict[str, Any]) -> ShortcutMessage:
         trigger_id=body.get("trigger_id"),
         channel_id=channel,
         ts=ts,
-        text=str(message.get("text") or ""),
+        thread_ts=_valid_ts(message.get("thread_ts")),
+        text=message_content(message),
         permalink=message_permalink(domain, channel, ts, message.get("thread_ts")),
     )
 

@@ -98,7 +98,7 @@ def register(app: App, runtime: Runtime) -> None:
         title, summary = prefill_from_message(shortcut.text)
         view = new_handoff_modal(
             runtime.config, title=title, summary=summary, source_url=shortcut.permalink,
-            source_channel=shortcut.channel_id, source_ts=shortcut.ts,
+            source_channel=shortcut.channel_id, source_ts=shortcut.reply_thread,
         )
         if not _open(client, shortcut.trigger_id, view) and shortcut.user_id:
             tell_the_form_did_not_open(runtime, shortcut.user_id, shortcut.channel_id)

@@ -15,6 +15,7 @@ from bot import ids
 from bot.blocks.modals import INPUT_LIMIT, ModalError
 from bot.blocks.new_modal import NewModalSource, intake_errors, new_handoff_modal, parse_new_handoff
 from bot.slack.listeners.shortcuts import message_plain_text, open_new_handoff_modal, prefill_from_message
+from bot.slack.message_content import message_content
 from bot.slack.payloads import message_permalink, parse_message_shortcut
 from handoffs.config import HandoffConfig
 from handoffs.intake import FieldError
@@ -159,6 +160,42 @@ def test_the_permalink_is_built_from_the_payload() -> None:
     assert (shortcut.user_id, shortcut.channel_id, shortcut.ts) == ("UALICE", "CGENERAL", MESSAGE_TS)
     assert shortcut.text == "hi"
     assert shortcut.permalink == f"{PERMALINK}?thread_ts=1700000000.000100&cid=CGENERAL"
+    assert shortcut.reply_thread == "1700000000.000100"  # a reply's thread is named by its parent's ts
+
+
+AI_LEAD = "New lead: ACME wants a demo"
+
+
+@pytest.mark.parametrize(("message", "content"), [
+    pytest.param({"text": "", "attachments": [{"fallback": AI_LEAD, "title": AI_LEAD, "text": "Budget approved.",
+                                               "fields": [{"title": "Owner", "value": "<@U1>"}]}]},
+                 f"{AI_LEAD}\nBudget approved.\nOwner: <@U1>", id="attachments"),
+    pytest.param({"text": "", "attachments": [{"fallback": AI_LEAD}]}, AI_LEAD, id="attachment-fallback-only"),
+    pytest.param({"text": "New summary posted", "blocks": [
+        {"type": "header", "text": {"type": "plain_text", "text": AI_LEAD}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*Budget* approved"},
+         "fields": [{"type": "mrkdwn", "text": "Due Friday"}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "by triage-bot"}, {"type": "image"}]},
+        {"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text", "text": "Open"}}]},
+    ]}, f"{AI_LEAD}\n*Budget* approved\nDue Friday\nby triage-bot ", id="blocks-fuller-than-text"),
+    pytest.param({"text": "Call <@U1> re <https://acme.test|ACME>", "blocks": [{"type": "rich_text", "elements": [
+        {"type": "rich_text_section", "elements": [
+            {"type": "text", "text": "Call "}, {"type": "user", "user_id": "U1"}, {"type": "text", "text": " re "},
+            {"type": "link", "url": "https://acme.test", "text": "ACME"}]},
+    ]}]}, "Call <@U1> re <https://acme.test|ACME>", id="a-persons-message"),
+    pytest.param({"text": "", "blocks": [{"type": "rich_text", "elements": [
+        {"type": "rich_text_section", "elements": [{"type": "text", "text": "Steps:"},
+                                                   {"type": "emoji", "name": "fire"}]},
+        {"type": "rich_text_list", "elements": [
+            {"type": "rich_text_section", "elements": [{"type": "text", "text": "one"}]},
+            {"type": "rich_text_section", "elements": [{"type": "broadcast", "range": "here"}]}]},
+    ]}]}, "Steps::fire:\n• one\n• <!here>", id="rich-text-list"),
+    pytest.param({"text": None, "blocks": "nonsense", "attachments": [None, 3, {"fields": [7]}]}, "", id="junk"),
+])
+def test_the_content_of_an_apps_message_is_found_in_its_blocks_or_attachments(
+    message: dict[str, Any], content: str
+) -> None:
+    assert message_content(message) == content
 
 
 def test_open_new_handoff_modal_for_the_slash_command(handoff_config: HandoffConfig) -> None:
@@ -222,6 +259,35 @@ def test_a_message_shortcut_makes_a_handoff_linked_both_ways(harness: SlackHarne
     [permalink_call] = harness.slack.calls("chat.getPermalink")
     assert permalink_call.params["channel"] == "CHANDOFFS"
     assert permalink_call.params["message_ts"] == card.response["ts"]
+
+
+def test_a_shortcut_on_an_ai_tools_message_prefills_the_form_from_its_attachments(harness: SlackHarness) -> None:
+    """The product's core case: an app's message with an empty `text` and its content in attachments. The form
+    used to open empty (only `text` was read)."""
+    attachment = {"fallback": AI_LEAD, "title": AI_LEAD, "text": "Budget approved; call Jane before Friday."}
+    opened, _ = _message_shortcut(harness, "", bot_id="B0LEADBOT", subtype="bot_message", attachments=[attachment])
+    view = opened.params["view"]
+    assert _initial(view, ids.NEW_TITLE) == AI_LEAD
+    assert _initial(view, ids.NEW_SUMMARY) == f"{AI_LEAD}\nBudget approved; call Jane before Friday."
+
+
+def test_a_shortcut_on_a_reply_in_a_thread_answers_in_that_thread(harness: SlackHarness) -> None:
+    """Slack asks for the parent's ts in `thread_ts`, never a reply's: the bot's replies used to name the reply."""
+    fast_pacing(harness)
+    parent = "1700000000.000100"
+    opened, _ = _message_shortcut(harness, "Customer ACME wants a demo", thread_ts=parent)
+    assert submit_view(harness, opened, _valid_values(), "UALICE").status_code == 200
+    handoff = _only_handoff(harness)
+    assert handoff.source_url == f"{PERMALINK}?thread_ts={parent}&cid=CGENERAL"  # the link names the reply itself
+    harness.card_of(handoff.id)
+    [reply] = wait_until(lambda: harness.slack.thread_replies("CGENERAL"), what="the source reply")
+    assert reply.params["thread_ts"] == parent
+    harness.runtime.service.act(handoff.id, Request(Action.claim), Actor("UALICE"))
+    harness.runtime.service.act(handoff.id, Request(Action.close, outcome="done"), Actor("UALICE"))
+    harness.runtime.notify()
+    replies = wait_until(lambda: (r := harness.slack.thread_replies("CGENERAL")) and len(r) == 2 and r,
+                         what="the outcome reply")
+    assert [r.params["thread_ts"] for r in replies] == [parent, parent]
 
 
 def test_from_a_channel_the_bot_is_not_in_the_links_go_to_the_person_by_dm(harness: SlackHarness) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from dotenv import dotenv_values
+from dotenv.parser import Original, parse_stream
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -101,9 +104,34 @@ class Settings:
 
 def read_environment(env_file: str | Path = ".env") -> dict[str, str]:
     """The process environment over the values of `.env` (the environment wins)."""
-    values = {key: value for key, value in dotenv_values(env_file).items() if value is not None}
+    text = _dot_env_text(Path(env_file))
+    values = {key: value for key, value in dotenv_values(stream=io.StringIO(text)).items() if value is not None}
     values.update(os.environ)
     return values
+
+
+def _dot_env_text(path: Path) -> str:
+    """The text of `.env` ("" when there is none); SettingsError on a line python-dotenv would skip with a
+    warning, which would leave its variable at the default (e.g. another database) instead of stopping."""
+    if not (path.is_file() or path.is_fifo()):  # python-dotenv reads a FIFO too (secret managers mount one)
+        return ""
+    text = path.read_text(encoding="utf-8")
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise SettingsError(f"{path} line {_line_number(binding.original)}{_named(binding.original.string)} "
+                                "cannot be read: write it NAME=value, and close the quote a quoted value opens")
+    return text
+
+
+def _line_number(original: Original) -> int:
+    """The line the statement is on: python-dotenv counts from the blank lines before it."""
+    blank_lines = original.string[: len(original.string) - len(original.string.lstrip())]
+    return original.line + len(re.findall(r"\r\n|\n|\r", blank_lines))
+
+
+def _named(statement: str) -> str:
+    match = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", statement)
+    return f" ({match.group(1)})" if match else ""
 
 
 def _prefixed(env: Mapping[str, str], name: str, prefix: str, what: str) -> str | None:

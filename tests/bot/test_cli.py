@@ -18,9 +18,11 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "handoffs.example.yml"
 SCRIPT = Path(sys.executable).with_name("handoff-bot")
 
 
-def run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run the installed command with only PATH and the given variables set (no .env in `cwd`)."""
+def run(cwd: Path, *args: str, dot_env: bytes | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed command with only PATH and the given variables set, and no .env in `cwd` but `dot_env`."""
     assert not (cwd / ".env").exists()
+    if dot_env is not None:
+        (cwd / ".env").write_bytes(dot_env)
     command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "bot.cli"]
     environment = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8", **env}
     return subprocess.run([*command, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=60)
@@ -175,6 +177,48 @@ def test_a_setting_in_dot_env_is_read_and_checked_too(clean_env: Path, capsys: p
     (clean_env / ".env").write_text("PORT=eighty\n")
     assert main(["migrate"]) == 2
     assert capsys.readouterr().err.strip() == "handoff-bot: PORT must be a number from 0 to 65535, not 'eighty'"
+
+
+def test_a_dot_env_line_that_cannot_be_read_stops_the_program(tmp_path: Path) -> None:
+    """python-dotenv skips it with a warning: `migrate` went on with the default database (./handoffs.db)."""
+    result = run(tmp_path, "migrate", dot_env=b'DATABASE_URL="sqlite:///./team.db\n')
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        "handoff-bot: .env line 1 (DATABASE_URL) cannot be read: write it NAME=value, and close the quote "
+        "a quoted value opens"]
+    assert result.stdout == ""
+    assert not (tmp_path / "handoffs.db").exists()
+    assert not (tmp_path / "team.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("# the team's database\n\nPORT=3000\n\n\nDATABASE_URL='sqlite:///./team.db\nHOST=0.0.0.0\n",
+         ".env line 6 (DATABASE_URL) cannot be read"),
+        ("PORT=3000\r\n\r\n  = 3000\r\n", ".env line 3 cannot be read"),
+    ],
+    ids=["after-blank-lines", "no-name"],
+)
+def test_a_dot_env_line_that_cannot_be_read_is_named_by_its_line(
+    clean_env: Path, capsys: pytest.CaptureFixture[str], content: str, says: str
+) -> None:
+    (clean_env / ".env").write_bytes(content.encode())
+    assert main(["migrate"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"handoff-bot: {says}: write it NAME=value"), line
+    assert not (clean_env / "handoffs.db").exists()
+
+
+def test_a_dot_env_still_reads_quotes_comments_and_references(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (clean_env / ".env").write_text('# the bot\nexport HOST="0.0.0.0"  # all interfaces\nPORT=8080\n'
+                                    "HANDOFF_DEFAULT_CHANNEL='C0HANDOFFS'\nDATABASE_URL=sqlite:///./${HOST}.db\n")
+    monkeypatch.setenv("PORT", "9090")  # the environment wins
+    settings = load_settings()
+    assert (settings.host, settings.port, settings.default_channel) == ("0.0.0.0", 9090, "C0HANDOFFS")
+    assert settings.database_url == "sqlite:///./0.0.0.0.db"
 
 
 def test_check_config_reads_handoff_config_when_no_path_is_given(

@@ -115,7 +115,12 @@ def _dot_env_text(path: Path) -> str:
     warning, which would leave its variable at the default (e.g. another database) instead of stopping."""
     if not (path.is_file() or path.is_fifo()):  # python-dotenv reads a FIFO too (secret managers mount one)
         return ""
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise SettingsError(f"{path} line {line} is not UTF-8 text: save the file as UTF-8") from None
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             raise SettingsError(f"{path} line {_line_number(binding.original)}{_named(binding.original.string)} "

@@ -210,6 +210,14 @@ def test_a_dot_env_line_that_cannot_be_read_is_named_by_its_line(
     assert not (clean_env / "handoffs.db").exists()
 
 
+def test_a_dot_env_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> None:
+    """It was a UnicodeDecodeError traceback from python-dotenv, for every command."""
+    result = run(tmp_path, "migrate", dot_env=b"# the team's database\nHANDOFF_DEFAULT_CHANNEL=C0B\xdcRO\n")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == ["handoff-bot: .env line 2 is not UTF-8 text: save the file as UTF-8"]
+    assert result.stdout == ""
+
+
 def test_a_dot_env_still_reads_quotes_comments_and_references(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -173,18 +173,27 @@ def _database_url(env: Mapping[str, str]) -> str:
 
 
 def _api_tokens(env: Mapping[str, str]) -> dict[str, str]:
+    """Token -> name. One name may have several tokens (the old and the new one while it is rotated); one token
+    may not have several names, as each request would be logged under the last of them."""
     tokens: dict[str, str] = {}
+    positions: dict[str, int] = {}  # token -> its first entry
     raw = env.get("HANDOFF_API_TOKENS", "").strip()
     for position, pair in enumerate(filter(None, (p.strip() for p in raw.split(","))), start=1):
-        name, sep, token = pair.partition(":")
-        if not sep or not name.strip() or not token.strip():
+        name, sep, token = (part.strip() for part in pair.partition(":"))
+        if not sep or not name or not token:
             raise SettingsError(f"HANDOFF_API_TOKENS entry {position} must be written name:token")
-        if len(token.strip()) < MIN_TOKEN_LENGTH:
+        if len(token) < MIN_TOKEN_LENGTH:
             raise SettingsError(
-                f"HANDOFF_API_TOKENS entry {position} ({name.strip()}): the token must be at least "
+                f"HANDOFF_API_TOKENS entry {position} ({name}): the token must be at least "
                 f"{MIN_TOKEN_LENGTH} characters"
             )
-        tokens[token.strip()] = name.strip()
+        if tokens.get(token, name) != name:
+            raise SettingsError(
+                f"HANDOFF_API_TOKENS entries {positions[token]} ({tokens[token]}) and {position} ({name}) have the "
+                "same token: give each name a token of its own"
+            )
+        tokens[token] = name
+        positions.setdefault(token, position)
     return tokens
 
 

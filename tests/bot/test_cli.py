@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.settings import load_settings
+from bot.settings import SettingsError, load_settings
 from tests.conftest import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "handoffs.example.yml"
@@ -157,6 +157,7 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ("DATABASE_URL", "postgres"),
         ("HANDOFF_API_TOKENS", "zapier:short"),
         ("HANDOFF_API_TOKENS", "a:0123456789,:0123456789"),
+        ("HANDOFF_API_TOKENS", "zapier:tok-shared-123,n8n:tok-shared-123"),
         ("SLACK_APP_TOKEN", "xoxb-not-an-app-token"),
         ("SLACK_API_URL", "slack.com/api"),
         ("HANDOFF_DEFAULT_CHANNEL", "#general"),
@@ -171,6 +172,21 @@ def test_every_malformed_setting_is_one_line_naming_it(
     assert captured.out == ""
     [line] = captured.err.splitlines()
     assert line.startswith(f"handoff-bot: {variable} ")
+
+
+def test_one_api_token_under_two_names_is_refused_without_showing_the_token() -> None:
+    """The last name won: every request Zapier made was logged as n8n (the name is the actor in the log)."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"HANDOFF_API_TOKENS": "zapier:tok-shared-123, n8n:tok-other-456 ,n8n:tok-shared-123"})
+    assert str(refused.value) == ("HANDOFF_API_TOKENS entries 1 (zapier) and 3 (n8n) have the same token: "
+                                  "give each name a token of its own")
+
+
+def test_one_name_may_have_two_api_tokens_while_its_token_is_rotated() -> None:
+    tokens = load_settings({"HANDOFF_API_TOKENS": "zapier:tok-old-12345,n8n:tok-n8n-12345,zapier:tok-new-12345"})
+    assert tokens.api_tokens == {"tok-old-12345": "zapier", "tok-n8n-12345": "n8n", "tok-new-12345": "zapier"}
+    same_entry_twice = load_settings({"HANDOFF_API_TOKENS": "zapier:tok-old-12345,zapier:tok-old-12345"})
+    assert same_entry_twice.api_tokens == {"tok-old-12345": "zapier"}
 
 
 def test_a_setting_in_dot_env_is_read_and_checked_too(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -466,12 +466,105 @@ def load_config(path: str | Path) -> HandoffConfig:
     except UnicodeDecodeError as error:
         raise ConfigError(str(file), [f"not UTF-8 text (byte {error.start + 1}): save the file as UTF-8"]) from None
     try:
-        data = yaml.safe_load(text)
+        data, written_twice = _read_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(str(file), [f"{where}not valid YAML ({getattr(error, 'problem', error)})"]) from None
-    return parse_config(data, str(file))
+    try:
+        config = parse_config(data, str(file))
+    except ConfigError as error:
+        raise ConfigError(str(file), written_twice + error.problems) from None
+    if written_twice:
+        raise ConfigError(str(file), written_twice)
+    return config
+
+
+def _read_yaml(text: str) -> tuple[Any, list[str]]:
+    """The document (as `yaml.safe_load` reads it) and a problem for each key written twice in one mapping, which
+    `safe_load` would silently resolve by keeping the last."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, []
+        # before construction: it merges `<<` keys into the nodes themselves, where they would look written twice
+        written_twice = _keys_written_twice(node, loader)
+        return loader.construct_document(node), written_twice
+    finally:
+        loader.dispose()
+
+
+def _keys_written_twice(root: Any, loader: Any) -> list[str]:
+    """A problem for every mapping key written twice, in the order of the file."""
+    found: list[tuple[int, str]] = []
+    visited: set[int] = set()  # an aliased node is checked once, however often it is used
+    pending: list[tuple[Any, tuple[int | str, ...]]] = [(root, ())]
+    while pending:  # a loop, not recursion: the composer has already accepted the nesting depth
+        node, path = pending.pop()
+        if id(node) not in visited:
+            visited.add(id(node))
+            found += _repeated_keys(node, path, loader)
+            pending += _children(node, path)
+    return [problem for _, problem in sorted(found)]
+
+
+def _repeated_keys(node: Any, path: tuple[int | str, ...], loader: Any) -> list[tuple[int, str]]:
+    """A mapping's own keys written twice, compared as YAML reads them (`yes` is `true`). Keys brought in by a
+    merge key (`<<`) are not among them: a key written next to `<<` overrides the merged one, as YAML defines."""
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    repeated: list[tuple[int, str]] = []
+    first_marks: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key, mark = _key_as_read(key_node, loader), key_node.start_mark
+        if key in first_marks:
+            where = _two_places(first_marks[key], mark)
+            repeated.append((mark.index, f"{_path_text((*path, _key_text(key_node)))}: key written twice ({where})"))
+        else:
+            first_marks[key] = mark
+    return repeated
+
+
+def _children(node: Any, path: tuple[int | str, ...]) -> list[tuple[Any, tuple[int | str, ...]]]:
+    import yaml
+
+    if isinstance(node, yaml.SequenceNode):
+        return [(child, (*path, index)) for index, child in enumerate(node.value)]
+    if isinstance(node, yaml.MappingNode):
+        return [(value_node, (*path, _key_text(key_node))) for key_node, value_node in node.value]
+    return []
+
+
+def _key_text(key_node: Any) -> str:
+    import yaml
+
+    return str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+
+
+def _key_as_read(key_node: Any, loader: Any) -> Any:
+    import yaml
+
+    if not isinstance(key_node, yaml.ScalarNode):
+        return id(key_node)  # a mapping or list as a key: refused later by construction (unhashable)
+    if key_node.tag in loader.yaml_constructors:
+        return loader.construct_object(key_node)
+    return (key_node.tag, key_node.value)  # `<<` and `=`, which only flatten_mapping understands
+
+
+def _two_places(first: Any, second: Any) -> str:
+    """`line 1 and line 4`; with the columns when both are on one line (`{channel: C0A, channel: C0B}`)."""
+    if first.line == second.line:
+        return f"{_place(first)}, column {first.column + 1} and {_place(second)}, column {second.column + 1}"
+    return f"{_place(first)} and {_place(second)}"
+
+
+def _place(mark: Any) -> str:
+    return f"line {mark.line + 1}"
 
 
 def default_config(default_channel: str | None) -> HandoffConfig:

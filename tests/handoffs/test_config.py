@@ -260,3 +260,60 @@ def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     file.write_bytes(b"# B\xfcro Berlin\nroutes:\n  - {name: default, channel: C0HANDOFFS}\n")
     with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 4\): save the file as UTF-8"):
         load_config(file)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "problem"),
+    [
+        # the whole first `routes` list, the one meant, was dropped ("last one wins") and the file passed
+        ("routes:\n  - {name: sales, when: {kind: lead}, channel: C0SALES}\n  - {name: default, channel: C0A}\n"
+         "routes:\n  - {name: default, channel: C0B}\n",
+         "routes: key written twice (line 1 and line 4)"),
+        ("routes:\n  - {name: default, channel: C0A, channel: C0B}\n",
+         "routes[0].channel: key written twice (line 2, column 21 and line 2, column 35)"),
+        ("kinds:\n  lead:\n    label: Lead\n    required_facts: [company]\n    label: Leads\n",
+         "kinds.lead.label: key written twice (line 3 and line 5)"),
+    ],
+)
+def test_a_key_written_twice_is_a_problem_naming_it_and_its_lines(tmp_path: Path, yaml_text: str, problem: str) -> None:
+    file = tmp_path / "handoffs.yml"
+    file.write_text(yaml_text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    assert problem in caught.value.problems, caught.value.problems
+
+
+def test_every_key_written_twice_is_listed_with_the_other_problems(tmp_path: Path) -> None:
+    file = tmp_path / "handoffs.yml"
+    file.write_text("managers: [U0A]\nmanagers: [U0B]\nroutes:\n  - {name: default, chanel: C0A, chanel: C0B}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    assert caught.value.problems == [
+        "managers: key written twice (line 1 and line 2)",
+        "routes[0].chanel: key written twice (line 4, column 21 and line 4, column 34)",
+        "routes[0].chanel: unknown key (did you mean 'channel'?)",
+    ]
+
+
+def test_anchors_and_merge_keys_still_work_and_a_merged_key_may_be_overridden(tmp_path: Path) -> None:
+    """YAML's merge key (`<<`) brings in another mapping's keys, and a key written next to it wins: that is not a
+    key written twice. Neither is one anchor merged in several places."""
+    file = tmp_path / "handoffs.yml"
+    file.write_text(
+        "sla:\n"
+        "  urgent: &fast {claim: 15m, resolve: 4h}\n"
+        "  high: {<<: *fast, resolve: 1d}\n"
+        "routes:\n"
+        "  - &leads {name: leads, when: {kind: lead}, channel: C0LEADS, approvers: [U0LEAD]}\n"
+        "  - {<<: [*leads], name: replies, when: {kind: reply}, channel: C0REPLIES}\n"
+        "  - <<: *leads\n"
+        "    name: default\n"
+        "    when: {}\n"
+    )
+    config = load_config(file)
+    assert config.sla[Urgency.high] == config.sla[Urgency.urgent].model_copy(update={"resolve": timedelta(days=1)})
+    assert [(r.name, r.when.kind, r.channel, r.approvers) for r in config.routes] == [
+        ("leads", ["lead"], "C0LEADS", ["U0LEAD"]),
+        ("replies", ["reply"], "C0REPLIES", ["U0LEAD"]),
+        ("default", None, "C0LEADS", ["U0LEAD"]),
+    ]

@@ -172,6 +172,41 @@ def test_the_migration_fills_the_side_table_for_handoffs_stored_before_it(
     assert runtime.repo.get(waiting.id) is not None and waiting.status is Status.claimed
 
 
+def test_migration_0014_adds_the_owners_who_approve_and_its_downgrade_takes_them_away(
+    runtime: Runtime, service: HandoffService
+) -> None:
+    owner_approves = submit(service, owner="UANNA", requires_approval=True)
+    named = submit(service, owner="UANNA", approvers=["UANNA"], requires_approval=True)
+    url = runtime.settings.database_url
+    command.downgrade(migrate.alembic_config(url), "0013")
+    assert approver_rows(runtime, owner_approves.id) == {}
+    assert approver_rows(runtime, named.id) == {"UANNA": True}  # a named approver's row stays
+    migrate.upgrade(url)
+    assert approver_rows(runtime, owner_approves.id) == {"UANNA": True}
+    assert approver_rows(runtime, named.id) == {"UANNA": True}
+
+
+def test_an_owner_who_approves_because_none_are_named_waits_for_their_own_approval(
+    runtime: Runtime, service: HandoffService, clock: Clock
+) -> None:
+    """SPEC §3: approve is for the approvers, where none are set the owner. Such a handoff was never "awaiting
+    your approval" for its owner (the side table held named approvers only), although only they could approve."""
+    waiting = submit(service, owner="UANNA", requires_approval=True)
+    submit(service, owner="UANNA")  # no approval needed: not waiting for anyone
+    unowned = submit(service, requires_approval=True)
+    assert ids_of(board_queries.awaiting_approval_of(runtime.repo, "UANNA")) == [waiting.id]
+    board = build_board(runtime.repo, "UANNA", now=clock.now, config=runtime.config)
+    assert ids_of(board.awaiting.items) == [waiting.id] and board.figures.awaiting_approval == 1
+
+    service.act(waiting.id, Request(Action.reassign, new_owner="UBEN"), Actor("UMANAGER"))
+    service.act(unowned.id, Request(Action.claim), Actor("UANNA"))
+    assert ids_of(board_queries.awaiting_approval_of(runtime.repo, "UANNA")) == [unowned.id]  # it follows the owner
+    assert ids_of(board_queries.awaiting_approval_of(runtime.repo, "UBEN")) == [waiting.id]
+    service.act(waiting.id, Request(Action.approve), Actor("UBEN"))
+    assert board_queries.awaiting_approval_of(runtime.repo, "UBEN") == []
+    assert approver_rows(runtime, waiting.id) == {"UBEN": False}
+
+
 def test_awaiting_approval_of_lists_newest_first(runtime: Runtime, service: HandoffService) -> None:
     first = submit(service, owner="UANNA", approvers=["ULEAD"], requires_approval=True)
     second = submit(service, approvers=["ULEAD"], requires_approval=True)
@@ -181,7 +216,9 @@ def test_awaiting_approval_of_lists_newest_first(runtime: Runtime, service: Hand
 
 def test_rebuild_approvers_refills_the_side_table_after_a_bulk_load(runtime: Runtime, service: HandoffService) -> None:
     waiting = submit(service, owner="UANNA", approvers=["ULEAD", "UXAVIER"], requires_approval=True)
+    owner_approves = submit(service, owner="UANNA", requires_approval=True)
     with runtime.db.write() as session:
         session.execute(delete(APPROVERS))
-    assert rebuild_approvers(runtime.db) == 2
+    assert rebuild_approvers(runtime.db) == 3
     assert approver_rows(runtime, waiting.id) == {"ULEAD": True, "UXAVIER": True}
+    assert approver_rows(runtime, owner_approves.id) == {"UANNA": True}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Sequence
@@ -11,7 +12,15 @@ from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from bot.settings import SettingsError, load_settings, parse_workers
+from bot.settings import (
+    Settings,
+    SettingsError,
+    default_channel,
+    handoff_config_path,
+    load_settings,
+    parse_workers,
+    read_environment,
+)
 from bot.workers import WorkerStartupError
 from handoffs.config import ConfigError, load_config
 
@@ -32,24 +41,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def check_config(path: str | None) -> int:
-    settings = load_settings()
-    target = Path(path) if path else settings.config_path
+    """Reads only the settings it needs (HANDOFF_CONFIG without a path, HANDOFF_DEFAULT_CHANNEL for a file without
+    routes), so that an unrelated one such as PORT=abc does not keep it from checking the file."""
+    environment = functools.cache(read_environment)
+    target = Path(path) if path else handoff_config_path(environment())
     try:
         config = load_config(target)
     except ConfigError as error:
-        for problem in error.problems:
-            print(f"{error.source}: {problem}")
-        print(f"{error.source}: {len(error.problems)} error(s)")
-        return 1
+        return _report_errors(error.source, error.problems)
+    if config.routes:
+        print(f"{target}: OK ({len(config.routes)} route(s), {len(config.kinds)} kind(s))")
+        return 0
+    env = environment()  # outside the try: a .env that cannot be read is exit 2, as for every command
     try:
-        routed = replace(settings, config_path=target).with_routes(config)
+        channel = default_channel(env)
+        routed = Settings(config_path=target, default_channel=channel).with_routes(config)
     except SettingsError as error:
-        print(f"{target}: routes: {error}")
-        print(f"{target}: 1 error(s)")
-        return 1
-    where = "" if config.routes else f"; every card goes to HANDOFF_DEFAULT_CHANNEL {settings.default_channel}"
-    print(f"{target}: OK ({len(routed.routes)} route(s), {len(config.kinds)} kind(s){where})")
+        return _report_errors(str(target), [f"routes: {error}"])
+    print(f"{target}: OK ({len(routed.routes)} route(s), {len(config.kinds)} kind(s); "
+          f"every card goes to HANDOFF_DEFAULT_CHANNEL {channel})")
     return 0
+
+
+def _report_errors(source: str, problems: Sequence[str]) -> int:
+    for problem in problems:
+        print(f"{source}: {problem}")
+    print(f"{source}: {len(problems)} error(s)")
+    return 1
 
 
 def migrate() -> int:

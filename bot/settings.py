@@ -211,7 +211,11 @@ def _slack_api_url(env: Mapping[str, str]) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def _default_channel(env: Mapping[str, str]) -> str | None:
+def handoff_config_path(env: Mapping[str, str]) -> Path:
+    return Path(env.get("HANDOFF_CONFIG", "").strip() or DEFAULT_CONFIG_PATH)
+
+
+def default_channel(env: Mapping[str, str]) -> str | None:
     channel = env.get("HANDOFF_DEFAULT_CHANNEL", "").strip()
     if channel and not (channel[0] in "CG" and channel[1:].isalnum() and channel.isupper()):
         raise SettingsError(
@@ -291,16 +295,15 @@ def _webhook_give_up_after(env: Mapping[str, str]) -> timedelta:
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = read_environment() if env is None else env
-    config_path = env.get("HANDOFF_CONFIG", "").strip()
     return Settings(
         database_url=_database_url(env),
         slack_bot_token=_prefixed(env, "SLACK_BOT_TOKEN", "xoxb-", "a bot token"),
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip() or None,
         slack_app_token=_prefixed(env, "SLACK_APP_TOKEN", "xapp-", "an app-level token"),
         slack_api_url=_slack_api_url(env),
-        config_path=Path(config_path or DEFAULT_CONFIG_PATH),
-        config_path_explicit=bool(config_path),
-        default_channel=_default_channel(env),
+        config_path=handoff_config_path(env),
+        config_path_explicit=bool(env.get("HANDOFF_CONFIG", "").strip()),
+        default_channel=default_channel(env),
         api_tokens=_api_tokens(env),
         host=env.get("HOST", "").strip() or "127.0.0.1",
         port=_port(env),
@@ -313,4 +316,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-__all__ = ["ConfigError", "Settings", "SettingsError", "load_settings", "parse_workers", "read_environment"]
+__all__ = ["ConfigError", "Settings", "SettingsError", "default_channel", "handoff_config_path", "load_settings",
+           "parse_workers", "read_environment"]

@@ -35,6 +35,15 @@ def test_check_config_accepts_the_shipped_example(tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
+def test_check_config_is_not_stopped_by_a_setting_it_does_not_need(tmp_path: Path) -> None:
+    """It loaded every setting first: PORT=abc was exit 2 without the file being checked (SPEC: exit 0 or 1)."""
+    result = run(tmp_path, "check-config", str(EXAMPLE), PORT="abc", HANDOFF_API_TOKENS="broken",
+                 dot_env=b'DATABASE_URL="sqlite:///./team.db\n')
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == f"{EXAMPLE}: OK (2 route(s), 5 kind(s))"
+    assert result.stderr == ""
+
+
 BAD_CONFIG = """\
 timezone: Europe/Berlin
 managers: [boss]
@@ -251,6 +260,43 @@ def test_check_config_reads_handoff_config_when_no_path_is_given(
     monkeypatch.setenv("HANDOFF_CONFIG", str(EXAMPLE))
     assert main(["check-config"]) == 0
     assert capsys.readouterr().out.strip().endswith("OK (2 route(s), 5 kind(s))")
+
+
+def test_check_config_reads_only_handoff_config_and_the_default_channel(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (clean_env / ".env").write_text(f"HANDOFF_CONFIG={EXAMPLE}\nPORT=abc\nDATABASE_URL=mysql://x\n")
+    monkeypatch.setenv("HANDOFF_DEFAULT_CHANNEL", "#general")  # not needed: the file has routes
+    assert main(["check-config"]) == 0
+    assert capsys.readouterr().out.strip() == f"{EXAMPLE}: OK (2 route(s), 5 kind(s))"
+    (clean_env / "handoffs.yml").write_text("timezone: Europe/Berlin\n")
+    monkeypatch.setenv("HANDOFF_DEFAULT_CHANNEL", "C0HANDOFFS")
+    assert main(["check-config", "handoffs.yml"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "handoffs.yml: OK (1 route(s), 5 kind(s); every card goes to HANDOFF_DEFAULT_CHANNEL C0HANDOFFS)")
+
+
+def test_check_config_of_a_file_without_routes_names_a_malformed_default_channel(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The file needs the channel, so a malformed one is an error of this file's routes: exit 1, as when unset."""
+    (clean_env / "handoffs.yml").write_text("timezone: Europe/Berlin\n")
+    monkeypatch.setenv("HANDOFF_DEFAULT_CHANNEL", "#general")
+    assert main(["check-config", "handoffs.yml"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "handoffs.yml: routes: HANDOFF_DEFAULT_CHANNEL must be a channel id such as C0123ABCD (not a #name), "
+        "not '#general'",
+        "handoffs.yml: 1 error(s)",
+    ]
+
+
+def test_check_config_without_a_path_stops_on_a_dot_env_it_cannot_read(
+    clean_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """HANDOFF_CONFIG may be on that line: which file to check is unknown, as for any command (exit 2)."""
+    (clean_env / ".env").write_text("HANDOFF_CONFIG='other.yml\n")
+    assert main(["check-config"]) == 2
+    assert capsys.readouterr().err.startswith("handoff-bot: .env line 1 (HANDOFF_CONFIG) cannot be read")
 
 
 def test_check_config_on_a_missing_or_broken_file_is_exit_1(clean_env: Path,

@@ -471,6 +471,9 @@ def load_config(path: str | Path) -> HandoffConfig:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(str(file), [f"{where}not valid YAML ({getattr(error, 'problem', error)})"]) from None
+    except RecursionError:  # PyYAML reads nested lists and mappings by recursion, one call (or more) per level
+        raise ConfigError(str(file), ["nested too deeply: lists or mappings hundreds of levels inside each other "
+                                      "(not a configuration anyone writes)"]) from None
     try:
         config = parse_config(data, str(file))
     except ConfigError as error:

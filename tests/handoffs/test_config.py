@@ -317,3 +317,13 @@ def test_anchors_and_merge_keys_still_work_and_a_merged_key_may_be_overridden(tm
         ("replies", ["reply"], "C0REPLIES", ["U0LEAD"]),
         ("default", None, "C0LEADS", ["U0LEAD"]),
     ]
+
+
+def test_a_file_nested_too_deeply_is_one_problem_not_a_crash(tmp_path: Path) -> None:
+    """PyYAML's composer recurses at every level: `managers: [[[…]]]` a thousand deep was a RecursionError."""
+    file = tmp_path / "handoffs.yml"
+    file.write_text("managers: " + "[" * 1000 + "]" * 1000 + "\n")  # (PyYAML takes seconds to scan 3000)
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    assert caught.value.source == str(file)
+    assert len(caught.value.problems) == 1 and "nested too deeply" in caught.value.problems[0]

@@ -350,7 +350,7 @@ def _check_note(note: str | None) -> str | None:
     if note is None or not note.strip():
         return None
     if len(note) > MAX_NOTE:
-        raise Refused("bad_argument", f"Keep it under {MAX_NOTE} characters.", field="note")
+        raise Refused("bad_argument", f"The note is too long: keep it under {MAX_NOTE:,} characters.", field="note")
     return note.strip()
 
 

@@ -116,6 +116,8 @@ def register(app: App, runtime: Runtime) -> None:
             offset = min(max(0, int(request.get("offset") or 0)), MAX_PAGE_OFFSET)
         except (ValueError, TypeError, AttributeError, CommandError):
             return  # not a value this bot wrote
+        if not isinstance(command, Stalled):
+            return  # only `/handoff stalled` pages: a forged value never runs another command
         caller = Caller(str((body.get("user") or {}).get("id", "")), (body.get("channel") or {}).get("id"),
                         (body.get("team") or {}).get("domain"))
         reply = respond(runtime, command, caller, offset=offset)
@@ -236,6 +238,9 @@ _DONE = {
 }
 
 
+_BAD_INPUT = frozenset({"bad_outcome", "bad_argument", "missing_argument"})  # refusals answered with the usage
+
+
 def _act(runtime: Runtime, command: Command, caller: Caller) -> Answer:
     if isinstance(command, Close) and not command.outcome:
         return _check_close(runtime, command.handoff_id, caller)
@@ -246,7 +251,7 @@ def _act(runtime: Runtime, command: Command, caller: Caller) -> Answer:
     try:
         acted = runtime.service.act(handoff_id, request, Actor(caller.user))
     except Refused as refused:
-        return Answer(f"{refused.reason}" + (f"\n{USAGE}" if refused.code == "bad_outcome" else ""))
+        return Answer(refused.reason + (f"\n{USAGE}" if refused.code in _BAD_INPUT else ""))
     except NotFound as missing:
         return Answer(f"{missing}.\n{USAGE}")
     handoff = acted.handoff

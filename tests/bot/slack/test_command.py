@@ -398,6 +398,30 @@ def test_a_more_button_with_a_value_the_bot_never_wrote_changes_nothing(harness:
     assert post_signed(harness.events_url, click, FORM, SIGNING_SECRET).status_code == 200
 
 
+@pytest.mark.parametrize(("query", "status_before"), [
+    ("claim {ref}", None), ("close {ref} done", "claimed"), ("assign {ref} <@UBEN>", "claimed"),
+    ("reopen {ref}", "closed"), ("mine", None),
+])
+def test_a_more_button_runs_no_command_but_the_stalled_list(
+    harness: SlackHarness, query: str, status_before: str | None
+) -> None:
+    """A forged "More" value naming another command (`{"q": "claim H-1"}`) used to run it for the clicker."""
+    handoff_id = seed(harness)
+    if status_before:
+        harness.runtime.service.act(handoff_id, Request(Action.claim), Actor("UANNA"))
+    if status_before == "closed":
+        harness.runtime.service.act(handoff_id, Request(Action.close, outcome="done"), Actor("UANNA"))
+    wait_outbox_idle(harness)
+    before, writes = state(harness), len(slack_writes(harness))
+    value = json.dumps({"q": query.format(ref=f"H-{handoff_id}"), "offset": 0})
+    click = block_action_body(ids.LIST_PAGE, value, "UMANAGER", channel=HERE, message_ts="1700000001.000100")
+    assert post_signed(harness.events_url, click, FORM, SIGNING_SECRET).status_code == 200
+    barrier(harness, "UMANAGER")
+    wait_outbox_idle(harness)
+    assert state(harness) == before
+    assert [c.method for c in slack_writes(harness)[writes:]] == ["views.open"]  # the barrier's form only
+
+
 def test_a_more_button_far_past_the_end_answers_with_an_empty_page(harness: SlackHarness) -> None:
     value = json.dumps({"q": "stalled", "offset": 10**30})
     click = block_action_body(ids.LIST_PAGE, value, "UMANAGER", channel=HERE, message_ts="1700000001.000100")
@@ -642,6 +666,7 @@ def test_bad_input_says_what_is_wrong_with_the_usage_and_changes_nothing(harness
         ("stats 8d", "`8d` is not a period"),
         ("stats week", "`week` is not a period"),
         ("mine all", "unexpected `all`"),
+        (f"close H-{task} done " + "y" * 2500, "The note is too long: keep it under 2,000 characters."),
     ]
     for text, problem in cases:
         answer = slash(harness, text, "UANNA", trigger_id=f"bad-{text}")
@@ -652,7 +677,7 @@ def test_bad_input_says_what_is_wrong_with_the_usage_and_changes_nothing(harness
     barrier(harness, "UANNA")
     wait_outbox_idle(harness)
     assert state(harness) == before
-    assert refused(harness, task) == ["bad_outcome"] and refused(harness, hot) == ["bad_outcome"]
+    assert refused(harness, task) == ["bad_outcome", "bad_argument"] and refused(harness, hot) == ["bad_outcome"]
     assert [c.method for c in slack_writes(harness)[writes:]] == ["views.open"]  # the barrier's form only
     assert status(harness, task)[:3] == ("claimed", "UANNA", None)
 

@@ -16,16 +16,26 @@ class WrittenInHours(timedelta):
     it is a whole number of days: `24h` is 24 business hours, later than `23h` (handoffs.sla.business_span)."""
 
 
+class WrittenInWeeks(timedelta):
+    """A duration written in weeks (`1w`). With business hours it counts the business days of that many weeks
+    (Monday to Friday: five a week), not seven business days a week (handoffs.sla.business_span)."""
+
+
+_WRITTEN_IN: dict[str, type[timedelta]] = {
+    "s": WrittenInHours, "m": WrittenInHours, "h": WrittenInHours, "d": timedelta, "w": WrittenInWeeks,
+}
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse `30s`, `15m`, `4h`, `3d` or `1w`; raise ValueError naming the accepted form. A duration written in
-    s, m or h is a WrittenInHours."""
+    s, m or h is a WrittenInHours, one written in w a WrittenInWeeks."""
     match = _DURATION.match(str(text))
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"not a duration: {text!r} (write a positive number and a unit: 30s, 15m, 4h, 3d)")
     seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if seconds > MAX_DURATION.total_seconds():  # also keeps timedelta and deadline arithmetic from overflowing
         raise ValueError(f"too long: {text!r} (at most {MAX_DURATION.days}d)")
-    return timedelta(seconds=seconds) if match.group(2) in "dw" else WrittenInHours(seconds=seconds)
+    return _WRITTEN_IN[match.group(2)](seconds=seconds)
 
 
 def format_duration(delta: timedelta) -> str:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from handoffs.config import WEEKDAY_INDEX, BusinessHours, HandoffConfig, Route, SlaRule
-from handoffs.durations import WrittenInHours
+from handoffs.durations import WrittenInHours, WrittenInWeeks
 from handoffs.model import Urgency
 
 _MAX_DAYS_SCANNED = 3660
@@ -57,14 +57,19 @@ def add_business_time(
 
 
 def business_span(span: timedelta, hours: BusinessHours) -> timedelta:
-    """How much business time `span` stands for: whole days are that many business days, the rest (and anything
-    written in hours, such as `24h`) as written. Never more than `span` itself, so that
-    `start + business_span(span)` is never later than the business time added to `start`."""
+    """How much business time `span` stands for: whole days are that many business days, weeks (`1w`) the business
+    days of that many weeks, the rest (and anything written in hours, such as `24h`) as written. Never more than
+    `span` itself, so that `start + business_span(span)` is never later than the business time added to `start`."""
     if isinstance(span, WrittenInHours) or span.total_seconds() % 86400:
         return span
+    business_days = span.days // 7 * len(set(hours.days)) if isinstance(span, WrittenInWeeks) else span.days
+    return business_days * _business_day_length(hours)
+
+
+def _business_day_length(hours: BusinessHours) -> timedelta:
     opening = timedelta(hours=hours.start.hour, minutes=hours.start.minute)
     closing = timedelta(hours=hours.end.hour, minutes=hours.end.minute)
-    return span.days * (closing - opening)
+    return closing - opening
 
 
 def sla_rule(config: HandoffConfig, route: Route | None, urgency: Urgency) -> SlaRule:

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from handoffs.config import BusinessHours, HandoffConfig, parse_config
+from handoffs.durations import parse_duration
 from handoffs.model import Urgency
 from handoffs.sla import add_business_time, claim_deadline, next_business_moment, resolve_deadline
 
@@ -127,3 +128,29 @@ def test_an_sla_written_in_hours_counts_business_hours_even_when_it_is_whole_day
         Urgency.high: (berlin(2025, 3, 14, 16, 0), berlin(2025, 3, 14, 16, 0)),  # 24 business hours, either way
         Urgency.normal: (berlin(2025, 3, 19, 13, 0), berlin(2025, 3, 14, 10, 0)),  # 48 business hours; two days
     }
+
+
+def test_an_sla_in_weeks_counts_the_business_days_of_as_many_weeks() -> None:
+    """`1w` counted as 7 business days: from Wednesday 10:00, due the Friday of the week after next. A week is the
+    business days of one week (five, Monday to Friday), as `1d` is one business day."""
+    config = parse_config({
+        "timezone": "Europe/Berlin", "business_hours": {"start": "09:00", "end": "18:00"},
+        "sla": {"normal": {"claim": "1w", "resolve": "2w"}, "low": {"claim": "7d", "resolve": "168h"}},
+        "routes": [{"name": "default", "channel": "C0HANDOFFS"}],
+    })
+    wednesday_10am = berlin(2025, 3, 12, 10, 0)
+    assert claim_deadline(config, None, Urgency.normal, wednesday_10am) == berlin(2025, 3, 19, 10, 0)
+    assert resolve_deadline(config, None, Urgency.normal, wednesday_10am) == berlin(2025, 3, 26, 10, 0)
+    # days and hours keep their meaning: 7 business days, 168 business hours
+    assert claim_deadline(config, None, Urgency.low, wednesday_10am) == berlin(2025, 3, 21, 10, 0)
+    assert resolve_deadline(config, None, Urgency.low, wednesday_10am) == berlin(2025, 4, 7, 16, 0)
+
+
+def test_a_week_is_as_many_business_days_as_the_week_has() -> None:
+    six_days = BusinessHours.model_validate({"days": ["mon", "tue", "wed", "thu", "fri", "sat"],
+                                             "start": "09:00", "end": "18:00"})
+    one_week = parse_duration("1w")
+    assert add_business_time(berlin(2025, 3, 12, 10, 0), one_week, six_days, BERLIN) == berlin(2025, 3, 19, 10, 0)
+    # started on a closed day, it counts from the next opening, as any span does
+    assert add_business_time(berlin(2025, 3, 15, 11, 0), one_week, HOURS, BERLIN) == berlin(2025, 3, 21, 18, 0)
+    assert add_business_time(berlin(2025, 3, 12, 10, 0), one_week, None, BERLIN) == berlin(2025, 3, 19, 10, 0)

@@ -15,6 +15,9 @@ timeouts are retried with exponential back-off and jitter (capped at 15 minutes;
 honoured) until `give_up_after` (a day by default) after the row was written; then the delivery is failed, with
 the last error, in the log, `GET /api/handoffs/{ref}` and the figures. Several processes on one PostgreSQL
 database each lease a row with a compare-and-set, so each attempt is made by one of them.
+
+`timeout` bounds a whole attempt (connect, send, the answer's status and headers), not each socket operation as
+httpx's own timeout does: a receiver that answers a byte at a time is cut off, and the attempt is a timeout.
 """
 
 from __future__ import annotations
@@ -23,16 +26,19 @@ import hashlib
 import hmac
 import logging
 import random
+import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from bot.dispatcher import Dispatcher
@@ -103,6 +109,84 @@ def host_of(url: str | None) -> str:
     return urlsplit(url or "").netloc.lower()
 
 
+class AttemptDeadlines(httpcore.NetworkBackend):
+    """httpcore's network backend, with every connect, read and write cut short at the deadline of the attempt
+    the calling thread is making (`within`). httpx's timeouts bound each socket operation, so without this a
+    receiver that answers a byte at a time, each byte in time, holds the attempt for as long as it likes."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+        self._attempt = threading.local()  # each worker thread makes one attempt at a time
+
+    @contextmanager
+    def within(self, seconds: float) -> Iterator[None]:
+        """The socket operations in this block end, with a timeout, at most `seconds` from now."""
+        self._attempt.deadline = time.monotonic() + seconds
+        try:
+            yield
+        finally:
+            self._attempt.deadline = None
+
+    def time_left(self, timeout: float | None, timed_out: type[httpcore.TimeoutException]) -> float | None:
+        """`timeout`, shortened to what is left of the attempt; `timed_out` is raised when nothing is."""
+        deadline: float | None = getattr(self._attempt, "deadline", None)
+        if deadline is None:
+            return timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise timed_out("the attempt's deadline has passed")
+        return left if timeout is None else min(timeout, left)
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        # The name lookup inside cannot be cut short (it is the system's getaddrinfo); the connect can.
+        stream = self._backend.connect_tcp(host, port, self.time_left(timeout, httpcore.ConnectTimeout),
+                                           local_address, socket_options)
+        return DeadlineStream(stream, self)
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A connection whose reads and writes end at the deadline of the attempt under way (`AttemptDeadlines`)."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadlines: AttemptDeadlines) -> None:
+        self._stream = stream
+        self._deadlines = deadlines
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._deadlines.time_left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._deadlines.time_left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        left = self._deadlines.time_left(timeout, httpcore.ConnectTimeout)
+        return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, left), self._deadlines)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+def connect_through(client: httpx.Client, deadlines: AttemptDeadlines) -> None:
+    """Make every connection of `client` (direct, or through a proxy set in the environment) with `deadlines`.
+
+    httpx takes neither an overall timeout nor a network backend (encode/httpx#1450), but each of its transports
+    keeps an httpcore pool, which hands its backend to every connection it opens.
+    """
+    for transport in [client._transport, *client._mounts.values()]:
+        if isinstance(transport, httpx.HTTPTransport):
+            transport._pool._network_backend = deadlines
+
+
 class WebhookSender(Dispatcher):
     def __init__(
         self,
@@ -131,10 +215,13 @@ class WebhookSender(Dispatcher):
         self.page_rows = page_rows  # due rows read per query
         self.scan_rows = scan_rows  # and at most this many per look, so that a look stays cheap
         self._scan_after: int | None = None  # where the last look stopped short of the end, if it did
-        # httpx's timeout applies to each of connect, write and read: a lease covers all three and a margin,
-        # so that no other process takes a row still being sent.
+        # An attempt ends `timeout` after it starts (`AttemptDeadlines`). The lease, so that no other process
+        # takes a row still being sent, adds a margin for what that deadline cannot cut short: the name lookup,
+        # a worker that starts late on a busy machine, and the write of the outcome.
         self.lease_seconds = 3 * timeout + 10
+        self._deadlines = AttemptDeadlines()
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        connect_through(self._client, self._deadlines)
         super().__init__(workers=workers, name="webhook")
         self._in_flight: Counter[str] = Counter()  # requests under way, by host
         self._in_flight_urls: Counter[str] = Counter()
@@ -240,7 +327,8 @@ class WebhookSender(Dispatcher):
                                  timestamp=str(int(time.time())))
         try:
             # stream: the answer's status and headers are all we need; a large body is never read
-            with self._client.stream("POST", row.target or "", content=body, headers=headers) as response:
+            with (self._deadlines.within(self.timeout),
+                  self._client.stream("POST", row.target or "", content=body, headers=headers) as response):
                 status, retry_after = response.status_code, response.headers.get("retry-after")
         except httpx.TimeoutException as error:
             raise Retry(f"timed out after {self.timeout:g}s ({type(error).__name__})") from None

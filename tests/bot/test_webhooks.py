@@ -273,6 +273,25 @@ def test_a_timeout_is_retried_and_then_delivered(hasty_hooks: SlackHarness, rece
     assert row["attempts"] == 2
 
 
+def test_an_answer_dribbled_byte_by_byte_times_out_at_the_timeout_and_is_retried(
+    hasty_hooks: SlackHarness, receiver: WebhookReceiver
+) -> None:
+    """Each byte comes well inside the timeout, the whole answer (82 bytes, 8 s) far past it: the timeout bounds
+    the attempt, not each read, so a slow or hostile receiver holds a sending slot no longer than that (and never
+    past the lease, when another attempt of the same delivery could start)."""
+    hooks = hasty_hooks
+    receiver.then(Answer(200, headers={"X-Pad": "x" * 35}, byte_every=0.1))
+    created = create(hooks, callback_url=receiver.url("/callback"))
+
+    [row] = settled(hooks, created["ref"], "sent")
+
+    attempts = receiver.requests()
+    assert len(attempts) == 2, "the dribbled 200 was taken as sent"
+    held = attempts[1].at - attempts[0].at  # the first attempt, then a back-off of at most 0.2 s
+    assert 0.9 * TIMEOUT <= held < 3 * TIMEOUT, f"the first attempt held its slot {held:.1f}s"
+    assert row["attempts"] == 2 and {a.delivery for a in attempts} == {row["delivery"]}
+
+
 def test_a_retry_after_that_is_no_number_of_seconds_nor_a_date_is_ignored() -> None:
     now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     assert _retry_after_seconds("7", now) == 7.0

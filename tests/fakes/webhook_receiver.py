@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,13 @@ class Answer:
     status: int = 200
     sleep: float = 0.0  # seconds to wait before answering (past the sender's timeout, to make it give up)
     headers: dict[str, str] = field(default_factory=dict)
+    byte_every: float = 0.0  # when set: the answer goes one byte at a time, this far apart (each byte in time)
+
+    def raw(self, protocol: str) -> bytes:
+        """The status line and headers, as they go on the wire."""
+        lines = [f"{protocol} {self.status} {HTTPStatus(self.status).phrase}",
+                 *(f"{name}: {value}" for name, value in self.headers.items()), "Content-Length: 0"]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 @dataclass
@@ -80,6 +88,9 @@ class WebhookReceiver:
                 try:
                     if answer.sleep:
                         time.sleep(answer.sleep)
+                    if answer.byte_every:
+                        self.trickle(answer)
+                        return
                     self.send_response(answer.status)
                     for name, value in answer.headers.items():
                         self.send_header(name, value)
@@ -87,6 +98,11 @@ class WebhookReceiver:
                     self.end_headers()
                 except OSError:  # the sender gave up waiting and closed the connection
                     pass
+
+            def trickle(self, answer: Answer) -> None:
+                for byte in answer.raw(self.protocol_version):
+                    self.wfile.write(bytes([byte]))
+                    time.sleep(answer.byte_every)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from slack_sdk.models.blocks import (
     Block,
     ContextBlock,
@@ -27,7 +27,7 @@ from slack_sdk.models.views import View
 
 from bot import ids
 from bot.text import mrkdwn, plain
-from handoffs.model import Handoff, HandoffEdit, Urgency
+from handoffs.model import EARLIEST_DUE, LATEST_DUE, Handoff, HandoffEdit, Urgency
 
 INPUT_LIMIT = 3000  # the most a plain_text_input can hold
 REASON_MIN, REASON_MAX = 3, 2000
@@ -76,7 +76,7 @@ class ModalContext(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    handoff_id: int
+    handoff_id: int = Field(gt=0, lt=2**63)  # a database id: larger is not ours
     channel: str | None = None
     ts: str | None = None
     home: bool = False  # opened from the App Home, which the submission republishes
@@ -300,6 +300,8 @@ def picked_time(values: Values, block_id: str) -> datetime | None:
     stamp = field_state(values, block_id).get("selected_date_time")
     if not isinstance(stamp, int | float) or isinstance(stamp, bool):
         return None
+    if not EARLIEST_DUE.timestamp() <= stamp <= LATEST_DUE.timestamp():
+        raise ModalError({block_id: "Pick a date between the years 2000 and 2999."})
     return datetime.fromtimestamp(int(stamp), UTC)
 
 

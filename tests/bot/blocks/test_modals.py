@@ -135,7 +135,7 @@ def test_edit_modal_uses_given_context() -> None:
 
 
 def test_edit_modal_title_stays_within_24_characters() -> None:
-    view = edit_modal(make_handoff(id=12345678901234567890))
+    view = edit_modal(make_handoff(id=2**63 - 1))  # the largest id a database holds
     assert len(view["title"]["text"]) <= 24
 
 

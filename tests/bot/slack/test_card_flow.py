@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from bot import ids
 from handoffs.nudges import snooze_until_tomorrow
-from tests.bot.slack.conftest import SlackHarness, _wait
+from tests.bot.slack.conftest import SIGNING_SECRET, SlackHarness, _wait
 from tests.bot.slack.e2e import (
     block_types,
     card_text,
@@ -25,7 +29,7 @@ from tests.bot.slack.e2e import (
     wait_update,
 )
 from tests.fakes.slack_api import Call
-from tests.fakes.slack_signing import select_value, text_value
+from tests.fakes.slack_signing import FORM, post_signed, select_value, text_value, view_submission_body
 
 
 def _buttons(call: Call) -> set[str]:
@@ -318,3 +322,30 @@ def test_reject_without_a_reason_is_refused_inline_and_changes_nothing(harness: 
     assert response.json()["response_action"] == "errors"
     assert snapshot(harness, created["id"]) == before
     assert "rejected" not in harness.events(created["id"])
+
+
+def _forged_submission(callback_id: str, values: dict[str, Any], handoff_id: int) -> bytes:
+    return view_submission_body(callback_id, values, "UANNA", private_metadata=json.dumps({"handoff_id": handoff_id}))
+
+
+@pytest.mark.parametrize("case", ["new-form-due-in-year-33658", "edit-form-due-in-year-33658", "handoff-id-10**30"])
+def test_a_submission_with_values_out_of_range_is_answered_inline_not_500(harness: SlackHarness, case: str) -> None:
+    """A datetimepicker value past year 9999 (datetime.fromtimestamp raised) and a form naming a handoff id beyond
+    a 64-bit integer (the database driver raised) were answered 500 with a traceback in the log."""
+    handoff_id = create(harness, owner="UANNA")["id"]
+    before = harness.events(handoff_id)
+    far = {"type": "datetimepicker", "selected_date_time": 10**12}
+    new_form = {ids.NEW_TITLE: text_value("Demo"), ids.NEW_NEXT_ACTION: text_value("Book it"), ids.NEW_DUE_AT: far}
+    body, field = {
+        "new-form-due-in-year-33658": (view_submission_body(ids.NEW_MODAL, input_values(**new_form), "UANNA"),
+                                       ids.NEW_DUE_AT),
+        "edit-form-due-in-year-33658": (_forged_submission(ids.EDIT_MODAL, input_values(**{ids.EDIT_DUE_AT: far}),
+                                                           handoff_id), ids.EDIT_DUE_AT),
+        "handoff-id-10**30": (_forged_submission(ids.CLOSE_MODAL, input_values(**{
+            ids.CLOSE_OUTCOME: select_value("done")}), 10**30), ids.CLOSE_OUTCOME),
+    }[case]
+    response = post_signed(harness.events_url, body, FORM, SIGNING_SECRET)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["response_action"] == "errors" and field in answer["errors"], answer
+    assert harness.events(handoff_id) == before and len(harness.runtime.repo.page().items) == 1

@@ -8,7 +8,7 @@ A day with nothing to report still gets a short "all clear", so managers can tel
 from __future__ import annotations
 
 import logging
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.base import BaseScheduler
@@ -27,11 +27,11 @@ MISFIRE_GRACE = timedelta(hours=1)  # a process that was down or busy at `at` st
 
 
 def send_digest(runtime: Runtime, now: datetime) -> bool:
-    """Send today's digest (today in the configured zone) unless some process has; True when this call did."""
+    """Send the digest of `digest_day` unless some process has; True when this call did."""
     digest = runtime.config.digest
     if digest is None:
         return False
-    day = now.astimezone(runtime.config.zone).date()
+    day = digest_day(now, digest.at, runtime.config.zone)
     store = DigestStore(runtime.repo)
     message = digest_message(store.content(now=now, limit=LINES), day=day, now=now)
     effect = post_message(digest.channel, message["text"], message["blocks"])
@@ -64,7 +64,26 @@ def add_digest_job(scheduler: BaseScheduler, runtime: Runtime) -> None:
                           misfire_grace_time=int(MISFIRE_GRACE.total_seconds()), replace_existing=True)
 
 
+def digest_day(now: datetime, at: time, zone: ZoneInfo) -> date:
+    """The day whose digest a run at `now` sends: today in `zone`, or, within the grace after the day before's
+    `at`, that day (a late run at 00:10 of `at: 23:30` sends, and claims, the day it was due)."""
+    last_at = _last_digest_time(now, at, zone)
+    return last_at.date() if _since(last_at, now) <= MISFIRE_GRACE else now.astimezone(zone).date()
+
+
 def _missed_within_grace(now: datetime, at: time, zone: ZoneInfo) -> bool:
-    local = now.astimezone(zone)
-    today_at = datetime.combine(local.date(), at, tzinfo=zone)
-    return timedelta(0) < local - today_at <= MISFIRE_GRACE
+    return timedelta(0) < _since(_last_digest_time(now, at, zone), now) <= MISFIRE_GRACE
+
+
+def _last_digest_time(now: datetime, at: time, zone: ZoneInfo) -> datetime:
+    """The latest `at` (in `zone`) at or before `now`: today's, or before it comes the day before's."""
+    today = now.astimezone(zone).date()
+    today_at = datetime.combine(today, at, tzinfo=zone)
+    if _since(today_at, now) >= timedelta(0):
+        return today_at
+    return datetime.combine(today - timedelta(days=1), at, tzinfo=zone)
+
+
+def _since(earlier: datetime, later: datetime) -> timedelta:
+    # in UTC: two times in one ZoneInfo subtract (and compare) as wall clocks, an hour off around a clock change
+    return later.astimezone(UTC) - earlier.astimezone(UTC)

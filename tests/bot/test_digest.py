@@ -236,6 +236,45 @@ def test_a_process_started_just_after_the_digest_time_still_sends_it(
         scheduler.shutdown(wait=False)
 
 
+@pytest.mark.parametrize(("started", "catches_up"), [
+    (datetime(2025, 3, 14, 0, 10, tzinfo=BERLIN), True),  # 40 minutes after the 13th's 23:30, the next day
+    (datetime(2025, 3, 14, 0, 40, tzinfo=BERLIN), False),  # 70 minutes after: past the grace
+])
+def test_a_digest_due_just_before_midnight_is_sent_by_a_process_started_just_after(
+    database_url: str, started: datetime, catches_up: bool,
+) -> None:
+    """The catch-up only looked at today's `at`: a restart at 00:10 never sent the 23:30 digest of the day before."""
+    config = digest_config(digest={"channel": DIGEST_CHANNEL, "at": "23:30"})
+    runtime = build_runtime(make_settings(database_url), config=config, clock=Clock(started.astimezone(UTC)))
+    scheduler = BackgroundScheduler(timezone=UTC)
+    add_digest_job(scheduler, runtime)
+    scheduler.start()
+    try:
+        if catches_up:
+            wait_until(lambda: days_claimed(runtime) == ["2025-03-13"], what="the 13th's digest")
+        else:
+            assert scheduler.get_job(CATCH_UP_JOB_ID) is None and days_claimed(runtime) == []
+    finally:
+        scheduler.shutdown(wait=False)
+        runtime.close()
+
+
+def test_a_late_run_after_midnight_sends_and_claims_the_day_it_was_due(database_url: str, clock: Clock) -> None:
+    """A run of the 23:30 digest that comes late, after midnight (the scheduler's misfire grace, the catch-up),
+    claimed the new day: the day before went without its digest and the new day's was used up."""
+    config = digest_config(digest={"channel": DIGEST_CHANNEL, "at": "23:30"})
+    runtime = build_runtime(make_settings(database_url), config=config, clock=clock)
+    try:
+        assert send_digest(runtime, datetime(2025, 3, 14, 0, 5, tzinfo=BERLIN)) is True
+        assert days_claimed(runtime) == ["2025-03-13"]
+        assert digests(runtime)[0].payload["text"].startswith("Handoff digest · Thu 13 Mar 2025")
+        assert send_digest(runtime, datetime(2025, 3, 14, 0, 20, tzinfo=BERLIN)) is False  # the 13th's, again
+        assert send_digest(runtime, datetime(2025, 3, 14, 23, 30, tzinfo=BERLIN)) is True  # the 14th's, on time
+        assert days_claimed(runtime) == ["2025-03-13", "2025-03-14"]
+    finally:
+        runtime.close()
+
+
 def test_no_job_without_a_digest_config(runtime: Runtime) -> None:
     scheduler = BackgroundScheduler(timezone=UTC)
     add_digest_job(scheduler, runtime)

@@ -6,6 +6,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,12 @@ SCRIPT = Path(sys.executable).with_name("handoff-bot")
 
 def run(cwd: Path, *args: str, dot_env: bytes | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     """Run the installed command with only PATH and the given variables set, and no .env in `cwd` but `dot_env`."""
+    return run_with(cwd, args, env, dot_env)
+
+
+def run_with(
+    cwd: Path, args: Sequence[str], env: Mapping[str, str], dot_env: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
     assert not (cwd / ".env").exists()
     if dot_env is not None:
         (cwd / ".env").write_bytes(dot_env)
@@ -93,7 +100,7 @@ def test_migrate_creates_a_fresh_sqlite_database_and_is_repeatable(tmp_path: Pat
     [("PORT", "abc"), ("DATABASE_URL", "mysql://x"), ("HANDOFF_API_TOKENS", "broken"), ("SLACK_BOT_TOKEN", "nope")],
 )
 def test_a_malformed_setting_stops_with_one_line_naming_it(tmp_path: Path, variable: str, value: str) -> None:
-    result = run(tmp_path, "migrate", **{variable: value})
+    result = run_with(tmp_path, ["migrate"], {variable: value})
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr

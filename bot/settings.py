@@ -115,7 +115,10 @@ def _dot_env_text(path: Path) -> str:
     warning, which would leave its variable at the default (e.g. another database) instead of stopping."""
     if not (path.is_file() or path.is_fifo()):  # python-dotenv reads a FIFO too (secret managers mount one)
         return ""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise SettingsError(f"{path} cannot be read ({error.strerror}): let this user read it, or remove it") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -250,6 +250,24 @@ def test_a_dot_env_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> Non
     assert result.stdout == ""
 
 
+def test_a_dot_env_this_user_may_not_read_is_one_line_naming_it(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was a PermissionError traceback (tests run as root, who reads any file: the refusal is simulated)."""
+    (clean_env / ".env").write_text("PORT=8080\n")
+    real_read_bytes = Path.read_bytes
+
+    def refuse_dot_env(path: Path) -> bytes:
+        if path.name == ".env":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse_dot_env)
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert str(refused.value) == ".env cannot be read (Permission denied): let this user read it, or remove it"
+
+
 def test_a_dot_env_still_reads_quotes_comments_and_references(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

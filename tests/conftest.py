@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy
+import sqlalchemy.exc
+import sqlalchemy.pool
 import uvicorn
+from alembic.script import ScriptDirectory
 
 from bot.runtime import Runtime, build_runtime
 from bot.server import create_asgi_app
@@ -61,10 +64,74 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path]
     return copy_to
 
 
+class PostgresSchemas:
+    """PostgreSQL schemas for tests: a new one, or one a finished test left at the newest revision, emptied (its
+    tables truncated, their ids restarted), so that most tests skip running every migration (~0.4 s)."""
+
+    def __init__(self) -> None:
+        self._engine = sqlalchemy.create_engine(PG_URL, poolclass=sqlalchemy.pool.NullPool) if PG_URL else None
+        self._ready: list[str] = []
+        self._head = ScriptDirectory.from_config(migrate.alembic_config(PG_URL or "sqlite://")).get_current_head()
+
+    def take(self) -> str:
+        if self._ready:
+            return self._ready.pop()
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        self._run(f"CREATE SCHEMA {schema}")
+        return schema
+
+    def give_back(self, schema: str) -> None:
+        """Empty it for the next test if it is at the newest revision; drop it otherwise (or if that fails)."""
+        try:
+            self._empty(schema)
+        except sqlalchemy.exc.DBAPIError:
+            self.drop(schema)
+        else:
+            self._ready.append(schema)
+
+    def _empty(self, schema: str) -> None:
+        assert self._engine is not None
+        with self._engine.begin() as connection:
+            connection.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # a connection left behind: drop it instead
+            version = connection.exec_driver_sql(f"SELECT version_num FROM {schema}.alembic_version").scalar()
+            if version != self._head:
+                raise sqlalchemy.exc.DBAPIError("not at the newest revision", None, Exception(version))
+            tables = connection.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %(schema)s AND tablename <> 'alembic_version'",
+                {"schema": schema},
+            ).scalars().all()
+            if tables:
+                names = ", ".join(f"{schema}.{table}" for table in tables)
+                connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+
+    def drop(self, schema: str) -> None:
+        self._run(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+    def close(self) -> None:
+        for schema in self._ready:
+            self.drop(schema)
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def _run(self, statement: str) -> None:
+        assert self._engine is not None
+        with self._engine.begin() as connection:
+            connection.exec_driver_sql(statement)
+
+
+@pytest.fixture(scope="session")
+def postgres_schemas() -> Iterator[PostgresSchemas]:
+    schemas = PostgresSchemas()
+    yield schemas
+    schemas.close()
+
+
 @pytest.fixture
-def make_database_url(tmp_path: Path, migrated_sqlite: Callable[[Path], None]) -> Iterator[Callable[[str], str]]:
+def make_database_url(
+    tmp_path: Path, migrated_sqlite: Callable[[Path], None], postgres_schemas: PostgresSchemas
+) -> Iterator[Callable[[str], str]]:
     """Returns a function giving a fresh database URL for a backend, with no data in it (a SQLite file at the
-    newest schema already, a PostgreSQL schema empty); cleans up after the test."""
+    newest schema already; a PostgreSQL schema new, or emptied at the newest revision); cleans up after the test."""
     schemas: list[str] = []
 
     def make(backend: str) -> str:
@@ -72,21 +139,13 @@ def make_database_url(tmp_path: Path, migrated_sqlite: Callable[[Path], None]) -
             path = tmp_path / f"handoffs-{uuid.uuid4().hex[:8]}.db"
             migrated_sqlite(path)
             return f"sqlite:///{path}"
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        engine = sqlalchemy.create_engine(PG_URL)
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        engine.dispose()
+        schema = postgres_schemas.take()
         schemas.append(schema)
         return _pg_schema_url(schema)
 
     yield make
-    if schemas:
-        engine = sqlalchemy.create_engine(PG_URL)
-        with engine.begin() as connection:
-            for schema in schemas:
-                connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        engine.dispose()
+    for schema in schemas:
+        postgres_schemas.give_back(schema)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -27,6 +27,7 @@ from bot.blocks.nudges import escalation_blocks, nudge_blocks
 from bot.blocks.replies import outcome_reply_text, source_reply_text
 from bot.dispatcher import Dispatcher
 from bot.posted_messages import can_look_in, card_metadata, find_posted, message_metadata
+from bot.retry_after import retry_after_seconds
 from bot.usergroups import UsergroupMembers
 from handoffs.config import HandoffConfig
 from handoffs.effects import (
@@ -56,6 +57,7 @@ log = logging.getLogger("handoff_bot.outbox")
 LEASE_SECONDS = 30.0  # > the Slack client's timeout, so that no other process takes a row still being sent
 GIVE_UP_AFTER = timedelta(days=1)
 MAX_BACKOFF_SECONDS = 300.0
+MAX_RETRY_AFTER_SECONDS = 900.0  # the longest a `Retry-After` holds a row (and a rate limit its channel) back
 WAKE_COALESCE_SECONDS = 0.02
 MIN_FULL_SCAN_GAP = 0.1  # under a stream of writes, full scans at most ten times a second
 # Slack's answers that the same request gets again on every retry, until a person changes something: the row
@@ -69,8 +71,12 @@ PERMANENT_ERRORS = frozenset({
     "team_access_not_granted", "ekm_access_denied", "org_login_required", "posting_to_general_channel_denied",
     "invalid_arguments", "invalid_arg_name", "invalid_charset", "invalid_form_data", "invalid_json",
     "json_not_object", "no_text", "too_many_attachments", "metadata_too_large", "invalid_metadata_format",
-    "invalid_metadata_schema",
+    "invalid_metadata_schema", "invalid_blocks_format", "attachment_payload_limit_exceeded", "too_many_contact_cards",
+    "metadata_must_be_sent_from_app", "cannot_reply_to_message", "edit_window_closed", "messages_tab_disabled",
+    "cannot_dm_bot", "user_disabled", "is_inactive", "not_allowed_token_type", "access_denied", "invalid_post_type",
 })
+_AFTER_IT = timedelta(milliseconds=50)  # a reply held behind an earlier one is due just after it
+_MESSAGE_TS = re.compile(r"\d{1,12}\.\d{1,8}")
 # A private notice or a source-thread reply that Slack refuses with one of these goes to the app's DM instead.
 NOT_IN_CONVERSATION = frozenset({"channel_not_found", "not_in_channel", "user_not_in_channel"})
 # A rate limit can also come as `{"ok": false, "error": "ratelimited"}` with status 200: waited out like a 429.
@@ -274,6 +280,13 @@ class OutboxSender(Dispatcher):
         return target if is_paced(row) else f"{row.kind}:{row.id}"
 
     def _deliver(self, row: OutboxRow, lane: str) -> None:
+        try:
+            self._deliver_or_raise(row, lane)
+        except Exception:  # in the handling of an answer: logged, not lost in the pool; the lease brings it back
+            log.exception("outbox row %s (%s): its answer could not be handled; retried after its lease", row.id,
+                          row.kind)
+
+    def _deliver_or_raise(self, row: OutboxRow, lane: str) -> None:
         assert row.id is not None
         try:
             self._send(row)
@@ -299,23 +312,24 @@ class OutboxSender(Dispatcher):
         assert row.id is not None
         status = error.response.status_code
         code = str(error.response.get("error") or f"http_{status}")
+        retry_after = _retry_after(error.response.headers, self.clock())
         if status == 429 or code in RATE_LIMITED_ERRORS:
-            retry_after = _retry_after(error.response.headers)
-            self.pacer.pause(lane, retry_after, time.monotonic())
-            self.store.retry(row.id, at=self.clock() + timedelta(seconds=retry_after), error="ratelimited",
+            wait = max(1.0, retry_after or 0.0)
+            self.pacer.pause(lane, wait, time.monotonic())
+            self.store.retry(row.id, at=self.clock() + timedelta(seconds=wait), error="ratelimited",
                              refund_attempt=True)
         elif code in PERMANENT_ERRORS:
             self._fail(row, code)
-        else:
-            self._back_off(row, code)
+        else:  # a 503 may say when to come back, too
+            self._back_off(row, code, at_least=retry_after or 0.0)
 
-    def _back_off(self, row: OutboxRow, error: str) -> None:
+    def _back_off(self, row: OutboxRow, error: str, *, at_least: float = 0.0) -> None:
         assert row.id is not None
         now = self.clock()
         if now - row.created_at > GIVE_UP_AFTER:
             self._fail(row, f"gave up after {row.attempts + 1} attempts: {error}")
             return
-        delay = min(MAX_BACKOFF_SECONDS, 2 ** min(row.attempts, 12)) * random.uniform(0.8, 1.2)
+        delay = max(at_least, min(MAX_BACKOFF_SECONDS, 2 ** min(row.attempts, 12)) * random.uniform(0.8, 1.2))
         log.warning("outbox row %s (%s) failed: %s; retrying in %.0fs", row.id, row.kind, error, delay)
         self.store.retry(row.id, at=now + timedelta(seconds=delay), error=error)
 
@@ -368,7 +382,12 @@ class OutboxSender(Dispatcher):
             channel=row.target or "", unfurl_links=False, unfurl_media=False, metadata=card_metadata(handoff.id),
             **message,
         )
-        self.store.record_card(row.id, handoff.id, ts=str(response["ts"]), now=self.clock())
+        ts = response.get("ts")
+        if not (isinstance(ts, str) and _MESSAGE_TS.fullmatch(ts)):
+            # An answer that names no message: as after a timeout, the next try looks for the card first.
+            self._back_off(row, f"chat.postMessage answered ok without a message ts ({ts!r})")
+            return
+        self.store.record_card(row.id, handoff.id, ts=ts, now=self.clock())
 
     def _posted_before(self, row: OutboxRow, handoff: Handoff) -> str | None:
         """After a try whose outcome is unknown (a timeout, a 5xx, a sender that died): the card it may have
@@ -402,6 +421,8 @@ class OutboxSender(Dispatcher):
         if not handoff.card_ts:
             self._await_card(row, handoff, coalesce=False)
             return
+        if (earlier := self.store.earlier_pending_due_at(row)) is not None:  # a reply before it is backing off
+            raise Defer(max(earlier, self.clock()) + _AFTER_IT)
         payload: dict[str, Any] = row.payload or {}
         text = thread_reply_text(
             str(payload.get("event", "")), str(payload.get("actor", "")), dict(payload.get("data") or {}), handoff,
@@ -588,13 +609,12 @@ class OutboxSender(Dispatcher):
         return str(response.get("permalink") or "") or None
 
 
-def _retry_after(headers: Any) -> float:
+def _retry_after(headers: Any, now: datetime) -> float | None:
+    """The answer's `Retry-After` in seconds, at most MAX_RETRY_AFTER_SECONDS (a day-long or absurd value would
+    hold its channel back that long); None when there is none or it is not a number of seconds nor a date."""
     raw = None
     if headers:
         for key, value in dict(headers).items():
             if key.lower() == "retry-after":
                 raw = value[0] if isinstance(value, list) else value
-    try:
-        return max(1.0, float(raw)) if raw is not None else 1.0
-    except ValueError:
-        return 1.0
+    return retry_after_seconds(str(raw) if raw is not None else None, now, cap=MAX_RETRY_AFTER_SECONDS)

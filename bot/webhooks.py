@@ -33,8 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,6 +41,7 @@ import httpcore
 import httpx
 
 from bot.dispatcher import Dispatcher
+from bot.retry_after import retry_after_seconds
 from handoffs.durations import humanize
 from handoffs.webhooks import DEFAULT_SECRET_ENV, WEBHOOK
 from storage.outbox import FAILED, SENT, OutboxStore
@@ -369,16 +369,4 @@ def _decrement(counter: Counter[str], key: str) -> None:
 
 
 def _retry_after_seconds(value: str | None, now: datetime) -> float | None:
-    """`Retry-After` as seconds from now (it is a number of seconds or an HTTP date); None when absent or bad."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isascii() and text.isdigit():
-        seconds = float(text)
-    else:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-        seconds = (when.astimezone(UTC) - now).total_seconds() if when.tzinfo else 0.0
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+    return retry_after_seconds(value, now, cap=MAX_RETRY_AFTER_SECONDS)

@@ -156,6 +156,17 @@ class OutboxStore:
                 )
             ).one()
 
+    def earlier_pending_due_at(self, row: OutboxRow) -> datetime | None:
+        """When the earliest pending row of the same handoff and kind written before `row` is due (it is backing
+        off, or being sent); None when there is none."""
+        with self.db.read() as session:
+            return session.exec(
+                select(func.min(OutboxRow.next_attempt_at)).where(
+                    OutboxRow.handoff_id == row.handoff_id, OutboxRow.kind == row.kind, OutboxRow.state == PENDING,
+                    col(OutboxRow.id) < row.id,
+                )
+            ).one()
+
     def card_state(self, handoff_id: int) -> str | None:
         """The state of the handoff's card post: pending, sent, failed, or None when there is none."""
         with self.db.read() as session:

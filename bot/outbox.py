@@ -26,7 +26,7 @@ from bot.blocks.home import home_view
 from bot.blocks.nudges import escalation_blocks, nudge_blocks
 from bot.blocks.replies import outcome_reply_text, source_reply_text
 from bot.dispatcher import Dispatcher
-from bot.posted_messages import can_look_in, card_metadata, find_posted, message_metadata
+from bot.posted_messages import can_look_in, card_metadata, find_posted, message_metadata, valid_ts
 from bot.retry_after import retry_after_seconds
 from bot.usergroups import UsergroupMembers
 from handoffs.config import HandoffConfig
@@ -76,7 +76,6 @@ PERMANENT_ERRORS = frozenset({
     "cannot_dm_bot", "user_disabled", "is_inactive", "not_allowed_token_type", "access_denied", "invalid_post_type",
 })
 _AFTER_IT = timedelta(milliseconds=50)  # a reply held behind an earlier one is due just after it
-_MESSAGE_TS = re.compile(r"\d{1,12}\.\d{1,8}")
 # A private notice or a source-thread reply that Slack refuses with one of these goes to the app's DM instead.
 NOT_IN_CONVERSATION = frozenset({"channel_not_found", "not_in_channel", "user_not_in_channel"})
 # A rate limit can also come as `{"ok": false, "error": "ratelimited"}` with status 200: waited out like a 429.
@@ -382,10 +381,10 @@ class OutboxSender(Dispatcher):
             channel=row.target or "", unfurl_links=False, unfurl_media=False, metadata=card_metadata(handoff.id),
             **message,
         )
-        ts = response.get("ts")
-        if not (isinstance(ts, str) and _MESSAGE_TS.fullmatch(ts)):
+        ts = valid_ts(response.get("ts"))
+        if ts is None:
             # An answer that names no message: as after a timeout, the next try looks for the card first.
-            self._back_off(row, f"chat.postMessage answered ok without a message ts ({ts!r})")
+            self._back_off(row, f"chat.postMessage answered ok without a message ts ({response.get('ts')!r})")
             return
         self.store.record_card(row.id, handoff.id, ts=ts, now=self.clock())
 

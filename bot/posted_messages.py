@@ -12,11 +12,19 @@ lost may arrive twice.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+
+_MESSAGE_TS = re.compile(r"\d{1,12}\.\d{1,8}")
+
+
+def valid_ts(value: object) -> str | None:
+    """`value` if it is a message ts as Slack writes it (`1700000000.000100`), else None."""
+    return value if isinstance(value, str) and _MESSAGE_TS.fullmatch(value) else None
 
 log = logging.getLogger("handoff_bot.outbox")
 

@@ -108,9 +108,7 @@ class HandoffService:
             updated = self.store.apply(handoff, change, actor=actor, effects=effects, now=now)
             if updated is not None:
                 return Acted(updated, change)
-        busy = Refused("busy", f"{ref_of(handoff_id)} is changing quickly right now; try again.")
-        self.refuse(self.get(handoff_id), busy, request.action, actor, notify_in=notify_in)  # told and logged
-        raise busy
+        raise self._busy(handoff_id, request.action, actor, notify_in=notify_in)
 
     def check(self, handoff_id: int, action: Action, actor: Actor, *, notify_in: str | None = None) -> Handoff:
         """The handoff, if `actor` may take `action` on it now; else Refused (logged, and noticed)."""
@@ -133,10 +131,17 @@ class HandoffService:
         return False
 
     def refuse(
-        self, handoff: Handoff, refused: Refused, action: Action, actor: Actor, *, notify_in: str | None = None
+        self, handoff: Handoff, refused: Refused, action: Action | str, actor: Actor, *, notify_in: str | None = None
     ) -> None:
         notices = [private_notice(notify_in, actor.id, refused.reason)] if notify_in and not actor.is_system else []
-        self.store.log_refusal(handoff, refused, action=action.value, actor=actor, now=self.clock(), effects=notices)
+        attempted = action.value if isinstance(action, Action) else action
+        self.store.log_refusal(handoff, refused, action=attempted, actor=actor, now=self.clock(), effects=notices)
+
+    def _busy(self, handoff_id: int, action: Action | str, actor: Actor, *, notify_in: str | None) -> Refused:
+        """Every compare-and-set lost: the refusal to raise, told and logged."""
+        busy = Refused("busy", f"{ref_of(handoff_id)} is changing quickly right now; try again.")
+        self.refuse(self.get(handoff_id), busy, action, actor, notify_in=notify_in)
+        return busy
 
     def nudge(
         self, handoff_id: int, actor: Actor, *, message: Callable[[Handoff], list[Effect]],
@@ -173,9 +178,7 @@ class HandoffService:
             handoff = self.get(handoff_id)
             refused = self._why_not_answer(handoff, reason, actor)
             if refused is not None:
-                notices = [private_notice(notify_in, actor.id, refused.reason)] if notify_in else []
-                self.store.log_refusal(handoff, refused, action="stall_reason", actor=actor, now=self.clock(),
-                                       effects=notices)
+                self.refuse(handoff, refused, "stall_reason", actor, notify_in=notify_in)
                 raise refused
             if reason is StallReason.wrong_owner and handoff.status is Status.claimed and is_owner(actor, handoff):
                 # The release is the compare-and-set: a second copy of this answer finds it open, not hers.
@@ -187,10 +190,7 @@ class HandoffService:
             if self.store.record_unless_changed(handoff, "stall_reason", actor=actor, now=self.clock(),
                                                 data={"reason": reason.value}, effects=told(handoff)):
                 return handoff
-        busy = Refused("busy", f"{ref_of(handoff_id)} is changing quickly right now; try again.")
-        self.store.log_refusal(self.get(handoff_id), busy, action="stall_reason", actor=actor, now=self.clock(),
-                               effects=[private_notice(notify_in, actor.id, busy.reason)] if notify_in else [])
-        raise busy
+        raise self._busy(handoff_id, "stall_reason", actor, notify_in=notify_in)
 
     def _why_not_answer(self, handoff: Handoff, reason: StallReason, actor: Actor) -> Refused | None:
         if handoff.is_terminal:

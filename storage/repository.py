@@ -426,16 +426,7 @@ class Repository:
         effects: list[Effect] | None = None,
     ) -> None:
         """An event that changes no state (a refusal, a nudge), with its side effects, in one transaction."""
-        statements = self._side_statements
-        event = statements.event(handoff.id, action, actor=actor.id, at=now, from_status=handoff.status.value,
-                                 to_status=handoff.status.value, data=data)
-        outbox = statements.outbox_rows(handoff.id, effects or [], now)
-
-        def record_in(_session: Session, beside: _SideRows) -> None:
-            beside.events.append(event)
-            beside.outbox.extend(outbox)
-
-        self._writes.run(_Write(record_in, handoff_id=handoff.id))
+        self._record(handoff, action, actor=actor, now=now, data=data, effects=effects, compare_and_set=None)
 
     def record_unless_changed(
         self, handoff: Handoff, action: str, *, actor: Actor, now: datetime, data: dict[str, Any],
@@ -444,13 +435,20 @@ class Repository:
         """`record`, only if the handoff is still at `handoff.version`, which it bumps: False, and nothing written,
         when something (another copy of the same answer, say) was written since it was read."""
         compare_and_set = self._compare_and_set_for(handoff, {"version": handoff.version + 1})
+        return self._record(handoff, action, actor=actor, now=now, data=data, effects=effects,
+                            compare_and_set=compare_and_set)
+
+    def _record(
+        self, handoff: Handoff, action: str, *, actor: Actor, now: datetime, data: dict[str, Any],
+        effects: list[Effect] | None, compare_and_set: Callable[[DBAPICursor], bool] | None,
+    ) -> bool:
         statements = self._side_statements
         event = statements.event(handoff.id, action, actor=actor.id, at=now, from_status=handoff.status.value,
                                  to_status=handoff.status.value, data=data)
         outbox = statements.outbox_rows(handoff.id, effects or [], now)
 
         def record_in(_session: Session, beside: _SideRows) -> bool:
-            if not compare_and_set(beside.cursor):
+            if compare_and_set is not None and not compare_and_set(beside.cursor):
                 return False
             beside.events.append(event)
             beside.outbox.extend(outbox)

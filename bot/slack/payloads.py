@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from bot.posted_messages import valid_ts
 from bot.slack.message_content import message_content
 from handoffs.model import parse_ref
 
@@ -56,7 +57,6 @@ def parse_click(body: dict[str, Any]) -> Click:
 
 _DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _CONVERSATION = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
-_TS = re.compile(r"^\d{1,12}\.\d{1,8}$")
 
 
 def message_permalink(
@@ -67,10 +67,10 @@ def message_permalink(
     https://{domain}.slack.com/archives/{channel}/p{ts without the dot}, plus ?thread_ts=…&cid=… in a thread.
     """
     if not (domain and channel and ts) or not (_DOMAIN.match(domain) and _CONVERSATION.match(channel)
-                                               and _TS.match(ts)):
+                                               and valid_ts(ts)):
         return None
     url = f"https://{domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
-    if thread_ts and thread_ts != ts and _TS.match(thread_ts):
+    if thread_ts and thread_ts != ts and valid_ts(thread_ts):
         url += f"?thread_ts={thread_ts}&cid={channel}"
     return url
 
@@ -92,10 +92,6 @@ class ShortcutMessage(BaseModel):
         return self.thread_ts or self.ts
 
 
-def _valid_ts(value: Any) -> str | None:
-    return value if isinstance(value, str) and _TS.match(value) else None
-
-
 def parse_message_shortcut(body: dict[str, Any]) -> ShortcutMessage:
     message = body.get("message") or {}
     channel = (body.get("channel") or {}).get("id")
@@ -106,7 +102,7 @@ def parse_message_shortcut(body: dict[str, Any]) -> ShortcutMessage:
         trigger_id=body.get("trigger_id"),
         channel_id=channel,
         ts=ts,
-        thread_ts=_valid_ts(message.get("thread_ts")),
+        thread_ts=valid_ts(message.get("thread_ts")),
         text=message_content(message),
         permalink=message_permalink(domain, channel, ts, message.get("thread_ts")),
     )

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+import logging
+from typing import Annotated, Any, TypeVar
 
 from anyio import to_thread
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.runtime import Runtime
@@ -31,6 +34,10 @@ DEFAULT_PAGE = 50
 # empty parameter means the parameter is not given.
 BLANK_IS_ABSENT = BeforeValidator(lambda value: None if value == "" else value)
 MAX_ID = 2**63 - 1  # a handoff id is a signed 64-bit integer in both databases
+HEALTH_STATEMENT_TIMEOUT_SECONDS = 2.0  # a load balancer's probe gives up after a few seconds: answer before it
+Body = TypeVar("Body", bound=BaseModel)
+
+log = logging.getLogger("handoff_bot.api")
 
 _REFUSAL_STATUS = {
     "not_allowed": 403,
@@ -88,48 +95,87 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-def _handoff_in(body: bytes, content_type: str | None) -> HandoffIn | JSONResponse:
-    """The validated intake body, or the 422 that names what is wrong with it."""
+def _json_body(model: type[Body], body: bytes, content_type: str | None) -> Body | JSONResponse:
+    """The validated body, or the 422 that names what is wrong with it (also a body json cannot read at all:
+    nested too deeply, not UTF-8, for which FastAPI's own parsing answers a bare 400)."""
     if not _is_json(content_type):
         return JSONResponse({"detail": [{"loc": ["body"], "msg": "the body must be JSON (Content-Type: "
                                          "application/json)", "type": "content_type"}]}, 422)
     try:
-        return HandoffIn.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as invalid:
         errors = [{**error, "loc": ("body", *error["loc"])} for error in invalid.errors()]  # as FastAPI places them
         return JSONResponse({"detail": _validation_errors(errors)}, 422)
 
 
-def _document_intake_body(api: FastAPI) -> None:
-    """Put HandoffIn in the OpenAPI document as the body of `POST /api/handoffs` (which reads it itself)."""
+async def _caller_and_body(request: Request, model: type[Body]) -> tuple[Actor, Body] | JSONResponse:
+    """The API client (its token checked first) and its validated JSON body, or the 401 or 422 to answer."""
+    name = _bearer_name(request)
+    if name is None:
+        return _unauthorized()
+    body = _json_body(model, await request.body(), request.headers.get("content-type"))
+    return body if isinstance(body, JSONResponse) else (Actor.system(name), body)
+
+
+# The POST routes read their JSON bodies themselves (see `submit`); the OpenAPI document still shows them.
+_READ_BODIES: dict[str, type[BaseModel]] = {"/api/handoffs": HandoffIn, "/api/handoffs/{ref}/outcome": OutcomeIn}
+_BEARER = "bearerToken"
+_BEARER_SCHEME = {"type": "http", "scheme": "bearer", "description": "a token of HANDOFF_API_TOKENS"}
+_UNAUTHORIZED_ANSWER = {
+    "description": "missing or invalid bearer token",
+    "headers": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+}
+_Answers = dict[int | str, dict[str, Any]]  # FastAPI's `responses`
+_NOT_FOUND: _Answers = {404: {"description": "no such handoff"}}
+_TOO_LARGE: _Answers = {413: {"description": f"the body is larger than {MAX_BODY_BYTES // 1024} KiB"}}
+_FIELD_ERRORS: _Answers = {422: {"description": "a field breaks a rule: each error names it (`loc`)"}}
+
+
+def _complete_openapi(api: FastAPI) -> None:
+    """Finish the OpenAPI document where the routes read requests themselves: each model of `_READ_BODIES` as
+    its route's body, and the bearer token (with its 401) on every route under /api."""
     generate = api.openapi
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema:
             return api.openapi_schema
         document = generate()
-        schema = HandoffIn.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        schemas.update(schema.pop("$defs", {}))
-        schemas["HandoffIn"] = schema
-        document["paths"]["/api/handoffs"]["post"]["requestBody"] = {
-            "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HandoffIn"}}},
-        }
+        components = document.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        for path, model in _READ_BODIES.items():
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schema.pop("$defs", {}))
+            schemas[model.__name__] = schema
+            document["paths"][path]["post"]["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+        components["securitySchemes"] = {_BEARER: _BEARER_SCHEME}
+        for path, operations in document["paths"].items():
+            for operation in operations.values() if path.startswith(_API_PREFIX) else ():
+                operation["security"] = [{_BEARER: []}]
+                operation["responses"]["401"] = _UNAUTHORIZED_ANSWER
         return document
 
     api.openapi = openapi  # type: ignore[method-assign]
 
 
 class BodyLimit:
-    """Answer 413 before reading a body larger than the limit (declared or streamed)."""
+    """Answer 401 to an API request without a valid token, and 413 to a body larger than the limit (declared or
+    streamed), before reading any of the body: nobody waits on a body from a client it will not serve."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, tokens: dict[str, str], limit: int = MAX_BODY_BYTES) -> None:
         self.app = app
+        self.tokens = tokens
         self.limit = limit
+
+    def _authorized(self, scope: Scope) -> bool:
+        return _name_of(self.tokens, Headers(scope=scope).get("authorization")) is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith(_API_PREFIX) and not self._authorized(scope):
+            await _answer(_unauthorized(), send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
@@ -162,8 +208,11 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
-        response = JSONResponse({"detail": f"request body is larger than {self.limit // 1024} KiB"}, 413)
-        await response({"type": "http"}, _empty_receive, send)
+        await _answer(JSONResponse({"detail": f"request body is larger than {self.limit // 1024} KiB"}, 413), send)
+
+
+async def _answer(response: Response, send: Send) -> None:
+    await response({"type": "http"}, _empty_receive, send)
 
 
 async def _empty_receive() -> Message:
@@ -174,14 +223,27 @@ _UNAUTHORIZED = "missing or invalid bearer token"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def _bearer_name(request: Request, authorization: str | None) -> str | None:
+def _unauthorized() -> JSONResponse:
+    return JSONResponse({"detail": _UNAUTHORIZED}, 401, headers=_CHALLENGE)
+
+
+_API_PREFIX = "/api/"  # every route under it takes the bearer token
+
+
+def _bearer_name(request: Request) -> str | None:
+    return _name_of(request.app.state.tokens, request.headers.get("authorization"))
+
+
+def _name_of(tokens: dict[str, str], authorization: str | None) -> str | None:
+    """The API client an `Authorization: Bearer <token>` header names; None without a valid one."""
     scheme, _, token = (authorization or "").partition(" ")
-    return _token_name(request.app.state.tokens, token.strip()) if scheme.lower() == "bearer" else None
+    return _token_name(tokens, token.strip()) if scheme.lower() == "bearer" else None
 
 
-async def api_actor(request: Request, authorization: Annotated[str | None, Header()] = None) -> Actor:
-    """The API client, named by its token in HANDOFF_API_TOKENS; 401 otherwise."""
-    name = _bearer_name(request, authorization)
+async def api_actor(request: Request) -> Actor:
+    """The API client, named by its token in HANDOFF_API_TOKENS; 401 otherwise. (The header is read here, not
+    declared: the OpenAPI document shows it once, as the security scheme, see `_complete_openapi`.)"""
+    name = _bearer_name(request)
     if name is None:
         raise HTTPException(401, _UNAUTHORIZED, headers=_CHALLENGE)
     return Actor.system(name)
@@ -201,24 +263,22 @@ def create_api(runtime: Runtime, *, outbox: OutboxStore) -> FastAPI:
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         # FastAPI parses a JSON body before it runs the token check: without a valid token, say only that.
-        if request.url.path.startswith("/api/") and _bearer_name(request, request.headers.get("authorization")) is None:
-            return JSONResponse({"detail": _UNAUTHORIZED}, 401, headers=_CHALLENGE)
+        if request.url.path.startswith(_API_PREFIX) and _bearer_name(request) is None:
+            return _unauthorized()
         return JSONResponse({"detail": _validation_errors(list(error.errors()))}, 422)
 
     @api.post("/api/handoffs", status_code=201, response_model=Submitted,
-              responses={200: {"description": "idempotent repeat or duplicate"}, 409: {}, 413: {}, 401: {},
-                         422: {"description": "a field breaks a rule: each error names it (`loc`)"}})
+              responses={200: {"description": "an idempotent repeat or an open duplicate: the same body"},
+                         409: {"description": "the same source.system and external_id with other content"},
+                         **_TOO_LARGE, **_FIELD_ERRORS, 503: {"description": "no route reaches an owner or a queue"}})
     async def submit(request: Request) -> Response:
         # The body is read and validated here, not by FastAPI's dependency machinery: on the busiest route
         # that machinery cost more CPU than the validation itself (the OpenAPI document still shows
-        # HandoffIn as the body, see `_document_intake_body`). The token is checked before the body is read.
-        name = _bearer_name(request, request.headers.get("authorization"))
-        if name is None:
-            return JSONResponse({"detail": _UNAUTHORIZED}, 401, headers=_CHALLENGE)
-        payload = _handoff_in(await request.body(), request.headers.get("content-type"))
-        if isinstance(payload, JSONResponse):
-            return payload
-        actor = Actor.system(name)
+        # HandoffIn as the body, see `_complete_openapi`). The token is checked before the body is read.
+        read = await _caller_and_body(request, HandoffIn)
+        if isinstance(read, JSONResponse):
+            return read
+        actor, payload = read
         try:
             result = await to_thread.run_sync(lambda: runtime.service.submit(payload, actor=actor.id))
             runtime.notify()
@@ -231,7 +291,7 @@ def create_api(runtime: Runtime, *, outbox: OutboxStore) -> FastAPI:
         body = _submitted(result.handoff, duplicate=result.result == "duplicate")
         return JSONResponse(body, 201 if result.is_new else 200)
 
-    @api.get("/api/handoffs/{ref}")
+    @api.get("/api/handoffs/{ref}", responses=_NOT_FOUND)
     async def show(ref: str, actor: ApiActor) -> dict[str, Any]:
         handoff_id = _id_or_404(ref)
 
@@ -262,25 +322,39 @@ def create_api(runtime: Runtime, *, outbox: OutboxStore) -> FastAPI:
 
         return await to_thread.run_sync(load)
 
-    @api.post("/api/handoffs/{ref}/outcome")
-    async def outcome(ref: str, body: OutcomeIn, actor: ApiActor) -> JSONResponse:
+    @api.post("/api/handoffs/{ref}/outcome",
+              responses={**_NOT_FOUND, 409: {"description": "not in a status it can be closed from, or it needs "
+                                                             "approval first"},
+                         **_TOO_LARGE, **_FIELD_ERRORS,
+                         503: {"description": "it is being changed by another request right now: try again"}})
+    async def outcome(ref: str, request: Request) -> Response:
+        # Read here like the intake body, for the same answers: the token first, then the body (see `submit`).
+        read = await _caller_and_body(request, OutcomeIn)
+        if isinstance(read, JSONResponse):
+            return read
+        actor, body = read
         handoff_id = _id_or_404(ref)
-        request = ActionRequest(Action.close, outcome=body.outcome, note=body.note)
+        close = ActionRequest(Action.close, outcome=body.outcome, note=body.note)
         try:
-            acted = await _in_thread(lambda: runtime.service.act(handoff_id, request, actor))
+            acted = await _in_thread(lambda: runtime.service.act(handoff_id, close, actor))
         except Refused as refused:
             return _refusal(refused)
         runtime.notify()
         return JSONResponse(handoff_json(acted.handoff), 200)
 
-    @api.get("/healthz")
+    @api.get("/healthz", responses={503: {"description": "the database cannot be reached or read"}})
     async def healthz() -> JSONResponse:
         """200 while the database answers; failed deliveries show in the details without failing health."""
 
         def check() -> dict[str, Any]:
             if not runtime.db.ping():
                 return {"ok": False, "database": "unreachable"}
-            health = outbox.health()
+            try:
+                health = outbox.health(statement_timeout=HEALTH_STATEMENT_TIMEOUT_SECONDS)
+            except SQLAlchemyError as error:  # it connects, but cannot read (a dropped table or schema, a lock)
+                reason = f"cannot read the outbox: {_one_line(error)}"
+                log.warning("health check failed: %s", reason)
+                return {"ok": False, "database": "failing", "error": reason}
             return {"ok": True, "database": "ok",
                     "outbox": {"pending": health.pending, "failed": health.failed,
                                "last_failure": health.last_failure}}
@@ -288,7 +362,7 @@ def create_api(runtime: Runtime, *, outbox: OutboxStore) -> FastAPI:
         body = await to_thread.run_sync(check)
         return JSONResponse(body, 200 if body["ok"] else 503)
 
-    _document_intake_body(api)
+    _complete_openapi(api)
     from bot.stats_api import mount_stats  # imported here: bot.stats_api imports this module
     mount_stats(api, runtime)
     return api
@@ -308,6 +382,12 @@ def _id_or_404(ref: str) -> int:
     return handoff_id
 
 
+def _one_line(error: SQLAlchemyError) -> str:
+    """The database's own message, without the statement and parameters SQLAlchemy adds."""
+    message = str(error.orig) if isinstance(error, DBAPIError) else str(error)
+    return (message.strip().splitlines() or [type(error).__name__])[0]
+
+
 def _token_name(tokens: dict[str, str], presented: str) -> str | None:
     found = None
     for token, name in tokens.items():
@@ -324,5 +404,6 @@ def _refusal(refused: Refused) -> JSONResponse:
     return JSONResponse({"detail": refused.reason, "code": refused.code}, status)
 
 
-def with_body_limit(app: ASGIApp) -> ASGIApp:
-    return BodyLimit(app)
+def with_body_limit(api: FastAPI) -> ASGIApp:
+    """`api` behind BodyLimit, with the API tokens `create_api` gave it (none: an app without the intake API)."""
+    return BodyLimit(api, getattr(api.state, "tokens", {}))

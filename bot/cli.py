@@ -23,6 +23,7 @@ from bot.settings import (
 )
 from bot.workers import WorkerStartupError
 from handoffs.config import ConfigError, load_config
+from storage.migrate import UnknownRevisionError
 
 log = logging.getLogger("handoff_bot")
 
@@ -80,12 +81,16 @@ def migrate() -> int:
 
 
 def serve(socket_mode: bool, workers: str | None) -> int:
-    from bot.server import run
+    from bot.server import SlackUnavailableError, run
 
     settings = load_settings()
     if workers is not None:
         settings = replace(settings, workers=parse_workers(workers, "--workers"))
-    run(settings, socket_mode=socket_mode)
+    try:
+        run(settings, socket_mode=socket_mode)
+    except SlackUnavailableError as error:
+        print(f"handoff-bot: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -102,6 +107,17 @@ def _safe_url(url: str) -> str:
     return scheme + sep + rest
 
 
+def _database_problem(error: DBAPIError) -> str | None:
+    """What is wrong with the database DATABASE_URL names, in one line; None when a statement failed on a good one.
+    A file that is not SQLite is found out only by the first statement run on it (SQLITE_NOTADB): the setting's
+    fault all the same."""
+    if getattr(error.orig, "sqlite_errorname", None) == "SQLITE_NOTADB":
+        return "DATABASE_URL names a file that is not a SQLite database (set it to the bot's database or a new file)"
+    if isinstance(error, OperationalError) or error.statement is None:
+        return f"cannot reach the database (check DATABASE_URL): {error.orig}".splitlines()[0]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging()
@@ -111,16 +127,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             return migrate()
         return serve(args.socket_mode, args.workers)
-    except (SettingsError, WorkerStartupError) as error:
+    except (SettingsError, WorkerStartupError, UnknownRevisionError) as error:
         print(f"handoff-bot: {error}", file=sys.stderr)
     except ConfigError as error:
         print(f"handoff-bot: {error.source}: {error.problems[0]} (run `handoff-bot check-config` for all errors)",
               file=sys.stderr)
     except DBAPIError as error:
-        if not isinstance(error, OperationalError) and error.statement is not None:
+        problem = _database_problem(error)
+        if problem is None:
             raise  # a statement failed: a bug to report whole, not a setting to fix
-        print(f"handoff-bot: cannot reach the database (check DATABASE_URL): {error.orig}".splitlines()[0],
-              file=sys.stderr)
+        print(f"handoff-bot: {problem}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
     return 2

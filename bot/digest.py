@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 
 from bot.blocks.digest import LINES, digest_message
 from bot.runtime import Runtime
@@ -48,8 +48,8 @@ def add_digest_job(scheduler: BaseScheduler, runtime: Runtime) -> None:
     digest = runtime.config.digest
     if digest is None:
         return
-    trigger = CronTrigger(hour=digest.at.hour, minute=digest.at.minute, second=digest.at.second,
-                          timezone=runtime.config.zone)
+    trigger = DailyAt(digest.at, runtime.config.zone)
+
     def job() -> None:
         send_digest(runtime, runtime.clock())
 
@@ -62,6 +62,26 @@ def add_digest_job(scheduler: BaseScheduler, runtime: Runtime) -> None:
         # catch up on, and the day would go without its digest. The day's claim keeps it to one send.
         scheduler.add_job(job, "date", id=CATCH_UP_JOB_ID, name="daily digest (started after its time)",
                           misfire_grace_time=int(MISFIRE_GRACE.total_seconds()), replace_existing=True)
+
+
+class DailyAt(BaseTrigger):
+    """Once a day at `at` in `zone`, the next time read off the local calendar. (APScheduler 3.11's CronTrigger
+    skips the whole day after a spring clock change when `at` is in the day's first hour, and fires twice in an
+    autumn repeated hour.) An `at` the clocks skip comes an hour later that day (02:30 on the night Berlin skips
+    02:00-03:00 is 03:30); one they repeat comes at its first run only."""
+
+    __slots__ = ("at", "zone")
+
+    def __init__(self, at: time, zone: ZoneInfo) -> None:
+        self.at = at
+        self.zone = zone
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        after = previous_fire_time + timedelta(microseconds=1) if previous_fire_time is not None else now
+        return _next_digest_time(after, self.at, self.zone).astimezone(UTC)
+
+    def __str__(self) -> str:
+        return f"daily at {self.at.isoformat()} ({self.zone.key})"
 
 
 def digest_day(now: datetime, at: time, zone: ZoneInfo) -> date:
@@ -82,6 +102,15 @@ def _last_digest_time(now: datetime, at: time, zone: ZoneInfo) -> datetime:
     if _since(today_at, now) >= timedelta(0):
         return today_at
     return datetime.combine(today - timedelta(days=1), at, tzinfo=zone)
+
+
+def _next_digest_time(after: datetime, at: time, zone: ZoneInfo) -> datetime:
+    """The first `at` (in `zone`) at or after `after`: today's, or once it has passed tomorrow's."""
+    today = after.astimezone(zone).date()
+    today_at = datetime.combine(today, at, tzinfo=zone)
+    if _since(after, today_at) >= timedelta(0):
+        return today_at
+    return datetime.combine(today + timedelta(days=1), at, tzinfo=zone)
 
 
 def _since(earlier: datetime, later: datetime) -> timedelta:

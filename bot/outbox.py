@@ -26,7 +26,7 @@ from bot.blocks.home import home_view
 from bot.blocks.nudges import escalation_blocks, nudge_blocks
 from bot.blocks.replies import outcome_reply_text, source_reply_text
 from bot.dispatcher import Dispatcher
-from bot.posted_messages import can_look_in, card_metadata, find_posted, message_metadata, valid_ts
+from bot.posted_messages import card_metadata, find_posted, message_metadata, valid_ts
 from bot.retry_after import retry_after_seconds
 from bot.usergroups import UsergroupMembers
 from handoffs.config import HandoffConfig
@@ -54,7 +54,11 @@ from storage.tables import OutboxRow
 
 log = logging.getLogger("handoff_bot.outbox")
 
-LEASE_SECONDS = 30.0  # > the Slack client's timeout, so that no other process takes a row still being sent
+# > the Slack client's timeout: a call begun with the lease held ends before another sender may take the row. A row's
+# handling can make several calls (a retry looks through the channel's history first), so the lease is renewed,
+# and checked to be still this sender's, before each page of that look and before the post (_keep_lease).
+LEASE_SECONDS = 30.0
+LEASE_MARGIN_SECONDS = 1.0  # a call is left to run on the lease it holds only if it ends this long before the lease
 GIVE_UP_AFTER = timedelta(days=1)
 MAX_BACKOFF_SECONDS = 300.0
 MAX_RETRY_AFTER_SECONDS = 900.0  # the longest a `Retry-After` holds a row (and a rate limit its channel) back
@@ -65,6 +69,7 @@ MIN_FULL_SCAN_GAP = 0.1  # under a stream of writes, full scans at most ten time
 PERMANENT_ERRORS = frozenset({
     "channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "not_authed", "account_inactive",
     "token_revoked", "token_expired", "no_permission", "missing_scope", "invalid_blocks", "msg_too_long",
+    "msg_blocks_too_long",
     "user_not_found", "user_not_in_channel", "cant_update_message", "message_not_found", "restricted_action",
     "restricted_action_read_only_channel", "restricted_action_thread_only_channel",
     "restricted_action_non_threadable_channel", "restricted_action_thread_locked",
@@ -75,6 +80,9 @@ PERMANENT_ERRORS = frozenset({
     "metadata_must_be_sent_from_app", "cannot_reply_to_message", "edit_window_closed", "messages_tab_disabled",
     "cannot_dm_bot", "user_disabled", "is_inactive", "not_allowed_token_type", "access_denied", "invalid_post_type",
 })
+# A card update or App Home sent while another process sends a newer one is rendered again at most this often
+# (then the changes' own rows follow).
+MAX_RENDERS = 3
 _AFTER_IT = timedelta(milliseconds=50)  # a reply held behind an earlier one is due just after it
 # A private notice or a source-thread reply that Slack refuses with one of these goes to the app's DM instead.
 NOT_IN_CONVERSATION = frozenset({"channel_not_found", "not_in_channel", "user_not_in_channel"})
@@ -87,6 +95,10 @@ class Defer(Exception):
 
     def __init__(self, at: datetime) -> None:
         self.at = at
+
+
+class LeaseLost(Exception):
+    """The row's lease ran out while it was being handled, and another sender took it (or finished it)."""
 
 
 class GiveUp(Exception):
@@ -179,6 +191,7 @@ class OutboxSender(Dispatcher):
         self._workers = workers
         self._in_flight: set[str] = set()
         self._in_flight_lock = threading.Lock()
+        self._leased_until: dict[int, datetime] = {}  # row id -> the end of this sender's lease of it
         self._newest_seen = 0  # the newest outbox id any dispatch has looked at
         self.usergroups = UsergroupMembers(client)
 
@@ -260,11 +273,12 @@ class OutboxSender(Dispatcher):
 
     def _hand_out(self, chosen: list[tuple[OutboxRow, str]], now: datetime, now_mono: float) -> None:
         """Lease the chosen rows in one write, and send those this sender got (another may have taken some)."""
-        leased = self.store.lease_many([row for row, _ in chosen], now=now,
-                                       until=now + timedelta(seconds=self.lease_seconds))
+        until = now + timedelta(seconds=self.lease_seconds)
+        leased = self.store.lease_many([row for row, _ in chosen], now=now, until=until)
         for row, lane in chosen:
             if row.id not in leased:
                 continue
+            self._leased_until[row.id] = until
             if is_paced(row):
                 self.pacer.take(lane, now_mono)
             with self._in_flight_lock:
@@ -295,6 +309,9 @@ class OutboxSender(Dispatcher):
             self.store.retry(row.id, at=defer.at, error=None, refund_attempt=True)
         except GiveUp as reason:
             self._fail(row, str(reason))
+        except LeaseLost:
+            log.warning("outbox row %s (%s): its handling outlived its lease and another sender took it; left to "
+                        "that sender", row.id, row.kind)
         except SlackApiError as error:
             self._api_error(row, lane, error)
         except (SlackClientError, OSError, TimeoutError) as error:
@@ -303,6 +320,7 @@ class OutboxSender(Dispatcher):
             log.exception("outbox row %s (%s) raised", row.id, row.kind)
             self._back_off(row, f"{type(error).__name__}: {error}")
         finally:
+            self._leased_until.pop(row.id, None)
             with self._in_flight_lock:
                 self._in_flight.discard(lane)
             self._wake.set()
@@ -377,6 +395,7 @@ class OutboxSender(Dispatcher):
             self.store.record_card(row.id, handoff.id, ts=ts, now=self.clock())
             return
         message = card_message(handoff, self.config, now=self.clock())
+        self._keep_lease(row)
         response = self.client.chat_postMessage(
             channel=row.target or "", unfurl_links=False, unfurl_media=False, metadata=card_metadata(handoff.id),
             **message,
@@ -391,7 +410,8 @@ class OutboxSender(Dispatcher):
     def _posted_before(self, row: OutboxRow, handoff: Handoff) -> str | None:
         """After a try whose outcome is unknown (a timeout, a 5xx, a sender that died): the card it may have
         posted."""
-        return find_posted(self.client, row.target or "", card_metadata(handoff.id), since=row.created_at)
+        return find_posted(self.client, row.target or "", card_metadata(handoff.id), since=row.created_at,
+                           before_each_page=lambda: self._keep_lease(row))
 
     def _update_card(self, row: OutboxRow) -> None:
         assert row.id is not None
@@ -403,8 +423,13 @@ class OutboxSender(Dispatcher):
         if not handoff.card_ts:
             self._await_card(row, handoff, coalesce=True)
             return
-        message = card_message(handoff, self.config, now=self.clock())
-        self.client.chat_update(channel=handoff.channel or row.target or "", ts=handoff.card_ts, **message)
+        for _ in range(MAX_RENDERS):
+            message = card_message(handoff, self.config, now=self.clock())
+            self.client.chat_update(channel=handoff.channel or row.target or "", ts=handoff.card_ts, **message)
+            # Another process may have sent a newer state that landed before this one: then render again.
+            if (latest := self._handoff(row)).version == handoff.version:
+                break
+            handoff = latest
         self.store.coalesce_updates(handoff.id, up_to_id=covered, now=self.clock())
         self.store.finish(row.id, state=SENT, now=self.clock())
 
@@ -542,11 +567,16 @@ class OutboxSender(Dispatcher):
         assert row.id is not None
         user = row.target or ""
         up_to = max(row.id, self.store.latest_pending_for(PUBLISH_HOME, user) or row.id)
-        now = self.clock()
-        groups = self.usergroups.groups_of(user, configured_usergroups(self.config))
-        board = build_board(self.repo, user, now=now, config=self.config, groups=groups)
-        self.client.views_publish(user_id=user, view=home_view(board, self.config, now=now,
-                                                                is_manager=board.is_manager))
+        for _ in range(MAX_RENDERS):
+            now = self.clock()
+            groups = self.usergroups.groups_of(user, configured_usergroups(self.config))
+            board = build_board(self.repo, user, now=now, config=self.config, groups=groups)
+            self.client.views_publish(user_id=user, view=home_view(board, self.config, now=now,
+                                                                    is_manager=board.is_manager))
+            # Another process may have published a newer board that landed before this one: publish again.
+            if (newer := self.store.newest_done_after(PUBLISH_HOME, user, after_id=up_to)) is None:
+                break
+            up_to = max(newer, self.store.latest_pending_for(PUBLISH_HOME, user) or newer)
         self.store.coalesce_target(PUBLISH_HOME, user, up_to_id=up_to, now=self.clock())
         self.store.finish(row.id, state=SENT, now=self.clock())
 
@@ -558,17 +588,34 @@ class OutboxSender(Dispatcher):
 
     def _post_once(self, row: OutboxRow, channel: str, *, thread_ts: str | None = None, **message: Any) -> None:
         """Post `row`'s message in `channel` (a user id: the app's DM), its links not unfurled; unless a try of
-        the row whose answer was lost posted it already, as far as Slack lets us look (not in DMs)."""
+        the row whose answer was lost posted it already, as far as Slack lets us look."""
         assert row.id is not None
         metadata = message_metadata(row.id)
-        if row.attempts > 0 and can_look_in(channel):
-            ts = find_posted(self.client, channel, metadata, since=row.created_at, thread_ts=thread_ts)
+        if row.attempts > 0 and channel:
+            ts = find_posted(self.client, channel, metadata, since=row.created_at, thread_ts=thread_ts,
+                             before_each_page=lambda: self._keep_lease(row))
             if ts is not None:
                 log.info("outbox row %s (%s) was posted by an earlier try (%s): not posted again", row.id, row.kind,
                          ts)
                 return
+        self._keep_lease(row)
         self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, metadata=metadata, unfurl_links=False,
                                      unfurl_media=False, **message)
+
+    def _keep_lease(self, row: OutboxRow) -> None:
+        """Before each page of a look and before a post: renew this sender's lease of `row` when it could end during
+        the Slack call about to be made, or raise LeaseLost when it ran out all the same (a stalled process) and
+        another sender may be posting the same message. A row not leased by a dispatch has nothing to keep."""
+        assert row.id is not None
+        held_until = self._leased_until.get(row.id)
+        now = self.clock()
+        # A call that ends before the lease does needs no write (the usual first try: the post right after the lease)
+        if held_until is None or now + timedelta(seconds=self.client.timeout + LEASE_MARGIN_SECONDS) < held_until:
+            return
+        until = now + timedelta(seconds=self.lease_seconds)
+        if not self.store.hold(row.id, held_until=held_until, until=until):
+            raise LeaseLost(row.id)
+        self._leased_until[row.id] = until
 
     def _nudge(self, row: OutboxRow) -> None:
         """A reminder, by DM or in the card's thread; dropped when the handoff was finished since."""

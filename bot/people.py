@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as LookupTooSlow
 from dataclasses import dataclass
+from http.client import HTTPException
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from slack_sdk import WebClient
@@ -22,6 +23,9 @@ RETRY_AFTER_SECONDS = 600.0  # after a failed lookup, the team's zone stands in 
 MAX_LOOKUPS_PER_WARM = 50  # bounds the Slack calls one sweep tick may wait for
 CLICK_WAIT_SECONDS = 0.3  # what a click or command waits for a lookup; it must still be answered at once
 SLACKBOT = "USLACKBOT"  # a bot that users.info does not call one
+# What a missing or broken answer raises through slack_sdk's urllib client: an API error, no connection, an answer
+# cut short or garbled (http.client's IncompleteRead, BadStatusLine… are neither OSError nor ValueError), bad JSON.
+LOOKUP_FAILURES = (SlackClientError, OSError, ValueError, HTTPException)
 
 
 @dataclass(frozen=True)
@@ -103,20 +107,26 @@ class People:
 
     def _look_up(self, user: str) -> Person:
         try:
-            found = self.client.users_info(user=user).get("user") or {}
-            person = Person(self._zone(found.get("tz")), is_bot=bool(found.get("is_bot")),
-                            deactivated=bool(found.get("deleted")))
-            keep_for = KNOWN_FOR_SECONDS
-        except SlackApiError as error:
-            if error.response.get("error") == "user_not_found":
-                person, keep_for = Person(self.default, unknown=True), KNOWN_FOR_SECONDS
-            else:
-                person, keep_for = self._not_looked_up(user, error)
-        except (SlackClientError, OSError, ValueError) as error:
+            person, keep_for = self._ask_slack(user)
+        except LOOKUP_FAILURES as error:
+            person, keep_for = self._not_looked_up(user, error)
+        except Exception as error:  # unforeseen: logged whole, but one person must not stop everyone's reminders
+            log.exception("users.info for %s failed unexpectedly", user)
             person, keep_for = self._not_looked_up(user, error)
         with self._lock:
             self._known[user] = (person, time.monotonic() + keep_for)
         return person
+
+    def _ask_slack(self, user: str) -> tuple[Person, float]:
+        try:
+            found = self.client.users_info(user=user).get("user") or {}
+        except SlackApiError as error:
+            if error.response.get("error") != "user_not_found":
+                raise
+            return Person(self.default, unknown=True), KNOWN_FOR_SECONDS
+        person = Person(self._zone(found.get("tz")), is_bot=bool(found.get("is_bot")),
+                        deactivated=bool(found.get("deleted")))
+        return person, KNOWN_FOR_SECONDS
 
     def _not_looked_up(self, user: str, error: Exception) -> tuple[Person, float]:
         log.warning("could not look up %s (%s); using the team's %s for now", user, error, self.default.key)

@@ -5,14 +5,17 @@ killed before it recorded the outcome. The row is then sent again, and a plain r
 a second thread reply or a second reminder. So every message the outbox posts carries message metadata naming
 it (a card its handoff, any other message its outbox row), and a retry first looks for it: in the channel's
 history, or in the thread it was posted to (the `channels:history` / `groups:history` scopes the intake
-channels already need). DMs cannot be looked in (the app reads no DMs: no `im:history`); a DM whose answer was
-lost may arrive twice.
+channels already need). A DM is posted to a person's user id: the look opens that person's DM with the app
+(`conversations.open`, `im:write`) and reads it (`im:history`; the app's Messages tab is read-only, so it holds
+only what the app wrote there). An app installed from an older manifest lacks those scopes: its DM is posted
+again.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,8 +36,8 @@ MESSAGE_EVENT_TYPE = "handoff_message"
 HISTORY_PAGE_SIZE = 200
 HISTORY_PAGES = 10  # 2,000 messages since the first try: a message further back than that is posted again
 CLOCK_SKEW = timedelta(minutes=1)  # Slack's clock against ours
-# A user id (the app's DM) or a DM: the app has no `im:history`, so there is nothing to look in.
-UNSEARCHABLE_PREFIXES = ("U", "W", "D")
+# A message posted to a user id goes into the app's DM with that person.
+USER_ID_PREFIXES = ("U", "W")
 # The look cannot tell (an app created from an older manifest, a thread whose card was deleted): post again.
 CANNOT_LOOK_ERRORS = frozenset({"missing_scope", "thread_not_found"})
 
@@ -58,18 +61,17 @@ def carries(message: dict[str, Any], metadata: dict[str, Any]) -> bool:
     )
 
 
-def can_look_in(channel: str) -> bool:
-    return bool(channel) and not channel.startswith(UNSEARCHABLE_PREFIXES)
-
-
 def find_posted(
     client: WebClient, channel: str, metadata: dict[str, Any], *, since: datetime, thread_ts: str | None = None,
+    before_each_page: Callable[[], None] = lambda: None,
 ) -> str | None:
     """The `ts` of the message carrying `metadata` posted in `channel` (in the thread of `thread_ts` when given)
     after `since`, or None. Raises SlackApiError when Slack refuses the look for a reason that is not in
-    CANNOT_LOOK_ERRORS (the post would fail the same way)."""
+    CANNOT_LOOK_ERRORS (the post would fail the same way). `before_each_page` runs before each page is asked
+    for (the sender renews its lease of the row there: a long look must not outlive it)."""
     try:
-        return _search(client, channel, metadata, since=since, thread_ts=thread_ts)
+        return _search(client, _conversation_of(client, channel), metadata, since=since, thread_ts=thread_ts,
+                       before_each_page=before_each_page)
     except SlackApiError as error:
         code = error.response.get("error")
         if code not in CANNOT_LOOK_ERRORS:
@@ -79,12 +81,21 @@ def find_posted(
         return None
 
 
+def _conversation_of(client: WebClient, channel: str) -> str:
+    """The conversation a message posted to `channel` lands in: for a user id, the app's DM with that person."""
+    if not channel.startswith(USER_ID_PREFIXES):
+        return channel
+    return str(client.conversations_open(users=channel)["channel"]["id"])
+
+
 def _search(
     client: WebClient, channel: str, metadata: dict[str, Any], *, since: datetime, thread_ts: str | None,
+    before_each_page: Callable[[], None],
 ) -> str | None:
     oldest = f"{(since - CLOCK_SKEW).timestamp():.6f}"
     cursor: str | None = None
     for _ in range(HISTORY_PAGES):
+        before_each_page()
         common: dict[str, Any] = {"channel": channel, "oldest": oldest, "limit": HISTORY_PAGE_SIZE,
                                   "include_all_metadata": True, "cursor": cursor}
         if thread_ts:

@@ -6,21 +6,31 @@ With `serve --workers N`, N such servers share the port and their parent sends (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import math
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, NoReturn
+from urllib.error import URLError
 
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.api import create_api, with_body_limit
@@ -37,6 +47,7 @@ from bot.workers import (
     GROUP_DIRECTORY_ENV,
     LISTEN_HINT,
     STARTUP_FAILURE,
+    STOP_SECONDS,
     WakeInbox,
     WakePoker,
     WorkerStartupError,
@@ -45,7 +56,20 @@ from bot.workers import (
 from handoffs.config import HandoffConfig
 from storage.outbox import OutboxStore
 
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
 log = logging.getLogger("handoff_bot.server")
+
+# `apps.connections.open` errors that refuse the token itself (the others: Slack is failing)
+APP_TOKEN_REFUSALS = frozenset({
+    "not_authed", "invalid_auth", "account_inactive", "token_revoked", "token_expired", "not_allowed_token_type",
+    "missing_scope", "no_permission", "org_login_required", "ekm_access_denied",
+})
+
+
+class SlackUnavailableError(Exception):
+    """Slack could not be reached, or failed, when `serve --socket-mode` asked it for a connection: one line."""
 
 
 @dataclass
@@ -142,28 +166,121 @@ def run(settings: Settings, *, socket_mode: bool = False) -> None:
     config = settings.load_handoff_config()
     settings.webhook_secrets(config)  # a webhook without its secret stops here, before the database is touched
     check_listen_address(settings.host, settings.port)
-    if settings.workers > 1:
-        run_workers(settings, config)
-        return
-    runtime = build_runtime(settings, config=config)
-    bot = build_bot(runtime, socket_mode=socket_mode)
-    bot.start()
-    socket_handler = None
-    if socket_mode:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
+    with sigterm_stops():
+        if settings.workers > 1:
+            run_workers(settings, config)
+        else:
+            run_one_process(settings, config, socket_mode=socket_mode)
 
-        socket_handler = SocketModeHandler(bot.bolt, settings.slack_app_token)
-        socket_handler.connect()
-        log.info("Slack traffic over Socket Mode")
-    log.info("serving on http://%s:%s", settings.host, settings.port)
-    freeze_startup_objects()
+
+def run_one_process(settings: Settings, config: HandoffConfig, *, socket_mode: bool) -> None:
+    with contextlib.ExitStack() as stop:  # however it ends: Socket Mode closed, then the senders, then the database
+        runtime = build_runtime(settings, config=config)
+        stop.callback(runtime.close)
+        bot = build_bot(runtime, socket_mode=socket_mode)
+        bot.start()
+        stop.callback(bot.stop)
+        if socket_mode:
+            stop.callback(connect_socket_mode(bot.bolt, settings).close)
+        log.info("serving on http://%s:%s", settings.host, settings.port)
+        freeze_startup_objects()
+        serve_http(bot.asgi, settings.host, settings.port)
+
+
+@contextlib.contextmanager
+def sigterm_stops() -> Iterator[None]:
+    """SIGTERM (what systemd, Docker and Kubernetes send) stops `serve` as SIGINT does: through every `finally`
+    (the senders finish the send in flight), exit 0. Its default action killed the process where it landed,
+    also after uvicorn's graceful stop, which raises again the signal it stopped on."""
+    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
-        uvicorn.run(bot.asgi, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+        yield
     finally:
-        if socket_handler is not None:
-            socket_handler.close()
-        bot.stop()
-        runtime.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_cleanly(signal_number: int, frame: FrameType | None) -> NoReturn:
+    raise SystemExit(0)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, whose graceful stop ends the requests still in progress after `grace` seconds, or at once
+    on a second SIGINT or SIGTERM, by closing their connections: their handlers see the client gone and end.
+    (uvicorn's own bound cancels them instead, each logged as an "Exception in ASGI application" traceback, and
+    uvicorn heeds a second SIGINT only.)"""
+
+    def __init__(self, config: uvicorn.Config, *, grace: float) -> None:
+        super().__init__(config)
+        self.grace = grace
+        self.cut_short = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit:
+            self.cut_short = True
+        else:
+            super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        cut_off = asyncio.create_task(self._close_connections_after_grace())
+        try:
+            await super().shutdown(sockets)
+        finally:
+            cut_off.cancel()
+
+    async def _close_connections_after_grace(self) -> None:
+        deadline = time.monotonic() + self.grace
+        while not self.cut_short and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        for connection in list(self.server_state.connections):
+            connection.transport.close()
+
+
+def serve_http(app: ASGIApp, host: str, port: int, *, graceful_seconds: float = STOP_SECONDS) -> None:
+    """Serve until SIGINT or SIGTERM; then the requests in progress have `graceful_seconds` to finish, as in the
+    workers of `serve --workers N` (a client that never finished its request held the process for ever)."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=math.ceil(graceful_seconds) + 1)  # for a handler that hangs
+    with contextlib.suppress(KeyboardInterrupt):  # the SIGINT uvicorn raises again after stopping, as uvicorn.run
+        _Server(config, grace=graceful_seconds).run()
+
+
+def connect_socket_mode(bolt: App, settings: Settings) -> SocketModeHandler:
+    """Slack traffic over Socket Mode. When Slack does not open the connection: SettingsError (SLACK_APP_TOKEN
+    refused) or SlackUnavailableError, the handler's threads stopped."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    handler = SocketModeHandler(bolt, settings.slack_app_token)
+    try:
+        # asked here rather than by connect(), which would log the SDK's own account of a refusal first
+        handler.client.wss_uri = socket_mode_url(bolt.client, settings)
+        handler.connect()
+    except BaseException:
+        handler.close()
+        raise
+    log.info("Slack traffic over Socket Mode")
+    return handler
+
+
+def socket_mode_url(client: WebClient, settings: Settings) -> str:
+    """A WebSocket URL from `apps.connections.open`, or the one line that says why Slack gave none."""
+    try:
+        return str(client.apps_connections_open(app_token=settings.slack_app_token or "")["url"])
+    except SlackApiError as error:
+        raise _refusal(error.response) from None
+    except (OSError, HTTPException) as error:
+        reason = error.reason if isinstance(error, URLError) else error
+        raise SlackUnavailableError(f"cannot reach Slack at SLACK_API_URL {settings.slack_api_url} ({reason}): "
+                                    "check it and the network, then start the bot again") from None
+
+
+def _refusal(answer: SlackResponse) -> Exception:
+    code = answer.get("error")
+    if code in APP_TOKEN_REFUSALS:
+        return SettingsError(f"Slack refused SLACK_APP_TOKEN ({code}): set it to an app-level token (xapp-…) of this "
+                             "app with the connections:write scope")
+    why = code if answer.status_code == 200 else f"HTTP {answer.status_code}"
+    return SlackUnavailableError(f"Slack did not open a Socket Mode connection ({why}): Slack may be failing; "
+                                 "start the bot again later")
 
 
 def check_listen_address(host: str, port: int) -> None:

@@ -106,7 +106,8 @@ class Undeliverable(Exception):
 def host_of(url: str | None) -> str:
     """`host:port` of a URL: the unit of the in-flight cap, and what the log names (a hook URL's path is often
     its only secret)."""
-    return urlsplit(url or "").netloc.lower()
+    # Not `netloc`: it holds the URL's user and password, which would be logged (and make one host several).
+    return urlsplit(url or "").netloc.rpartition("@")[2].lower()
 
 
 class AttemptDeadlines(httpcore.NetworkBackend):

@@ -189,6 +189,8 @@ class Route(_Strict):
     def _one_owner_rule(self) -> Route:
         if self.owner and self.owners:
             raise ValueError("set either owner or owners, not both")
+        if self.queue and (self.owner or self.owners):
+            raise ValueError("set one owner rule: owner, owners or a user group queue, not a person and a queue")
         return self
 
 

@@ -88,7 +88,7 @@ def review_reasons(payload: HandoffIn, config: HandoffConfig) -> list[str]:
     reasons = []
     threshold = config.review.confidence_below
     if threshold is not None and payload.confidence is not None and payload.confidence < threshold:
-        reasons.append(f"confidence {payload.confidence:.2f} is below {threshold:.2f}")
+        reasons.append("confidence {} is below {}".format(*_told_apart(payload.confidence, threshold)))
     if payload.missing_info:
         reasons.append(f"{len(payload.missing_info)} missing item(s)")
     if payload.risk_flags:
@@ -112,19 +112,35 @@ def _has_reachable_owner(route: Route) -> bool:
 
 
 def choose_route(payload: HandoffIn, config: HandoffConfig) -> tuple[Route, str]:
-    """The first matching route with someone to own the handoff, and the channel its card goes to.
+    """The first matching route, and the channel its card goes to; the fallback route when that route has nobody
+    to own the handoff or nowhere to post it (SPEC §4).
 
     A route with an owner but no channel of its own posts in the fallback route's channel.
     """
     fallback = config.fallback()
-    for route in config.routes:
-        if _matches(route, payload) and _has_reachable_owner(route):
-            channel = route.channel or (fallback.channel if fallback else None)
-            if channel:
-                return route, channel
+    route = next((route for route in config.routes if _matches(route, payload)), None)
+    if route is not None and _has_reachable_owner(route):
+        channel = route.channel or (fallback.channel if fallback else None)
+        if channel:
+            return route, channel
     if fallback is None or fallback.channel is None:
         raise NoRoute("no route matches and there is no fallback route: add a catch-all route with a channel")
     return fallback, fallback.channel
+
+
+def _told_apart(value: float, threshold: float) -> tuple[str, str]:
+    """Both numbers with two decimals, or as many more as it takes not to read equal (0.6999 below 0.7)."""
+    for places in range(2, 10):
+        shown = f"{value:.{places}f}", f"{threshold:.{places}f}"
+        if shown[0] != shown[1]:
+            return shown
+    return repr(value), repr(threshold)
+
+
+def _claim_by(config: HandoffConfig, route: Route, payload: HandoffIn, now: datetime) -> datetime:
+    """The SLA's claim deadline, never after the producer's own due time (it would stall nobody until then)."""
+    deadline = claim_deadline(config, route, payload.urgency, now)
+    return min(deadline, payload.due_at) if payload.due_at else deadline
 
 
 def fingerprint(payload: HandoffIn) -> str:
@@ -177,7 +193,7 @@ def plan_intake(payload: HandoffIn, config: HandoffConfig, *, actor: str, now: d
         approvers=approvers,
         requires_approval=needs_approval,
         review_reasons=reasons,
-        claim_by=claim_deadline(config, route, payload.urgency, now),
+        claim_by=_claim_by(config, route, payload, now),
         due_at=payload.due_at or resolve_deadline(config, route, payload.urgency, now),
         fingerprint=fingerprint(payload),
         payload_hash=payload_hash(payload),

@@ -19,6 +19,8 @@ from handoffs.model import EDITABLE_FIELDS, Handoff, HandoffEdit, Status
 from handoffs.sla import claim_deadline, resolve_deadline
 
 MAX_SNOOZE = timedelta(days=30)
+# A snooze to within this of the one in force is the same snooze again (a double click, "1h" pressed twice).
+SAME_SNOOZE = timedelta(minutes=1)
 MAX_NOTE = 2000
 
 
@@ -280,6 +282,19 @@ def _edit(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfi
 def _tightened_deadlines(
     handoff: Handoff, changes: dict[str, tuple[Any, Any]], config: HandoffConfig, now: datetime,
 ) -> dict[str, tuple[Any, Any]]:
+    """The deadlines an edit brings forward: a raised urgency's, and a claim deadline never after the due time
+    (a due time moved earlier than it brings it along, as at intake)."""
+    tightened = _raised_urgency_deadlines(handoff, changes, config, now)
+    due_at = {**changes, **tightened}.get("due_at", (None, handoff.due_at))[1]
+    claim_by = tightened.get("claim_by", (None, handoff.claim_by))[1]
+    if due_at is not None and claim_by is not None and due_at < claim_by:
+        tightened["claim_by"] = (handoff.claim_by, due_at)
+    return tightened
+
+
+def _raised_urgency_deadlines(
+    handoff: Handoff, changes: dict[str, tuple[Any, Any]], config: HandoffConfig, now: datetime,
+) -> dict[str, tuple[Any, Any]]:
     """A raised urgency brings its own SLA's deadlines, counted from now, where they come before the stored
     ones (SPEC §2: urgency drives SLA). A lowered one keeps them: a due time is never pushed out unasked, and
     the same form can move it."""
@@ -338,6 +353,10 @@ def _snooze(handoff: Handoff, request: Request, actor: Actor, config: HandoffCon
         raise Refused("bad_argument", "Snooze needs a time in the future.", field="until")
     if request.until - now > MAX_SNOOZE:
         raise Refused("bad_argument", "Snooze for at most 30 days.", field="until")
+    in_force = handoff.snoozed_until if handoff.snoozed_until and handoff.snoozed_until > now else None
+    if in_force is not None and abs(request.until - in_force) <= SAME_SNOOZE:
+        raise Refused("already_noted", f"Already snoozed: {handoff.ref} waits until "
+                                       f"{in_force:%Y-%m-%d %H:%M} UTC.")
     return Change(Action.snooze, handoff.status, {"snoozed_until": request.until}, {"until": request.until.isoformat()})
 
 

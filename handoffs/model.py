@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,8 +51,12 @@ def _bool_or_none(value: Any) -> Any:
     return value
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _no_number(value: Any) -> Any:
-    if isinstance(value, int | float):  # a datetime field would take a number as a Unix time
+    # pydantic reads a number, or a string of one ("1893456000"), as a Unix time: SPEC §2 asks for ISO-8601
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
         raise ValueError("must be an ISO-8601 date and time with its offset, such as 2030-01-31T17:00:00+01:00")
     return value
 

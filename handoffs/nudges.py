@@ -16,7 +16,7 @@ that moment has come: the answer is a nudge, an escalation, or "wait until" the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -25,6 +25,7 @@ from handoffs.model import Handoff, Status
 from handoffs.sla import add_business_time, business_span, next_business_moment
 
 DEFAULT_BUSINESS_HOURS = BusinessHours()
+SNOOZE_DAY_STARTS_AT = timedelta(hours=4)  # someone still up at 00:30 means this morning by "tomorrow"
 
 
 class Step(StrEnum):
@@ -169,8 +170,15 @@ def decide(handoff: Handoff, config: HandoffConfig, now: datetime, zone: ZoneInf
 
 
 def snooze_until_tomorrow(now: datetime, config: HandoffConfig, zone: ZoneInfo) -> datetime:
-    """The next day's opening time (business hours' start, or 09:00) in `zone`, skipping closed days."""
+    """The next day's opening time (business hours' start, or 09:00) in `zone`, skipping closed days. Before
+    SNOOZE_DAY_STARTS_AT the day is still the one before: pressed at 00:30 on Tuesday, tomorrow is Tuesday."""
     hours = config.business_hours or DEFAULT_BUSINESS_HOURS
-    local = now.astimezone(zone)
-    tomorrow = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return next_business_moment(tomorrow, hours, zone).astimezone(now.tzinfo)
+    tomorrow = (now - SNOOZE_DAY_STARTS_AT).astimezone(zone).date() + timedelta(days=1)
+    opening = _first_opening_from(tomorrow, hours, zone)
+    if opening <= now:  # business hours that open before SNOOZE_DAY_STARTS_AT: that opening has passed
+        opening = _first_opening_from(tomorrow + timedelta(days=1), hours, zone)
+    return opening.astimezone(now.tzinfo)
+
+
+def _first_opening_from(day: date, hours: BusinessHours, zone: ZoneInfo) -> datetime:
+    return next_business_moment(datetime.combine(day, time(0), tzinfo=zone), hours, zone)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from handoffs.config import HandoffConfig
 from handoffs.effects import effects_for_change, effects_for_created, private_notice, source_reply
@@ -29,6 +29,7 @@ from handoffs.webhooks import submitter, webhook_effects, webhook_effects_for_ch
 MAX_CAS_ATTEMPTS = 8
 RECENT_EVENTS = 50  # how far back a repeated answer to a reminder is looked for
 ANSWER_AFRESH_AFTER = frozenset({"nudged", "claimed", "reassigned", "reopened"})  # a new reminder, new hands
+MANUAL_NUDGE_INTERVAL = timedelta(minutes=5)  # a manager's nudge within this of the last one is a repeat
 CALLBACKS_OFF = "callbacks are not enabled on this server (it has no HANDOFF_WEBHOOK_SECRET to sign them with)"
 
 
@@ -147,24 +148,43 @@ class HandoffService:
         self, handoff_id: int, actor: Actor, *, message: Callable[[Handoff], list[Effect]],
         notify_in: str | None = None,
     ) -> Handoff:
-        """A manager's nudge from `/handoff stalled`: logged as `nudged`, delivered as `message` says."""
-        handoff = self.get(handoff_id)
-        if not is_manager(actor, self.config):
-            refused = Refused("not_allowed", f"Only a manager can nudge about {handoff.ref}.")
-        elif handoff.is_terminal:
-            refused = Refused("terminal", f"{handoff.ref} is already {handoff.status.value}; nobody to nudge.")
-        elif not (sent := message(handoff)):
-            refused = Refused("nobody_to_nudge", f"{handoff.ref} has no owner and no card to remind its queue in, "
-                                                 f"so a nudge would reach nobody: assign it with "
-                                                 f"`/handoff assign {handoff.ref} @someone`.")
-        else:
+        """A manager's nudge from `/handoff stalled`: logged as `nudged`, delivered as `message` says; once, however
+        often it is clicked within MANUAL_NUDGE_INTERVAL (a double click, two managers at once)."""
+        for _ in range(MAX_CAS_ATTEMPTS):
+            handoff = self.get(handoff_id)
+            refused, sent = self._why_not_nudge(handoff, actor, message)
+            if refused is not None:
+                self.refuse(handoff, refused, "nudge", actor, notify_in=notify_in)
+                raise refused
             data = {"reason": "manager", "to": handoff.owner or handoff.queue or handoff.channel}
-            self.store.record(handoff, "nudged", actor=actor, now=self.clock(), data=data, effects=sent)
-            return handoff
-        self.store.record(handoff, "refused", actor=actor, now=self.clock(),
-                          data={"attempted": "nudge", "code": refused.code, "reason": refused.reason},
-                          effects=[private_notice(notify_in, actor.id, refused.reason)] if notify_in else [])
-        raise refused
+            # Bumping the version makes a copy of this click read before it was written find it on its next pass.
+            if self.store.record_unless_changed(handoff, "nudged", actor=actor, now=self.clock(), data=data,
+                                                effects=sent):
+                return handoff
+        raise self._busy(handoff_id, "nudge", actor, notify_in=notify_in)
+
+    def _why_not_nudge(
+        self, handoff: Handoff, actor: Actor, message: Callable[[Handoff], list[Effect]],
+    ) -> tuple[Refused | None, list[Effect]]:
+        """The refusal of a manager's nudge, or None and what the nudge sends."""
+        if not is_manager(actor, self.config):
+            return Refused("not_allowed", f"Only a manager can nudge about {handoff.ref}."), []
+        if handoff.is_terminal:
+            return Refused("terminal", f"{handoff.ref} is already {handoff.status.value}; nobody to nudge."), []
+        if self._nudged_lately(handoff):
+            minutes = int(MANUAL_NUDGE_INTERVAL.total_seconds() // 60)
+            return Refused("already_noted", f"Already nudged: {handoff.ref} had a nudge in the last {minutes} "
+                                            f"minutes."), []
+        if not (sent := message(handoff)):
+            return Refused("nobody_to_nudge", f"{handoff.ref} has no owner and no card to remind its queue in, "
+                                              f"so a nudge would reach nobody: assign it with "
+                                              f"`/handoff assign {handoff.ref} @someone`."), []
+        return None, sent
+
+    def _nudged_lately(self, handoff: Handoff) -> bool:
+        since = self.clock() - MANUAL_NUDGE_INTERVAL
+        return any(event.action == "nudged" and event.data.get("reason") == "manager" and event.at >= since
+                   for event in self.store.events(handoff.id, limit=RECENT_EVENTS))
 
     def answer_nudge(
         self, handoff_id: int, reason: StallReason, actor: Actor, *, told: Callable[[Handoff], list[Effect]],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from handoffs.config import WEEKDAY_INDEX, BusinessHours, HandoffConfig, Route, SlaRule
@@ -16,10 +16,12 @@ def _is_business_day(moment: datetime, hours: BusinessHours) -> bool:
     return moment.weekday() in {WEEKDAY_INDEX[day] for day in hours.days}
 
 
-def _day_bounds(moment: datetime, hours: BusinessHours) -> tuple[datetime, datetime]:
-    opening = moment.replace(hour=hours.start.hour, minute=hours.start.minute, second=0, microsecond=0)
-    closing = moment.replace(hour=hours.end.hour, minute=hours.end.minute, second=0, microsecond=0)
-    return opening, closing
+def _day_bounds(local: datetime, hours: BusinessHours) -> tuple[datetime, datetime]:
+    """The opening and closing instants (in UTC) of `local`'s day in its zone. Where a clock change repeats one of
+    those times, the first run opens and the second closes: the repeated hour is open."""
+    opening = local.replace(hour=hours.start.hour, minute=hours.start.minute, second=0, microsecond=0, fold=0)
+    closing = local.replace(hour=hours.end.hour, minute=hours.end.minute, second=0, microsecond=0, fold=1)
+    return opening.astimezone(UTC), closing.astimezone(UTC)
 
 
 def next_business_moment(moment: datetime, hours: BusinessHours, zone: ZoneInfo) -> datetime:
@@ -27,9 +29,9 @@ def next_business_moment(moment: datetime, hours: BusinessHours, zone: ZoneInfo)
     local = moment.astimezone(zone)
     for _ in range(_MAX_DAYS_SCANNED):
         opening, closing = _day_bounds(local, hours)
-        if _is_business_day(local, hours) and local < closing:
-            return max(local, opening).astimezone(moment.tzinfo)
-        local = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        if _is_business_day(local, hours) and moment < closing:
+            return max(moment, opening).astimezone(moment.tzinfo)
+        local = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
     raise ValueError("business hours never open")
 
 
@@ -45,14 +47,15 @@ def add_business_time(
     if hours is None:
         return start + span * times
     remaining = business_span(span, hours) * times
-    cursor = next_business_moment(start, hours, zone).astimezone(zone)
+    # in UTC: a sum or difference of two times in one ZoneInfo is a wall-clock one, an hour off across a clock change
+    cursor = next_business_moment(start, hours, zone).astimezone(UTC)
     for _ in range(_MAX_DAYS_SCANNED):
-        _, closing = _day_bounds(cursor, hours)
+        _, closing = _day_bounds(cursor.astimezone(zone), hours)
         available = closing - cursor
         if remaining <= available:
             return (cursor + remaining).astimezone(start.tzinfo)
         remaining -= available
-        cursor = next_business_moment(closing + timedelta(seconds=1), hours, zone).astimezone(zone)
+        cursor = next_business_moment(closing + timedelta(seconds=1), hours, zone)
     raise ValueError("deadline too far away")
 
 

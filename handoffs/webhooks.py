@@ -84,7 +84,7 @@ def webhook_effects_for_change(
     endpoint that listens only for `closed` still learns that it finished. Likewise reassigning a handoff that
     nobody owned sends `claimed` (there is no `reassigned` webhook): it is owned now, though nobody clicked Claim.
     """
-    if not handoff.callback_url and not config.webhooks:
+    if not handoff.callback_url and not handoff.duplicate_callback_urls and not config.webhooks:
         return []  # nobody to tell: skip building the handoff after the change (a tenth of a click's domain work)
     after = replace(handoff, status=change.to_status, **change.updates, version=handoff.version + 1, updated_at=at)
     effects = webhook_effects(after, change.event, actor, config, at=at)
@@ -103,7 +103,7 @@ def _delivery(
         "event": event,
         "delivery": delivery,
         "occurred_at": at.isoformat(),
-        "handoff": handoff_json(handoff),
+        "handoff": handoff_json(handoff, callback_url=False),  # one receiver's URL is never sent to another
         "actor": {"id": actor.id, "type": "system" if actor.is_system else "user"},
     }
     text = json.dumps(body, separators=(",", ":"), sort_keys=False)

@@ -53,11 +53,12 @@ class BoardList:
 
     items: list[Handoff]
     total: int
+    offset: int = 0  # how many lines of the list come before `items`
 
     @property
     def more(self) -> int:
-        """How many are not shown (0 when `items` is the whole list)."""
-        return max(0, self.total - len(self.items))
+        """How many are not shown after `items` (0 when the list ends with them)."""
+        return max(0, self.total - self.offset - len(self.items))
 
     @property
     def capped(self) -> bool:
@@ -155,10 +156,21 @@ def build_board(
 
 
 def awaiting_approval_of(repo_or_db: Repository | Database, user: str, *, limit: int = 100) -> list[Handoff]:
-    """What waits for `user`'s approval, newest first (for `/handoff mine` and the like)."""
+    """What waits for `user`'s approval, newest first."""
     db = repo_or_db.db if isinstance(repo_or_db, Repository) else repo_or_db
     with db.read() as session:
         return _awaiting(session, user, limit).items
+
+
+def mine_page(repo_or_db: Repository | Database, user: str, *, offset: int, limit: int) -> tuple[BoardList, BoardList]:
+    """`/handoff mine` from line `offset + 1`: what `user` owns and has not finished, and what waits for their
+    approval, newest first, each with its total (capped as on the App Home)."""
+    db = repo_or_db.db if isinstance(repo_or_db, Repository) else repo_or_db
+    h = _HANDOFFS
+    with db.read() as session:
+        owned = _list(session, h.c.owner == user, h.c.status.in_(_NOT_TERMINAL), order=h.c.id.desc(), limit=limit,
+                      offset=offset)
+        return owned, _awaiting(session, user, limit, offset=offset)
 
 
 def _count(session: Session, ids: Select[Any]) -> int:
@@ -167,14 +179,20 @@ def _count(session: Session, ids: Select[Any]) -> int:
     return int(session.execute(select(func.count()).select_from(capped)).scalar_one())
 
 
-def _list(session: Session, *where: Any, order: Any, limit: int) -> BoardList:
-    rows = session.execute(select(_HANDOFFS).where(*where).order_by(order).limit(limit)).all()
+def _list(session: Session, *where: Any, order: Any, limit: int, offset: int = 0) -> BoardList:
+    rows = session.execute(select(_HANDOFFS).where(*where).order_by(order).offset(offset).limit(limit)).all()
     items = [to_domain(row) for row in rows]
-    total = len(items) if len(items) < limit else _count(session, select(_HANDOFFS.c.id).where(*where))
-    return BoardList(items, total)
+    return BoardList(items, _total(session, items, limit, offset, select(_HANDOFFS.c.id).where(*where)), offset)
 
 
-def _awaiting(session: Session, user: str, limit: int) -> BoardList:
+def _total(session: Session, items: list[Handoff], limit: int, offset: int, ids: Select[Any]) -> int:
+    """A list's length: known from its last page when that page is not full, else counted (capped)."""
+    if len(items) < limit and (items or not offset):
+        return offset + len(items)
+    return _count(session, ids)
+
+
+def _awaiting(session: Session, user: str, limit: int, *, offset: int = 0) -> BoardList:
     """Handoffs that wait for `user`'s approval, newest first.
 
     The lines check the handoff's status again; the count reads the side table alone (an index-only
@@ -184,8 +202,7 @@ def _awaiting(session: Session, user: str, limit: int) -> BoardList:
     mine = (a.c.user_id == user, a.c.pending == true())
     rows = session.execute(
         select(h).select_from(a.join(h, h.c.id == a.c.handoff_id))
-        .where(*mine, h.c.status.in_(_AWAITING_STATUSES)).order_by(a.c.handoff_id.desc()).limit(limit)
+        .where(*mine, h.c.status.in_(_AWAITING_STATUSES)).order_by(a.c.handoff_id.desc()).offset(offset).limit(limit)
     ).all()
     items = [to_domain(row) for row in rows]
-    total = len(items) if len(items) < limit else _count(session, select(a.c.handoff_id).where(*mine))
-    return BoardList(items, total)
+    return BoardList(items, _total(session, items, limit, offset, select(a.c.handoff_id).where(*mine)), offset)

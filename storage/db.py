@@ -24,6 +24,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 PING_IDLE_AFTER_SECONDS = 10.0
 CHECKPOINT_EVERY_SECONDS = 1.0
 WRITER_CACHE_KIB = 16 * 1024
+# Transaction-scoped, like SET LOCAL (which takes no bound parameter): the pooled connection keeps its own setting.
+_STATEMENT_TIMEOUT_FOR_TRANSACTION = text("SELECT set_config('statement_timeout', :timeout, true)")
 
 log = logging.getLogger("handoff_bot.db")
 
@@ -232,8 +234,14 @@ class Database:
             yield session
 
     @contextmanager
-    def read(self) -> Iterator[Session]:
+    def read(self, *, statement_timeout: float | None = None) -> Iterator[Session]:
+        """A read transaction. With `statement_timeout` (seconds), each of its statements on PostgreSQL gives up
+        after that long, waiting for a lock included: for a caller that must answer soon, such as the health
+        check. SQLite needs none: a reader in WAL mode never waits for a writer."""
         with Session(self.reader, expire_on_commit=False) as session, session.begin():
+            if statement_timeout is not None and not self.is_sqlite:
+                milliseconds = max(1, round(statement_timeout * 1000))  # 0 would mean no limit at all
+                session.execute(_STATEMENT_TIMEOUT_FOR_TRANSACTION, {"timeout": f"{milliseconds}ms"})
             yield session
 
     @contextmanager

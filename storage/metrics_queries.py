@@ -8,10 +8,11 @@ filter instead of a long `IN (…)` list.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func
+from sqlalchemy import ColumnElement, Table, and_, func
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 
@@ -20,8 +21,11 @@ from handoffs.model import Event
 from handoffs.webhooks import WEBHOOK, DeliveryCounts
 from storage.db import Database
 from storage.outbox import FAILED, PENDING, SENT
-from storage.repository import event_to_domain
 from storage.tables import EventRow, HandoffRow, OutboxRow
+
+_EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
+_HANDOFFS: Table = HandoffRow.__table__  # type: ignore[attr-defined]
+_EVENT_FIELDS = tuple(field.name for field in dataclasses.fields(Event))  # the columns, in Event's order
 
 
 def _created_between(since: datetime, until: datetime) -> ColumnElement[bool]:
@@ -40,15 +44,17 @@ class MetricsQueries:
             .where(_created_between(since, until))
             .order_by(col(HandoffRow.id))
         )
+        # Plain rows, not ORM objects: a busy quarter has hundreds of thousands of events, and building an
+        # EventRow for each took twice as long as reading them (131,072 handoffs, 163,840 events: 4.5 s -> 1.9 s).
         event_query = (
-            select(EventRow)
-            .join(HandoffRow, col(HandoffRow.id) == col(EventRow.handoff_id))
-            .where(_created_between(since, until), col(EventRow.at) <= until)
-            .order_by(col(EventRow.handoff_id), col(EventRow.id))
+            core_select(*(_EVENTS.c[name] for name in _EVENT_FIELDS))
+            .join_from(_EVENTS, _HANDOFFS, _HANDOFFS.c.id == _EVENTS.c.handoff_id)
+            .where(_created_between(since, until), _EVENTS.c.at <= until)
+            .order_by(_EVENTS.c.handoff_id, _EVENTS.c.id)
         )
         with self.db.read() as session:
             handoffs = [_facts(row) for row in session.execute(handoff_query)]
-            events = [event_to_domain(row) for row in session.exec(event_query)]
+            events = [_event(row) for row in session.execute(event_query)]
         return handoffs, events
 
     def webhook_deliveries(self, *, since: datetime, until: datetime) -> DeliveryCounts:
@@ -72,3 +78,8 @@ class MetricsQueries:
 def _facts(row: Any) -> HandoffFacts:
     return HandoffFacts(id=row.id, kind=row.kind, created_at=row.created_at, route=row.route, owner=row.owner,
                         created_by=row.created_by, submitted_by=row.submitted_by)
+
+
+def _event(row: Any) -> Event:
+    event_id, handoff_id, action, actor, at, from_status, to_status, data = row
+    return Event(event_id, handoff_id, action, actor, at, from_status, to_status, dict(data or {}))

@@ -106,6 +106,13 @@ class OutboxStore:
             leased = session.execute(_LEASE, {"ids": ids, "now": now, "until": until})
             return {int(row_id) for row_id in leased.scalars()}
 
+    def hold(self, row_id: int, *, held_until: datetime, until: datetime) -> bool:
+        """Extend this sender's lease of a row, leased until `held_until`, to `until`: False when the lease is no
+        longer this sender's (it ran out and another sender took the row, or the row was finished meanwhile)."""
+        with self.db.write() as session:
+            held = session.execute(_HOLD, {"row_id": row_id, "held_until": held_until, "until": until})
+            return int(held.rowcount) == 1  # type: ignore[attr-defined]
+
     def finish(self, row_id: int, *, state: str, now: datetime, error: str | None = None) -> None:
         parameters = {"row_id": row_id, "new_state": state, "done_at": now, "error": error}
         self._updates.run(lambda session: session.execute(_FINISH, parameters))
@@ -188,6 +195,17 @@ class OutboxStore:
                 )
             ).one()
 
+    def newest_done_after(self, kind: str, target: str, *, after_id: int) -> int | None:
+        """The newest row of `kind` to `target` after `after_id` that was sent (or covered) already, if any:
+        another sender's, whose newer rendering may have reached Slack before an older one still on its way."""
+        with self.db.read() as session:
+            return session.exec(
+                select(func.max(OutboxRow.id)).where(
+                    col(OutboxRow.state).in_([SENT, COALESCED]), OutboxRow.kind == kind, OutboxRow.target == target,
+                    col(OutboxRow.id) > after_id,
+                )
+            ).one()
+
     def coalesce_target(self, kind: str, target: str, *, up_to_id: int, now: datetime) -> int:
         """Pending rows of `kind` to `target` up to `up_to_id` that a send rendered at send time covered."""
         with self.db.write() as session:
@@ -203,8 +221,8 @@ class OutboxStore:
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
 
-    def health(self) -> OutboxHealth:
-        with self.db.read() as session:
+    def health(self, *, statement_timeout: float | None = None) -> OutboxHealth:
+        with self.db.read(statement_timeout=statement_timeout) as session:
             counts = dict(session.execute(
                 select(OutboxRow.state, func.count()).where(col(OutboxRow.state).in_([PENDING, FAILED]))
                 .group_by(OutboxRow.state)
@@ -212,7 +230,7 @@ class OutboxStore:
             last = session.exec(
                 select(OutboxRow.last_error)
                 .where(OutboxRow.state == FAILED)
-                .order_by(col(OutboxRow.id).desc())
+                .order_by(col(OutboxRow.done_at).desc().nulls_last(), col(OutboxRow.id).desc())  # the latest to fail
                 .limit(1)
             ).first()
         return OutboxHealth(int(counts.get(PENDING, 0)), int(counts.get(FAILED, 0)), last)
@@ -227,6 +245,12 @@ _LEASE = (
            _OUTBOX.c.next_attempt_at <= bindparam("now"))
     .values(next_attempt_at=bindparam("until"), attempts=_OUTBOX.c.attempts + 1)
     .returning(_OUTBOX.c.id)
+)
+_HOLD = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.state == PENDING,
+           _OUTBOX.c.next_attempt_at == bindparam("held_until"))
+    .values(next_attempt_at=bindparam("until"))
 )
 _FINISH = (
     update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id"))

@@ -29,6 +29,7 @@ ENDPOINT_PATH = "/slack/events"
 # Where a method accepts one of several scopes, the entry names those handoff-bot's use needs.
 METHOD_SCOPES: dict[str, frozenset[str]] = {
     "auth.test": frozenset(),
+    "apps.connections.open": frozenset(),  # the app-level token's connections:write (Socket Mode), no bot scope
     "chat.postMessage": frozenset({"chat:write"}),
     "chat.update": frozenset({"chat:write"}),
     "chat.postEphemeral": frozenset({"chat:write"}),
@@ -44,9 +45,10 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "reactions.remove": frozenset({"reactions:write"}),
     "usergroups.list": frozenset({"usergroups:read"}),
     "usergroups.users.list": frozenset({"usergroups:read"}),
-    "conversations.open": frozenset({"im:write"}),  # DMs to one person (nudges)
+    "conversations.open": frozenset({"im:write"}),  # a person's DM with the app, to look in it
     "conversations.info": frozenset({"channels:read", "groups:read"}),
-    "conversations.history": frozenset({"channels:history", "groups:history"}),
+    # channels and private channels (cards, replies) and the app's DMs (reminders, notices): bot/posted_messages.py
+    "conversations.history": frozenset({"channels:history", "groups:history", "im:history"}),
     "conversations.replies": frozenset({"channels:history", "groups:history"}),
 }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -50,6 +51,13 @@ CONTEXT_LIMIT = 300  # our own cap per context element: a context line stays a l
 ITEM_LIMIT = 300  # one bullet of a list
 NOTE_LIMIT = 1500
 FALLBACK_LIMIT = 300
+# Slack refuses a message whose blocks hold more than ~12,000 characters of text in all (msg_blocks_too_long,
+# observed: slackapi/bolt-js#2509, #2867), whatever each block holds on its own; this leaves a margin.
+CARD_TEXT_BUDGET = 11_000
+MIN_PART = 200  # the least a cut part keeps: its heading and a line or two
+
+# A card section whose text can be cut to fit `limit` characters (None when it has nothing to show).
+Part = Callable[[int], Block | None]
 
 URGENCY_EMOJI = {Urgency.urgent: "🔴", Urgency.high: "🟠", Urgency.normal: "🔵", Urgency.low: "⚪"}
 URGENCY_TEXT = {Urgency.urgent: "*URGENT*", Urgency.high: "*High*", Urgency.normal: "Normal", Urgency.low: "Low"}
@@ -128,12 +136,15 @@ def _title(handoff: Handoff) -> Block:
 
 def _context_parts(handoff: Handoff, now: datetime) -> list[str]:
     parts = [f"*{handoff.ref}*"]
-    if handoff.source_url or handoff.source_label or handoff.source_system:
-        parts.append("🔗 " + safe_link(handoff.source_url, handoff.source_label or handoff.source_system))
-    if handoff.created_by:
-        parts.append(f"by {mrkdwn(handoff.created_by, 120)}")
-    if handoff.intent:
-        parts.append(f"intent: {mrkdwn(handoff.intent, 120)}")
+    # a producer's text that is nothing but bidi controls cleans to "": its part is left out
+    link = safe_link(handoff.source_url, handoff.source_label or handoff.source_system)
+    if link:
+        parts.append(f"🔗 {link}")
+    created_by, intent = mrkdwn(handoff.created_by, 120), mrkdwn(handoff.intent, 120)
+    if created_by:
+        parts.append(f"by {created_by}")
+    if intent:
+        parts.append(f"intent: {intent}")
     if handoff.confidence is not None:
         parts.append(f"confidence {round(handoff.confidence * 100)}%")
     if handoff.due_at is not None:
@@ -153,15 +164,22 @@ def _context_line(handoff: Handoff, now: datetime) -> Block:
     return ContextBlock(elements=[_md(part) for part in _context_parts(handoff, now)])
 
 
-def _summary(handoff: Handoff) -> Block | None:
-    return _section(mrkdwn(handoff.summary, SECTION_LIMIT)) if handoff.summary else None
+def _item_limit(limit: int) -> int:
+    """How much of one list item a part of `limit` characters shows: a cut list still shows a few."""
+    return min(ITEM_LIMIT, limit // 3)
 
 
-def _facts(handoff: Handoff) -> Block | None:
+def _summary(handoff: Handoff, limit: int) -> Block | None:
+    summary = mrkdwn(handoff.summary, limit)
+    return _section(summary) if summary.strip() else None  # Slack refuses a section without text
+
+
+def _facts(handoff: Handoff, limit: int) -> Block | None:
     if not handoff.facts:
         return None
-    lines = [f"*{mrkdwn(key, 100)}:* {mrkdwn(value, ITEM_LIMIT)}" for key, value in handoff.facts.items()]
-    return _section(_bullets("*Key facts*", lines))
+    item = _item_limit(limit)
+    lines = [f"*{mrkdwn(key, 100)}:* {mrkdwn(value, item)}" for key, value in handoff.facts.items()]
+    return _section(_bullets("*Key facts*", lines, limit))
 
 
 def _field(label: str, value: str) -> MarkdownTextObject:
@@ -202,8 +220,9 @@ def _fields(handoff: Handoff, now: datetime) -> Block:
         _field("Next action", mrkdwn_safe(handoff.next_action)),
         *_deadline_fields(handoff, now),
     ]
-    if handoff.definition_of_done:
-        fields.append(_field("Done when", mrkdwn_safe(handoff.definition_of_done)))
+    done_when = mrkdwn_safe(handoff.definition_of_done)
+    if done_when.strip():
+        fields.append(_field("Done when", done_when))
     if handoff.approvers:
         fields.append(_field("Approvers", ", ".join(mention(user) for user in handoff.approvers[:20])))
     return SectionBlock(fields=fields[:10])
@@ -216,28 +235,30 @@ def _review_banner(handoff: Handoff) -> Block | None:
     return _section(f"⚠️ *Needs approval*: {reasons}")
 
 
-def _list_block(heading: str, items: list[str]) -> Block | None:
+def _list_block(heading: str, items: list[str], limit: int) -> Block | None:
     if not items:
         return None
-    return _section(_bullets(heading, [mrkdwn(item, ITEM_LIMIT) for item in items]))
+    item = _item_limit(limit)
+    return _section(_bullets(heading, [mrkdwn(text, item) for text in items], limit))
 
 
-def _lists(handoff: Handoff) -> list[Block | None]:
+def _lists(handoff: Handoff) -> list[Part]:
     return [
-        _list_block("❓ *Missing info*", handoff.missing_info),
-        _list_block("🚩 *Risks*", handoff.risk_flags),
-        _list_block("✔️ *Already done*", handoff.already_done),
-        _list_block("🔒 *Constraints*", handoff.constraints),
-        _list_block("📌 *Decided*", handoff.decisions),
+        partial(_list_block, "❓ *Missing info*", handoff.missing_info),
+        partial(_list_block, "🚩 *Risks*", handoff.risk_flags),
+        partial(_list_block, "✔️ *Already done*", handoff.already_done),
+        partial(_list_block, "🔒 *Constraints*", handoff.constraints),
+        partial(_list_block, "📌 *Decided*", handoff.decisions),
     ]
 
 
-def _draft(handoff: Handoff) -> Block | None:
-    if not handoff.draft:
+def _draft(handoff: Handoff, limit: int) -> Block | None:
+    draft = mrkdwn_safe(handoff.draft)
+    if not draft.strip():
         return None
     heading = "📝 *Draft*\n"
-    quoted = "\n".join(f">{line}" for line in mrkdwn_safe(handoff.draft).split("\n"))
-    return _section(heading + truncate(quoted, SECTION_LIMIT - len(heading)))
+    quoted = "\n".join(f">{line}" for line in draft.split("\n"))
+    return _section(heading + truncate(quoted, limit - len(heading)))
 
 
 def _outcome(handoff: Handoff) -> Block | None:
@@ -252,8 +273,9 @@ def _outcome(handoff: Handoff) -> Block | None:
         line += f" · owner {mention(handoff.owner)}"
     if when is not None:
         line += f" · {slack_date(when)}"
-    if handoff.outcome_note:
-        line += f"\n*{label}:* {mrkdwn(handoff.outcome_note, NOTE_LIMIT)}"
+    note = mrkdwn(handoff.outcome_note, NOTE_LIMIT)
+    if note.strip():
+        line += f"\n*{label}:* {note}"
     return _section(line)
 
 
@@ -324,23 +346,56 @@ def _actions(handoff: Handoff, config: HandoffConfig) -> Block | None:
 # ---------------------------------------------------------------- public
 
 
-def card_blocks(handoff: Handoff, config: HandoffConfig, *, now: datetime) -> list[dict[str, Any]]:
-    """The card's blocks in SPEC order; `to_dict()` checks every Block Kit limit."""
-    candidates: list[Block | None] = [
-        _kind_line(handoff, config),
-        _title(handoff),
-        _context_line(handoff, now),
-        _summary(handoff),
-        _facts(handoff),
-        _fields(handoff, now),
-        _review_banner(handoff),
-        *_lists(handoff),
-        _draft(handoff),
-        _outcome(handoff),
-        _actions(handoff, config),
-    ]
+def _text_length(node: Any) -> int:
+    """The characters of text in a block's `to_dict()`: what counts against the message's total."""
+    if isinstance(node, dict):
+        return sum(len(v) if k == "text" and isinstance(v, str) else _text_length(v) for k, v in node.items())
+    if isinstance(node, list):
+        return sum(_text_length(item) for item in node)
+    return 0
+
+
+def _water_level(sizes: list[int], room: int) -> int:
+    """The largest size such that `sizes`, each cut to it, add up to at most `room`: the biggest are cut first."""
+    left = len(sizes)
+    for size in sorted(sizes):
+        if size * left > room:  # every part left is at least this big: they share what remains equally
+            return room // left
+        room -= size
+        left -= 1
+    return max(sizes, default=0)
+
+
+def _dumped(block: Block | None) -> dict[str, Any] | None:
+    return block.to_dict() if block is not None else None
+
+
+def _fit(parts: list[Part], room: int) -> list[dict[str, Any] | None]:
+    """Each part whole when all fit in `room` characters of text; else the biggest cut down to a common size."""
+    whole = [_dumped(part(SECTION_LIMIT)) for part in parts]
+    sizes = [_text_length(block) for block in whole]
+    cap = max(MIN_PART, _water_level(sizes, room))
+    return [block if size <= cap else _dumped(part(cap)) for part, block, size in zip(parts, whole, sizes, strict=True)]
+
+
+def card_blocks(
+    handoff: Handoff, config: HandoffConfig, *, now: datetime, text_budget: int = CARD_TEXT_BUDGET
+) -> list[dict[str, Any]]:
+    """The card's blocks in SPEC order; `to_dict()` checks every Block Kit limit.
+
+    All blocks together hold at most about `text_budget` characters of text: the summary, facts, lists and
+    draft share what the rest leaves, the biggest cut first with "…" (the database keeps them whole). A caller
+    that adds blocks (`/handoff show`) passes a smaller budget.
+    """
+    head = [_dumped(_kind_line(handoff, config)), _dumped(_title(handoff)), _dumped(_context_line(handoff, now))]
+    middle = [_dumped(_fields(handoff, now)), _dumped(_review_banner(handoff))]
+    tail = [_dumped(_outcome(handoff)), _dumped(_actions(handoff, config))]
+    room = text_budget - _text_length([*head, *middle, *tail])
+    summary, facts, *lists, draft = _fit(
+        [partial(_summary, handoff), partial(_facts, handoff), *_lists(handoff), partial(_draft, handoff)], room)
     # At most 17 blocks: far from the 50 a message may hold.
-    return [block.to_dict() for block in candidates if block is not None]
+    ordered = [*head, summary, facts, *middle, *lists, draft, *tail]
+    return [block for block in ordered if block is not None]
 
 
 def card_text(handoff: Handoff) -> str:

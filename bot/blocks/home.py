@@ -28,7 +28,7 @@ from slack_sdk.models.views import View
 
 from bot import ids
 from bot.blocks.card import URGENCY_EMOJI
-from bot.text import channel_link, is_channel_id, mention, mrkdwn, slack_date, truncate
+from bot.text import channel_link, is_channel_id, mention, mrkdwn, mrkdwn_cut, slack_date, truncate
 from handoffs.config import HandoffConfig
 from handoffs.durations import humanize
 from handoffs.lifecycle import Action, Actor, Refused, check_allowed
@@ -92,7 +92,7 @@ def _deadline(handoff: Handoff, now: datetime) -> str:
 
 
 def _line(handoff: Handoff, now: datetime, *, show_owner: bool) -> str:
-    title = mrkdwn(handoff.title, TITLE_LIMIT) or handoff.ref
+    title = mrkdwn_cut(handoff.title, TITLE_LIMIT) or handoff.ref
     facts = [_who(handoff) if show_owner else channel_link(handoff.channel), handoff.status.value]
     if _pending_review(handoff):
         facts.append("⚠️ needs approval")

@@ -18,7 +18,7 @@ from slack_sdk.models.blocks import (
 
 from bot import ids
 from bot.blocks.card import URGENCY_EMOJI, owner_text
-from bot.text import mrkdwn
+from bot.text import mrkdwn_cut
 from handoffs.durations import humanize
 from handoffs.model import Handoff
 
@@ -46,7 +46,7 @@ def handoff_line(handoff: Handoff, now: datetime, *, team_domain: str | None, nu
     url = card_url(handoff, team_domain)
     ref = f"<{url}|{handoff.ref}>" if url else handoff.ref
     text = (
-        f"{URGENCY_EMOJI[handoff.urgency]} *{ref}* {mrkdwn(handoff.title, 150)}\n"
+        f"{URGENCY_EMOJI[handoff.urgency]} *{ref}* {mrkdwn_cut(handoff.title, 150)}\n"
         f"{owner_text(handoff)} · {handoff.status.value} · {lateness(handoff, now)}"
     )
     accessory = ButtonElement(text="Nudge", action_id=ids.NUDGE, value=str(handoff.id)) if nudge else None

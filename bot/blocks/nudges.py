@@ -11,7 +11,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, Markdown
 
 from bot import ids
 from bot.blocks.card import URGENCY_EMOJI, owner_text
-from bot.text import mention, mrkdwn
+from bot.text import mention, mrkdwn, mrkdwn_cut
 from handoffs.durations import humanize
 from handoffs.lifecycle import ALLOWED_FROM, Action
 from handoffs.model import Handoff
@@ -47,7 +47,7 @@ def _open_card(permalink: str | None) -> list[ButtonElement]:
 
 def nudge_blocks(handoff: Handoff, payload: dict[str, Any], now: datetime, permalink: str | None) -> dict[str, Any]:
     """chat.postMessage arguments for one nudge; `payload` is the outbox row's (reason, number, of)."""
-    title, next_action = mrkdwn(handoff.title, 150), mrkdwn(handoff.next_action, 300)
+    title, next_action = mrkdwn_cut(handoff.title, 150), mrkdwn_cut(handoff.next_action, 300)
     number, of = int(payload.get("number") or 1), int(payload.get("of") or 1)
     who = _queue_ping(handoff) if payload.get("in_thread") else ""
     headline = (
@@ -84,7 +84,7 @@ def escalation_blocks(
     handoff: Handoff, payload: dict[str, Any], now: datetime, permalink: str | None
 ) -> dict[str, Any]:
     """chat.postMessage arguments for an escalation to a channel or a person."""
-    title, next_action = mrkdwn(handoff.title, 150), mrkdwn(handoff.next_action, 300)
+    title, next_action = mrkdwn_cut(handoff.title, 150), mrkdwn_cut(handoff.next_action, 300)
     nudges = int(payload.get("nudges") or 0)
     after = f" after {nudges} reminder{'s' if nudges != 1 else ''}" if nudges else ""
     headline = (
@@ -113,5 +113,5 @@ def stall_reason_reply(reason: str, actor: str) -> str:
 
 def wrong_owner_text(handoff: Handoff, user: str) -> str:
     where = "it is back in the queue" if not handoff.owner else f"it is still with {mention(handoff.owner)}"
-    return (f"↩️ {mention(user)} says *{handoff.ref}* {mrkdwn(handoff.title, 150)} is not theirs to do: {where}. "
+    return (f"↩️ {mention(user)} says *{handoff.ref}* {mrkdwn_cut(handoff.title, 150)} is not theirs to do: {where}. "
             f"Please assign it to the right person.")

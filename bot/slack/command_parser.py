@@ -126,12 +126,21 @@ def _stalled(words: list[str], known_kinds: frozenset[str]) -> Stalled:
             raise CommandError(f"`{word}` is not a user: mention the person with @ and pick them from the list.")
         elif word.startswith("#"):
             raise CommandError(f"`{word}` is not a channel: pick it with # from the list.")
-        elif word.lower() in known_kinds:
-            kind = word.lower()
+        elif (named := _kind_named(word, known_kinds)) is not None:
+            kind = named
         else:
             kinds = ", ".join(sorted(known_kinds))
             raise CommandError(f"`{word}` is neither a @user, a #channel nor a kind ({kinds}).")
     return Stalled(user, channel, kind)
+
+
+def _kind_named(word: str, known_kinds: frozenset[str]) -> str | None:
+    """The configured kind `word` names, spelled as configured (`crm-update` finds `CRM-Update`); an exact match
+    first, for kinds that differ only in case."""
+    if word in known_kinds:
+        return word
+    matches = [kind for kind in known_kinds if kind.casefold() == word.casefold()]
+    return matches[0] if len(matches) == 1 else None
 
 
 def parse_command(text: str, *, known_kinds: frozenset[str]) -> Command:

@@ -9,7 +9,17 @@ from pydantic import BaseModel
 
 from bot.posted_messages import valid_ts
 from bot.slack.message_content import message_content
-from handoffs.model import parse_ref
+from handoffs.model import USER_ID_PATTERN, parse_ref
+
+_USER_ID = re.compile(USER_ID_PATTERN)
+
+
+def acting_user(body: dict[str, Any]) -> str | None:
+    """The person a request acts as: an interaction's `user.id`, a slash command's `user_id`; None when the body
+    names nobody, or something that is not a Slack user id."""
+    user = body.get("user")
+    found = user.get("id") if isinstance(user, dict) else body.get("user_id")
+    return found if isinstance(found, str) and _USER_ID.match(found) else None
 
 
 class Click(BaseModel):

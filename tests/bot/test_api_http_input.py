@@ -6,7 +6,9 @@ nothing was stored. The storage-dependent behaviour runs on both backends in tes
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -246,6 +248,43 @@ def test_without_a_valid_token_even_a_malformed_or_invalid_body_is_401(anonymous
     assert counts(runtime) == before
 
 
+def _first_answer(server: LiveServer, request_head: bytes) -> tuple[int, dict[str, str], bytes]:
+    """The status, headers and body the server answers within 3 seconds to a request that declares a body and
+    sends only its first byte; status 0 when no answer came."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+        connection.sendall(request_head + b"{")
+        connection.settimeout(3)
+        answer = http.client.HTTPResponse(connection)
+        try:
+            answer.begin()
+            return answer.status, {name.lower(): value for name, value in answer.getheaders()}, answer.read()
+        except TimeoutError:
+            return 0, {}, b""
+
+
+@pytest.mark.parametrize("authorization", ["", "Authorization: Bearer wrong-token-123\r\n",
+                                           f"Authorization: Basic {API_TOKEN}\r\n"],
+                         ids=["no-token", "wrong-token", "not-bearer"])
+@pytest.mark.parametrize("path", ["/api/handoffs", "/api/handoffs/H-1/outcome"])
+def test_without_a_valid_token_the_401_comes_before_the_body_is_read(live_server: LiveServer, runtime: Runtime,
+                                                                     authorization: str, path: str) -> None:
+    """A client without a token that declares a body and sends only its first byte is answered at once (it used to
+    wait, unanswered, for a body that never came), with the same answer as any other unauthenticated request."""
+    before = counts(runtime)
+    head = (f"POST {path} HTTP/1.1\r\nHost: localhost\r\n{authorization}Content-Type: application/json\r\n"
+            "Content-Length: 200\r\n\r\n").encode()
+    status, headers, body = _first_answer(live_server, head)
+    assert (status, headers.get("www-authenticate")) == (401, "Bearer"), (status, headers)
+    assert json.loads(body) == {"detail": "missing or invalid bearer token"}
+    assert counts(runtime) == before
+
+
+def test_with_a_valid_token_a_body_declared_over_256_kib_is_still_413(live_server: LiveServer) -> None:
+    head = (f"POST /api/handoffs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {API_TOKEN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {256 * 1024 + 1}\r\n\r\n").encode()
+    assert _first_answer(live_server, head)[0] == 413  # answered unread, as before
+
+
 def test_every_api_route_needs_the_token(anonymous: httpx.Client, client: httpx.Client) -> None:
     ref = create(client, payload(owner="UOWNER"))["ref"]
     assert anonymous.get(f"/api/handoffs/{ref}").status_code == 401
@@ -303,6 +342,40 @@ def test_outcome_body_errors_are_422_and_change_nothing(client: httpx.Client, ru
     assert counts(runtime) == rows
 
 
+# Bodies json cannot read at all: nested deeper than its parser goes, and not UTF-8.
+UNREADABLE_BODIES = [pytest.param(b"[" * 100_000 + b"]" * 100_000, id="nested-too-deep"),
+                     pytest.param(b'{"outcome": "done", "note": "\xff\xfe"}', id="not-utf8")]
+
+
+@pytest.mark.parametrize("raw", UNREADABLE_BODIES)
+def test_an_outcome_body_json_cannot_read_is_the_same_422_as_on_intake(client: httpx.Client, runtime: Runtime,
+                                                                       raw: bytes) -> None:
+    """It was FastAPI's 400 "There was an error parsing the body", with no field named."""
+    ref = create(client, payload(owner="UOWNER"))["ref"]
+    before, rows = show(client, ref), counts(runtime)
+    json_headers = {"Content-Type": "application/json"}
+    response = client.post(f"/api/handoffs/{ref}/outcome", content=raw, headers=json_headers)
+    intake = client.post("/api/handoffs", content=raw, headers=json_headers)
+    assert response.status_code == 422, response.text
+    assert [error["loc"] for error in response.json()["detail"]] == [["body"]]
+    assert response.json() == intake.json()
+    assert show(client, ref) == before
+    assert counts(runtime) == rows
+
+
+@pytest.mark.parametrize("raw", [*UNREADABLE_BODIES, pytest.param(b'{"outcome": ""}', id="invalid")])
+def test_outcome_without_a_valid_token_is_401_whatever_the_body(anonymous: httpx.Client, client: httpx.Client,
+                                                               runtime: Runtime, raw: bytes) -> None:
+    ref = create(client, payload(owner="UOWNER"))["ref"]
+    rows = counts(runtime)
+    for ref_or_not in (ref, "nope"):
+        response = anonymous.post(f"/api/handoffs/{ref_or_not}/outcome", content=raw,
+                                  headers={"Content-Type": "application/json"})
+        assert (response.status_code, response.headers.get("WWW-Authenticate")) == (401, "Bearer"), ref_or_not
+        assert response.json() == {"detail": "missing or invalid bearer token"}
+    assert counts(runtime) == rows
+
+
 def test_outcome_for_an_unknown_handoff_is_404(client: httpx.Client, runtime: Runtime) -> None:
     before = counts(runtime)
     assert client.post("/api/handoffs/H-4242/outcome", json={"outcome": "done"}).status_code == 404
@@ -329,3 +402,32 @@ def test_healthz_and_the_openapi_document(anonymous: httpx.Client) -> None:
     body = paths["/api/handoffs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/HandoffIn"}
     assert schemas["HandoffIn"]["properties"]["source"]["anyOf"][0] == {"$ref": "#/components/schemas/Source"}
+
+
+# SPEC §6, as a client generated from the document (n8n, Zapier, an agent) must learn it: what each route answers.
+DOCUMENTED_ANSWERS = {
+    ("post", "/api/handoffs"): {"200", "201", "401", "409", "413", "422"},
+    ("get", "/api/handoffs/{ref}"): {"200", "401", "404"},
+    ("get", "/api/handoffs"): {"200", "401", "422"},
+    ("post", "/api/handoffs/{ref}/outcome"): {"200", "401", "404", "409", "413", "422"},
+    ("get", "/api/stats"): {"200", "401", "422"},
+    ("get", "/healthz"): {"200", "503"},
+}
+
+
+def test_the_openapi_document_declares_the_bearer_token_and_each_routes_answers(anonymous: httpx.Client) -> None:
+    """There was no security scheme, `POST /api/handoffs` documented no Authorization at all, the outcome route
+    left out 401, 404 and 409, and /healthz its 503."""
+    document = anonymous.get("/openapi.json").json()
+    [(scheme_name, scheme)] = document["components"]["securitySchemes"].items()
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    operations = {(method, path): operation for path, methods in document["paths"].items()
+                  for method, operation in methods.items()}
+    assert set(operations) == set(DOCUMENTED_ANSWERS)
+    for (method, path), operation in operations.items():
+        assert DOCUMENTED_ANSWERS[method, path] <= set(operation["responses"]), (method, path)
+        security: list[dict[str, list[str]]] | None = [{scheme_name: []}] if path.startswith("/api/") else None
+        assert operation.get("security") == security, (method, path)
+        assert "authorization" not in {p["name"].lower() for p in operation.get("parameters", [])}, (method, path)
+        if security:
+            assert operation["responses"]["401"]["headers"]["WWW-Authenticate"], (method, path)

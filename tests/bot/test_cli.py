@@ -131,6 +131,19 @@ def test_a_database_url_the_bot_cannot_use_stops_with_one_line_naming_it(
     assert result.stdout == ""  # not "database at sqlite:/// is up to date"
 
 
+@pytest.mark.parametrize("command", ["migrate", "serve"])
+def test_a_database_url_naming_a_file_that_is_not_sqlite_stops_with_one_line(tmp_path: Path, command: str) -> None:
+    """A typo naming another file (.env, a backup in another format): it was a DatabaseError traceback, exit 1."""
+    (tmp_path / "notes.txt").write_text("this is not a database\n" * 100)
+    result = run(tmp_path, command, DATABASE_URL="sqlite:///./notes.txt", SLACK_BOT_TOKEN="xoxb-1",
+                 SLACK_SIGNING_SECRET="s", HANDOFF_DEFAULT_CHANNEL="CHANDOFFS", PORT=str(free_port()))
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("handoff-bot: DATABASE_URL ") and "not a SQLite database" in line, line
+    assert result.stdout == ""
+    assert (tmp_path / "notes.txt").read_text() == "this is not a database\n" * 100
+
+
 def test_serve_with_a_malformed_setting_stops_before_serving(tmp_path: Path) -> None:
     result = run(tmp_path, "serve", PORT="abc", SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s")
     assert result.returncode == 2
@@ -347,6 +360,28 @@ def test_migrate_against_an_unreachable_database_is_one_line(
     assert main(["migrate"]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert "cannot reach the database" in line and "DATABASE_URL" in line
+
+
+@pytest.mark.parametrize("command", ["migrate", "serve"])
+def test_a_database_a_newer_bot_migrated_stops_with_one_line_naming_the_revision(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """A rollback after a newer version migrated: alembic's "Can't locate revision" was a traceback, exit 1."""
+    assert main(["migrate"]) == 0
+    with sqlite3.connect(clean_env / "handoffs.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0099_from_a_newer_bot'")
+    for name, value in {"PORT": str(free_port()), "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s",
+                        "HANDOFF_DEFAULT_CHANNEL": "CHANDOFFS"}.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    assert main([command]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith("handoff-bot: ") and "'0099_from_a_newer_bot'" in line, line
+    assert "newer version" in line and "backup" in line, line
+    with sqlite3.connect(clean_env / "handoffs.db") as connection:  # left as it was
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0099_from_a_newer_bot",)]
 
 
 def test_a_connection_option_postgresql_does_not_know_is_one_line(

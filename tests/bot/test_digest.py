@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -223,17 +224,29 @@ def test_a_process_started_just_after_the_digest_time_still_sends_it(
 ) -> None:
     """The jobs live in memory, so a restart just after `at` had no missed run to catch up on: no digest that day."""
     clock.now = started.astimezone(UTC)
+    with digest_scheduled(digest_runtime) as scheduler:
+        assert_caught_up(digest_runtime, scheduler, "2025-03-13" if catches_up else None)
+        assert scheduler.get_job(DIGEST_JOB_ID) is not None  # the daily job stays
+
+
+@contextlib.contextmanager
+def digest_scheduled(runtime: Runtime) -> Iterator[BackgroundScheduler]:
+    """A scheduler with the digest's jobs, as `serve` starts it, running for the block."""
     scheduler = BackgroundScheduler(timezone=UTC)
-    add_digest_job(scheduler, digest_runtime)
+    add_digest_job(scheduler, runtime)
     scheduler.start()
     try:
-        if catches_up:
-            wait_until(lambda: days_claimed(digest_runtime) == ["2025-03-13"], what="the day's digest")
-        else:
-            assert scheduler.get_job(CATCH_UP_JOB_ID) is None and days_claimed(digest_runtime) == []
-        assert scheduler.get_job(DIGEST_JOB_ID) is not None  # the daily job stays
+        yield scheduler
     finally:
         scheduler.shutdown(wait=False)
+
+
+def assert_caught_up(runtime: Runtime, scheduler: BackgroundScheduler, day: str | None) -> None:
+    """The start's catch-up sent `day`'s digest, or (None) there was nothing to catch up on."""
+    if day is not None:
+        wait_until(lambda: days_claimed(runtime) == [day], what=f"the digest of {day}")
+    else:
+        assert scheduler.get_job(CATCH_UP_JOB_ID) is None and days_claimed(runtime) == []
 
 
 @pytest.mark.parametrize(("started", "catches_up"), [
@@ -246,16 +259,10 @@ def test_a_digest_due_just_before_midnight_is_sent_by_a_process_started_just_aft
     """The catch-up only looked at today's `at`: a restart at 00:10 never sent the 23:30 digest of the day before."""
     config = digest_config(digest={"channel": DIGEST_CHANNEL, "at": "23:30"})
     runtime = build_runtime(make_settings(database_url), config=config, clock=Clock(started.astimezone(UTC)))
-    scheduler = BackgroundScheduler(timezone=UTC)
-    add_digest_job(scheduler, runtime)
-    scheduler.start()
     try:
-        if catches_up:
-            wait_until(lambda: days_claimed(runtime) == ["2025-03-13"], what="the 13th's digest")
-        else:
-            assert scheduler.get_job(CATCH_UP_JOB_ID) is None and days_claimed(runtime) == []
+        with digest_scheduled(runtime) as scheduler:
+            assert_caught_up(runtime, scheduler, "2025-03-13" if catches_up else None)
     finally:
-        scheduler.shutdown(wait=False)
         runtime.close()
 
 
@@ -271,6 +278,67 @@ def test_a_late_run_after_midnight_sends_and_claims_the_day_it_was_due(database_
         assert send_digest(runtime, datetime(2025, 3, 14, 0, 20, tzinfo=BERLIN)) is False  # the 13th's, again
         assert send_digest(runtime, datetime(2025, 3, 14, 23, 30, tzinfo=BERLIN)) is True  # the 14th's, on time
         assert days_claimed(runtime) == ["2025-03-13", "2025-03-14"]
+    finally:
+        runtime.close()
+
+
+def fire_times(trigger: Any, start: datetime, count: int) -> list[datetime]:
+    """`count` fire times of `trigger` from `start`, asked the way APScheduler asks after each run."""
+    fires = [trigger.get_next_fire_time(None, start)]
+    while len(fires) < count:
+        fires.append(trigger.get_next_fire_time(fires[-1], fires[-1] + timedelta(milliseconds=5)))
+    return fires
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("zone", "at", "first_day", "skipped_at"), [
+    ("Europe/Berlin", "00:00", date(2025, 3, 29), None),  # summer time from Sunday 30 March, 02:00
+    ("Europe/Berlin", "00:30", date(2025, 3, 29), None),
+    ("America/New_York", "00:00", date(2025, 3, 8), None),  # Sunday 9 March, 02:00
+    ("America/Santiago", "00:00", date(2025, 9, 5), date(2025, 9, 7)),  # midnight of Sunday 7 September is skipped
+    ("Africa/Cairo", "00:00", date(2025, 4, 23), date(2025, 4, 25)),  # midnight of Friday 25 April is skipped
+    ("Europe/Berlin", "02:30", date(2025, 3, 28), date(2025, 3, 30)),
+])
+def test_the_digest_is_sent_every_day_across_the_spring_clock_change(
+    database_url: str, zone: str, at: str, first_day: date, skipped_at: date | None,
+) -> None:
+    """APScheduler's CronTrigger skipped the whole day after the change when `at` was in the day's first hour:
+    no digest that day. An `at` the clocks skip comes an hour later that day (Santiago: 01:00 on the 7th)."""
+    tz = ZoneInfo(zone)
+    config = digest_config(timezone=zone, digest={"channel": DIGEST_CHANNEL, "at": at})
+    runtime = build_runtime(make_settings(database_url), config=config, clock=Clock(NOW))
+    scheduler = BackgroundScheduler(timezone=tz)
+    try:
+        add_digest_job(scheduler, runtime)
+        job = scheduler.get_job(DIGEST_JOB_ID)
+        assert job is not None
+        days = [first_day + timedelta(days=offset) for offset in range(5)]
+        start = datetime.combine(first_day - timedelta(days=1), time(12), tzinfo=tz)
+        fires = fire_times(job.trigger, start, 5)
+        wanted = time.fromisoformat(at)
+        assert [fire.astimezone(tz).date() for fire in fires] == days
+        assert [fire.astimezone(tz).time() == wanted for fire in fires] == [day != skipped_at for day in days]
+        for fire in fires:
+            runtime.clock = Clock(fire)
+            job.func()
+        assert days_claimed(runtime) == [day.isoformat() for day in days]
+    finally:
+        runtime.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_digest_due_in_the_repeated_hour_of_autumn_fires_once_that_day(database_url: str, clock: Clock) -> None:
+    config = digest_config(digest={"channel": DIGEST_CHANNEL, "at": "02:30"})
+    runtime = build_runtime(make_settings(database_url), config=config, clock=clock)
+    scheduler = BackgroundScheduler(timezone=BERLIN)
+    try:
+        add_digest_job(scheduler, runtime)
+        job = scheduler.get_job(DIGEST_JOB_ID)
+        assert job is not None
+        fires = fire_times(job.trigger, datetime(2025, 10, 25, 12, 0, tzinfo=BERLIN), 3)
+        assert [fire.astimezone(UTC) for fire in fires] == [
+            datetime(2025, 10, 26, 0, 30, tzinfo=UTC),  # the first 02:30 (CEST) of Sunday 26 October, only
+            datetime(2025, 10, 27, 1, 30, tzinfo=UTC), datetime(2025, 10, 28, 1, 30, tzinfo=UTC)]
     finally:
         runtime.close()
 

@@ -211,6 +211,7 @@ class FakeSlack:
         self._last_ts_us = 0
         self._view_counter = itertools.count(1)
         self._posted: dict[tuple[str, str], dict[str, Any]] = {}
+        self._dm_users: dict[str, str] = {}  # a DM conversations.open answered -> the person it is with
         self._faults: dict[str, list[_Fault]] = {}
         self._failing_channels: dict[str, str] = {}
         self._delays: dict[str | None, float] = {}
@@ -717,6 +718,9 @@ class FakeSlack:
         if not users and not params.get("channel"):
             return {"ok": False, "error": "users_list_not_supplied"}
         channel_id = str(params.get("channel") or "D" + users.replace(",", "").lstrip("U"))
+        if users and "," not in users:
+            with self._lock:
+                self._dm_users[channel_id] = users
         return {"ok": True, "channel": {"id": channel_id}}
 
     def _history(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -740,8 +744,11 @@ class FakeSlack:
     def _posted_after(
         self, channel: str, params: dict[str, Any], keep: Callable[[dict[str, Any]], bool],
     ) -> list[dict[str, Any]]:
+        """What was posted in `channel` after ``oldest``; in a DM, also what was posted to its person's user id
+        (chat.postMessage to a user id posts in their DM with the app)."""
         oldest = float(params.get("oldest") or 0)
-        return [m for (where, ts), m in self._posted.items() if where == channel and float(ts) > oldest and keep(m)]
+        names = {channel, self._dm_users.get(channel, channel)}
+        return [m for (where, ts), m in self._posted.items() if where in names and float(ts) > oldest and keep(m)]
 
     @staticmethod
     def _page(messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:

@@ -400,6 +400,29 @@ def test_snooze_needs_a_time_within_thirty_days(config: HandoffConfig, until: An
         assert caught.value.code == "bad_argument"
 
 
+@pytest.mark.parametrize(("until", "repeat"), [
+    (NOW + timedelta(hours=1), True), (NOW + timedelta(hours=1, seconds=40), True),  # "1h" pressed twice
+    (NOW + timedelta(hours=1, minutes=5), False), (NOW + timedelta(minutes=10), False),  # a later, an earlier end
+])
+def test_a_snooze_to_the_end_already_in_force_is_a_repeat(config: HandoffConfig, until: Any, repeat: bool) -> None:
+    handoff = handoff_in_status(Status.claimed, snoozed_until=NOW + timedelta(hours=1))
+    if not repeat:
+        assert decide(handoff, request_for(Action.snooze, until=until), OWNER, config, NOW).updates == {
+            "snoozed_until": until}
+        return
+    with pytest.raises(Refused) as caught:
+        decide(handoff, request_for(Action.snooze, until=until), OWNER, config, NOW)
+    assert caught.value.code == "already_noted"
+    assert f"{handoff.ref} waits until" in caught.value.reason
+
+
+def test_a_snooze_that_has_ended_does_not_make_the_next_a_repeat(config: HandoffConfig) -> None:
+    handoff = handoff_in_status(Status.claimed, snoozed_until=NOW - timedelta(seconds=30))
+    until = NOW + timedelta(seconds=20)
+    assert decide(handoff, request_for(Action.snooze, until=until), OWNER, config, NOW).updates == {
+        "snoozed_until": until}
+
+
 def test_notes_are_bounded(config: HandoffConfig) -> None:
     with pytest.raises(Refused) as caught:
         decide(handoff_in_status(Status.claimed), request_for(Action.close, note="x" * 2001), OWNER, config, NOW)

@@ -269,3 +269,43 @@ def test_snooze_until_tomorrow_is_the_next_opening_in_the_persons_zone() -> None
     friday = datetime(2025, 3, 14, 16, 0, tzinfo=BERLIN)
     assert snooze_until_tomorrow(friday, config, BERLIN) == datetime(2025, 3, 17, 9, 0, tzinfo=BERLIN)
     assert snooze_until_tomorrow(WED, config, TOKYO) == datetime(2025, 3, 13, 9, 0, tzinfo=TOKYO)
+
+
+def test_a_reminder_due_in_the_repeated_hour_of_a_clock_change_is_not_scheduled_before_the_sweep_looks() -> None:
+    """Berlin, 26 October 2025, a round-the-clock desk: the deadline at 02:15 CET (the hour's second run) put the
+    next reminder at 02:30 CEST, 45 minutes before the deadline and before the look the sweep stores."""
+    config = parse_config({
+        **DEFAULT_CONFIG, "timezone": "Europe/Berlin",
+        "business_hours": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "23:59"},
+        "nudges": {"check_every": "1m", "repeat_every": "15m", "max_nudges": 3, "business_hours_only": True},
+    })
+    deadline = datetime(2025, 10, 26, 1, 15, tzinfo=UTC)
+    handoff = unclaimed(claim_by=deadline, nudge_count=1, last_nudged_at=deadline)
+    look, real = earliest_look(handoff, config), scheduled_at(handoff, config, BERLIN)
+    assert real == deadline + timedelta(minutes=15)
+    assert look is not None and look <= real
+
+
+@pytest.mark.parametrize(("pressed", "until"), [
+    (datetime(2025, 3, 11, 0, 30), datetime(2025, 3, 11, 9, 0)),  # Tuesday 00:30: this morning, not Wednesday's
+    (datetime(2025, 3, 11, 3, 59), datetime(2025, 3, 11, 9, 0)),
+    (datetime(2025, 3, 11, 4, 0), datetime(2025, 3, 12, 9, 0)),  # from 04:00 "tomorrow" is the next day
+    (datetime(2025, 3, 11, 7, 0), datetime(2025, 3, 12, 9, 0)),
+    (datetime(2025, 3, 10, 23, 0), datetime(2025, 3, 11, 9, 0)),
+    (datetime(2025, 3, 14, 19, 0), datetime(2025, 3, 17, 9, 0)),  # Friday evening: Monday
+    (datetime(2025, 3, 15, 1, 0), datetime(2025, 3, 17, 9, 0)),  # the night after Friday: Monday still
+])
+def test_snooze_until_tomorrow_counts_the_small_hours_as_the_night_before(pressed: datetime, until: datetime) -> None:
+    config = config_with(business_hours=True)
+    snoozed = snooze_until_tomorrow(pressed.replace(tzinfo=BERLIN).astimezone(UTC), config, BERLIN)
+    assert snoozed == until.replace(tzinfo=BERLIN)
+
+
+def test_snooze_until_tomorrow_never_ends_in_the_past_when_business_hours_open_before_dawn() -> None:
+    config = parse_config({**DEFAULT_CONFIG, "timezone": "Europe/Berlin",
+                           "business_hours": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "02:00",
+                                              "end": "18:00"}})
+    tuesday_0330 = datetime(2025, 3, 11, 3, 30, tzinfo=BERLIN)
+    assert snooze_until_tomorrow(tuesday_0330, config, BERLIN) == datetime(2025, 3, 12, 2, 0, tzinfo=BERLIN)
+    tuesday_0130 = datetime(2025, 3, 11, 1, 30, tzinfo=BERLIN)
+    assert snooze_until_tomorrow(tuesday_0130, config, BERLIN) == datetime(2025, 3, 11, 2, 0, tzinfo=BERLIN)

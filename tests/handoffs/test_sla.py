@@ -154,3 +154,32 @@ def test_a_week_is_as_many_business_days_as_the_week_has() -> None:
     # started on a closed day, it counts from the next opening, as any span does
     assert add_business_time(berlin(2025, 3, 15, 11, 0), one_week, HOURS, BERLIN) == berlin(2025, 3, 21, 18, 0)
     assert add_business_time(berlin(2025, 3, 12, 10, 0), one_week, None, BERLIN) == berlin(2025, 3, 19, 10, 0)
+
+
+ALL_DAY = BusinessHours.model_validate({"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                                        "start": "00:00", "end": "23:59"})
+CAIRO_WEEK = BusinessHours.model_validate({"days": ["sun", "mon", "tue", "wed", "thu"],
+                                           "start": "08:00", "end": "23:59"})
+
+
+@pytest.mark.parametrize(("hours", "zone", "start"), [
+    # Berlin, Sunday 26 October 2025: 02:15 in the second (CET) run of the repeated 02:00-03:00 hour
+    (ALL_DAY, BERLIN, datetime(2025, 10, 26, 1, 15, tzinfo=UTC)),
+    # Cairo, Thursday 30 October 2025: clocks go back at 24:00, 23:30 in the second (EET) run of the 23:00 hour
+    (CAIRO_WEEK, ZoneInfo("Africa/Cairo"), datetime(2025, 10, 30, 21, 30, tzinfo=UTC)),
+])
+def test_business_time_added_in_the_repeated_hour_of_a_clock_change_is_real_time_after_the_start(
+    hours: BusinessHours, zone: ZoneInfo, start: datetime,
+) -> None:
+    """The wall-clock sum dropped the second run of the hour: 15 minutes came out 45 minutes BEFORE the start."""
+    assert add_business_time(start, timedelta(minutes=15), hours, zone) == start + timedelta(minutes=15)
+
+
+def test_business_time_across_the_repeated_hour_counts_the_hour_it_really_lasts() -> None:
+    """Two business hours from 01:30 CEST on the night the clocks go back end at 02:30 CET, two real hours later,
+    not at 03:30 CET (three)."""
+    start = berlin(2025, 10, 26, 1, 30)
+    due = add_business_time(start, timedelta(hours=2), ALL_DAY, BERLIN)
+    assert due.astimezone(UTC) - start.astimezone(UTC) == timedelta(hours=2)
+    assert next_business_moment(datetime(2025, 10, 26, 1, 15, tzinfo=UTC), ALL_DAY, BERLIN) == datetime(
+        2025, 10, 26, 1, 15, tzinfo=UTC)

@@ -108,10 +108,11 @@ def test_the_body_is_fixed_json_with_the_event_the_delivery_the_handoff_and_the_
         "event": "escalated",
         "delivery": effect.payload["delivery"],
         "occurred_at": NOW.isoformat(),
-        "handoff": handoff_json(handoff),
+        "handoff": handoff_json(handoff, callback_url=False),
         "actor": {"id": "sla", "type": "system"},
     }
     assert sent["handoff"]["ref"] == "H-42" and sent["handoff"]["facts"] == {"company": "ACME"}
+    assert CALLBACK not in effect.payload["body"]  # other receivers get this body too
     assert len(effect.payload["delivery"]) == 32
 
 

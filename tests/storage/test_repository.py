@@ -14,10 +14,10 @@ from sqlalchemy import func, insert, text
 from sqlmodel import SQLModel, select
 
 from bot.runtime import Runtime
-from handoffs.effects import POST_CARD, THREAD_REPLY, UPDATE_CARD
+from handoffs.effects import POST_CARD, THREAD_REPLY, UPDATE_CARD, direct_message
 from handoffs.lifecycle import Action, Actor, Refused, Request
 from handoffs.model import HandoffEdit, HandoffIn, Status, Urgency
-from handoffs.ports import Created, CreateResult, IdempotencyConflict
+from handoffs.ports import Created, CreateResult, Effect, IdempotencyConflict
 from handoffs.public import handoff_json
 from handoffs.service import HandoffService, NotFound
 from storage import migrate
@@ -477,3 +477,26 @@ def test_the_migration_keeps_each_stored_key_with_its_first_holder(runtime: Runt
     assert sorted(map(tuple, keys)) == [("", "c", first.id), ("mail", "a", original.id), ("mail", "b", original.id)]
     retried = service.submit(HandoffIn.model_validate(sighted), actor="p")
     assert (retried.result, retried.handoff.id, retried.handoff.seen_count) == (Created.duplicate, original.id, 2)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_managers_nudge_within_five_minutes_of_the_last_is_a_repeat(
+    runtime: Runtime, service: HandoffService, clock: Clock,
+) -> None:
+    """A double click, or two managers at once, remind the owner once; a nudge later on goes again."""
+    handoff = submit(service, owner="UANNA").handoff
+    manager = Actor("UMANAGER")
+
+    def message(_: Any) -> list[Effect]:
+        return [direct_message("UANNA", "nudge")]
+
+    service.nudge(handoff.id, manager, message=message)
+    clock.now += timedelta(minutes=4)
+    with pytest.raises(Refused) as caught:
+        service.nudge(handoff.id, manager, message=message)
+    assert caught.value.code == "already_noted"
+    clock.now += timedelta(minutes=1, seconds=1)
+    service.nudge(handoff.id, manager, message=message)
+    nudges = [e for e in runtime.repo.events(handoff.id) if e.action == "nudged"]
+    assert len(nudges) == 2
+    assert [e.data["code"] for e in runtime.repo.events(handoff.id) if e.action == "refused"] == ["already_noted"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from http.client import BadStatusLine, IncompleteRead
 from typing import Any
 
 import pytest
 from alembic import command
 from slack_sdk import WebClient
+from slack_sdk.web import SlackResponse
 from sqlalchemy import func, select, text
 from sqlmodel import col
 
@@ -239,3 +241,44 @@ def test_owners_beyond_one_ticks_lookups_wait_to_be_looked_up_rather_than_be_jud
             assert sweeper.tick().nudged == 60
         finally:
             runtime.close()
+
+
+class UsersInfoFailing(WebClient):
+    """users.info for `failing` raises `error` the way slack_sdk's urllib client lets it through; others are in UTC."""
+
+    def __init__(self, failing: str, error: Exception) -> None:
+        super().__init__(token="xoxb-test")
+        self.failing, self.error = failing, error
+
+    def users_info(self, *, user: str, include_locale: bool | None = None, **kwargs: Any) -> SlackResponse:
+        if user == self.failing:
+            raise self.error
+        return SlackResponse(client=self, http_verb="POST", api_url="users.info", req_args={},
+                             data={"ok": True, "user": {"id": user, "tz": "UTC"}}, headers={}, status_code=200)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("error", [
+    IncompleteRead(b'{"ok": true, "user": {', 478),  # an answer cut short (a proxy, a dropped connection)
+    BadStatusLine("HTTP/1.1 2"),
+    RuntimeError("an answer of a shape never seen"),
+])
+def test_one_persons_failed_lookup_does_not_stop_anyone_elses_reminder(database_url: str, error: Exception) -> None:
+    """A users.info failure that is neither an OSError nor a ValueError escaped People.warm: every tick failed
+    before nudging anyone, for ever. The person is judged in the team's zone, as after any failed lookup."""
+    config = parse_config({
+        **CONFIG, "timezone": "UTC",
+        "business_hours": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"},
+        "nudges": {**CONFIG["nudges"], "business_hours_only": True},
+    })
+    clock = Clock(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))  # a Monday, inside business hours
+    runtime = build_runtime(make_settings(database_url), config=config, clock=clock)
+    try:
+        for owner in ("UANNA", "UBEN", None):  # Anna's lookup fails; Ben's works; the queue needs nobody's
+            runtime.service.submit(handoff_in(owner=owner), actor="producer")
+        clock.now += timedelta(hours=2)
+        people = People(UsersInfoFailing("UANNA", error), config.zone)
+        assert Sweeper(runtime, people).tick().nudged == 3
+        assert people.knows("UANNA") and people.zone_of("UANNA") == config.zone
+    finally:
+        runtime.close()

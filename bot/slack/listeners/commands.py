@@ -1,13 +1,16 @@
 """`/handoff`: every answer is private and goes back in the ack itself (no Web API call, no waiting).
 
 Subcommands that need a form (`new`, `close` without an outcome) ack first and open the modal in a
-lazy listener while the trigger is fresh.
+lazy listener while the trigger is fresh. `stats` over a busy period can take longer than Slack waits for
+the ack: past STATS_WAIT_SECONDS the ack says the figures follow, and they come as a private notice.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as StillWorking
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import ids
-from bot.blocks.card import card_blocks
+from bot.blocks.card import CARD_TEXT_BUDGET, card_blocks
 from bot.blocks.lists import PAGE_SIZE, list_blocks
 from bot.blocks.modals import close_modal
 from bot.blocks.new_modal import new_handoff_modal
@@ -39,13 +42,13 @@ from bot.slack.command_parser import (
     parse_command,
 )
 from bot.slack.listeners.shortcuts import message_plain_text, tell_the_form_did_not_open
-from bot.text import ELLIPSIS, mrkdwn_safe
-from handoffs.effects import private_notice
+from bot.text import ELLIPSIS, mention, mrkdwn_safe
+from handoffs.effects import direct_message, private_notice
 from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed, closing_outcomes, is_manager
 from handoffs.metrics import collect_stats, parse_period
 from handoffs.model import Event, Handoff
 from handoffs.service import NotFound
-from storage.board_queries import awaiting_approval_of
+from storage.board_queries import COUNT_CAP, BoardList, mine_page
 from storage.metrics_queries import MetricsQueries
 
 log = logging.getLogger("handoff_bot.slack.commands")
@@ -63,6 +66,8 @@ SHOWN_EVENTS = 10
 FORM_TOO_SLOW = "Slack did not open the form in time; please run the command again."
 MAX_PAGE_OFFSET = 1_000_000  # far past any list a person pages through; keeps the query's OFFSET in range
 EVENTS_TEXT_LIMIT = 3000  # a context element's text
+STATS_WAIT_SECONDS = 1.5  # then the ack goes without the figures: Slack gives up on it after 3 s
+STATS_THREADS = 2  # figures worked out at once; more wait their turn rather than load the database further
 
 
 @dataclass
@@ -88,10 +93,15 @@ class Caller:
 def register(app: App, runtime: Runtime) -> None:
     known_kinds = frozenset(runtime.config.kinds)
 
+    figures = ThreadPoolExecutor(STATS_THREADS, thread_name_prefix="handoff-stats")
+
     def answer(ack: Ack, body: dict[str, Any]) -> None:
         caller = Caller.of(body)
         try:
             command = parse_command(str(body.get("text", "")), known_kinds=known_kinds)
+            if isinstance(command, Stats):
+                _answer_stats(ack, runtime, command, caller, figures)
+                return
             reply = respond(runtime, command, caller)
         except CommandError as error:
             reply = Answer(f"{error.problem}\n{USAGE}")
@@ -116,8 +126,8 @@ def register(app: App, runtime: Runtime) -> None:
             offset = min(max(0, int(request.get("offset") or 0)), MAX_PAGE_OFFSET)
         except (ValueError, TypeError, AttributeError, CommandError):
             return  # not a value this bot wrote
-        if not isinstance(command, Stalled):
-            return  # only `/handoff stalled` pages: a forged value never runs another command
+        if not isinstance(command, Stalled | Mine):
+            return  # only the lists page: a forged value never runs another command
         caller = Caller(str((body.get("user") or {}).get("id", "")), (body.get("channel") or {}).get("id"),
                         (body.get("team") or {}).get("domain"))
         reply = respond(runtime, command, caller, offset=offset)
@@ -138,7 +148,7 @@ def respond(runtime: Runtime, command: Command, caller: Caller, *, offset: int =
     if isinstance(command, New):
         return Answer("Opening the new handoff form…")
     if isinstance(command, Mine):
-        return _mine(runtime, caller)
+        return _mine(runtime, caller, offset)
     if isinstance(command, Stalled):
         return _stalled(runtime, command, caller, offset)
     if isinstance(command, Show):
@@ -148,17 +158,23 @@ def respond(runtime: Runtime, command: Command, caller: Caller, *, offset: int =
     return _act(runtime, command, caller)
 
 
-def _mine(runtime: Runtime, caller: Caller) -> Answer:
+def _mine(runtime: Runtime, caller: Caller, offset: int) -> Answer:
+    """What the caller owns and what waits for their approval, newest first, 15 of each a page with the totals;
+    "More" shows the next 15 of each."""
     now = runtime.clock()
-    owned = runtime.repo.owned_by(caller.user, limit=PAGE_SIZE + 1)
-    awaiting = awaiting_approval_of(runtime.repo, caller.user, limit=PAGE_SIZE + 1)
-    blocks = list_blocks("Yours", owned, now, team_domain=caller.team_domain, empty="You own nothing open.")
-    blocks += list_blocks("Waiting for your approval", awaiting, now, team_domain=caller.team_domain,
-                          empty="Nothing waits for your approval.")
-    more = len(owned) > PAGE_SIZE or len(awaiting) > PAGE_SIZE
-    footer = "\n_Showing the newest 15 of each; the App Home has the full board._" if more else ""
-    return Answer(f"You own {len(owned[:PAGE_SIZE])} open handoff(s); "
-                  f"{len(awaiting[:PAGE_SIZE])} wait for your approval.{footer}", blocks)
+    owned, awaiting = mine_page(runtime.repo, caller.user, offset=offset, limit=PAGE_SIZE + 1)
+    paged = owned if len(owned.items) > PAGE_SIZE else awaiting  # the one "More" goes under a list that has more
+    blocks: list[dict[str, Any]] = []
+    for heading, rows, empty in (("Yours", owned, "You own nothing open."),
+                                 ("Waiting for your approval", awaiting, "Nothing waits for your approval.")):
+        blocks += list_blocks(heading + (f" (from #{offset + 1})" if offset else ""), rows.items, now,
+                              team_domain=caller.team_domain, empty=empty, offset=offset,
+                              more_query="mine" if rows is paged else None)
+    return Answer(f"You own {_total(owned)} open handoff(s); {_total(awaiting)} wait for your approval.", blocks)
+
+
+def _total(rows: BoardList) -> str:
+    return f"{COUNT_CAP}+" if rows.capped else str(rows.total)
 
 
 def _stalled(runtime: Runtime, command: Stalled, caller: Caller, offset: int) -> Answer:
@@ -181,7 +197,7 @@ def _show(runtime: Runtime, handoff_id: int, caller: Caller) -> Answer:
     except NotFound as missing:
         return Answer(f"{missing}.\n{USAGE}")
     events = runtime.repo.events(handoff_id, limit=SHOWN_EVENTS)
-    blocks = card_blocks(handoff, runtime.config, now=runtime.clock())
+    blocks = card_blocks(handoff, runtime.config, now=runtime.clock(), text_budget=CARD_TEXT_BUDGET - EVENTS_TEXT_LIMIT)
     lines = whole_lines([_event_line(event) for event in events], EVENTS_TEXT_LIMIT)
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": lines or "No events."}]})
     return Answer(f"{handoff.ref}: {mrkdwn_safe(handoff.title)}", blocks[:50])
@@ -204,9 +220,35 @@ def whole_lines(lines: list[str], limit: int) -> str:
 
 
 def _event_line(event: Event) -> str:
-    actor = f"<@{event.actor}>" if event.actor[:1] in ("U", "W") and event.actor.isalnum() else mrkdwn_safe(event.actor)
+    actor = mention(event.actor)  # a Slack user id is mentioned; an API client's token name is inert text
     when = f"<!date^{int(event.at.timestamp())}^{{date_short_pretty}} {{time}}|{event.at:%Y-%m-%d %H:%M} UTC>"
     return f"{when} · {event.action} by {actor}"
+
+
+def _answer_stats(ack: Ack, runtime: Runtime, command: Stats, caller: Caller, figures: ThreadPoolExecutor) -> None:
+    """The figures in the ack when they are ready within STATS_WAIT_SECONDS; else an ack saying they follow, and
+    the figures as a private notice once worked out."""
+    working = figures.submit(_stats, runtime, command.period)
+    try:
+        reply = working.result(timeout=STATS_WAIT_SECONDS)
+    except StillWorking:
+        Answer(f"Working out the figures for the last {command.period}: they follow here in a moment.").send(ack)
+        working.add_done_callback(lambda done: _send_figures_later(runtime, caller, done))
+        return
+    reply.send(ack)
+
+
+def _send_figures_later(runtime: Runtime, caller: Caller, done: Future[Answer]) -> None:
+    error = done.exception()
+    if error is not None:
+        log.error("/handoff stats failed for %s", caller.user, exc_info=error)
+        reply = Answer("The figures could not be worked out; please try again in a minute.")
+    else:
+        reply = done.result()
+    notice = (private_notice(caller.channel, caller.user, reply.text, reply.blocks or None) if caller.channel
+              else direct_message(caller.user, reply.text))
+    runtime.repo.enqueue([notice])
+    runtime.notify()
 
 
 def _stats(runtime: Runtime, period: str) -> Answer:

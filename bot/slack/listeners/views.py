@@ -15,7 +15,7 @@ from bot.runtime import Runtime
 from handoffs.effects import publish_home
 from handoffs.intake import IntakeRejected, NoRoute
 from handoffs.lifecycle import Action, Actor, Refused, Request
-from handoffs.model import Handoff
+from handoffs.model import Handoff, HandoffIn, ref_of
 from handoffs.ports import Created, IdempotencyConflict
 from handoffs.service import NotFound
 
@@ -33,6 +33,9 @@ _FIELD_BLOCKS = {
     "due_at": ids.EDIT_DUE_AT,
 }
 _MAIN_BLOCK = {Action.edit: ids.EDIT_TITLE, Action.reject: ids.REJECT_REASON, Action.close: ids.CLOSE_OUTCOME}
+
+FORM_KEY_PREFIX = "slack-form:"  # + the form's view id: the external_id of a handoff made with the New form
+MAX_VIEW_ID = 100  # Slack's are ~11 characters; external_id holds 200
 
 RequestBuilder = Callable[[dict[str, Any], Handoff, ModalContext, Runtime], Request]
 
@@ -111,6 +114,7 @@ def _new_handoff_submission(runtime: Runtime) -> Callable[..., None]:
         actor = (body.get("user") or {}).get("id", "")
         try:
             payload = parse_new_handoff(view.get("state", {}).get("values", {}), source, now=runtime.clock())
+            payload = _keyed_by_form(payload, view)
             if unfit := runtime.why_cannot_own(payload.owner, named="The owner you picked"):
                 raise ModalError({ids.NEW_OWNER: unfit})  # as reassigning would refuse them
             result = runtime.service.submit(payload, actor=actor, source_message=source.message)
@@ -120,10 +124,24 @@ def _new_handoff_submission(runtime: Runtime) -> Callable[..., None]:
         except IntakeRejected as rejected:
             ack(response_action="errors", errors=intake_errors(rejected.errors, payload.kind))
             return
-        except (IdempotencyConflict, NoRoute) as problem:
+        except IdempotencyConflict as conflict:
+            ack(response_action="errors", errors={ids.NEW_TITLE: f"This form was already sent as "
+                                                                 f"{ref_of(conflict.existing_id)}; open a new one "
+                                                                 f"for another handoff."})
+            return
+        except NoRoute as problem:
             ack(response_action="errors", errors={ids.NEW_TITLE: str(problem)[:300]})
             return
         ack(response_action="update", view=created_modal(result.handoff, duplicate=result.result is Created.duplicate))
         runtime.notify()
 
     return listener
+
+
+def _keyed_by_form(payload: HandoffIn, view: dict[str, Any]) -> HandoffIn:
+    """The form's view id as the handoff's idempotency key: the same form sent again (Create pressed twice while
+    the first answer was slow) is the same handoff, answered as created, not a sighting of a duplicate."""
+    view_id = str(view.get("id") or "")
+    if not view_id or len(view_id) > MAX_VIEW_ID:
+        return payload
+    return payload.model_copy(update={"external_id": f"{FORM_KEY_PREFIX}{view_id}"})

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bot import ids
-from bot.blocks.card import card_blocks, card_message, card_text, thread_reply_text
+from bot.blocks.card import CARD_TEXT_BUDGET, card_blocks, card_message, card_text, thread_reply_text
 from bot.text import ELLIPSIS, WORD_JOINER
 from handoffs.config import HandoffConfig, parse_config
 from handoffs.model import Handoff, Status, Urgency
@@ -259,6 +259,101 @@ def test_long_texts_are_cut_and_valid(config: HandoffConfig) -> None:
     assert ELLIPSIS in dumped
     assert "more_" in dumped  # lists over the section limit say how many were left out
     assert len(card_text(handoff)) <= 300
+
+
+@pytest.mark.parametrize("title", ["Renewal: " + "x" * 129 + " <ACME> deal", "Tell @here " + "y" * 139])
+def test_a_title_that_fits_the_header_is_shown_whole(title: str, config: HandoffConfig) -> None:
+    [header] = [block for block in card_blocks(make_handoff(title=title), config, now=NOW)
+                if block["type"] == "header"]
+    assert len(header["text"]["text"]) == 150
+    assert header["text"]["text"].endswith(title[-10:])
+
+
+INVISIBLE = "\u202e\u200f"  # bidi controls only: the card drops them, which leaves nothing
+
+
+def assert_no_empty_text(blocks: list[dict[str, Any]]) -> None:
+    """Slack refuses a section with no text (and no fields) or an empty context element: `invalid_blocks`."""
+    for block in blocks:
+        if block["type"] == "section":
+            texts = [block.get("text", {}).get("text", ""), *(field["text"] for field in block.get("fields", []))]
+            assert any(text.strip() for text in texts), block
+        if block["type"] == "context":
+            assert all(element.get("text", "").strip() for element in block["elements"]), block
+
+
+@pytest.mark.parametrize("status", [Status.open, Status.closed])
+def test_text_that_cleans_to_nothing_is_left_out(status: Status, config: HandoffConfig) -> None:
+    handoff = make_handoff(
+        status=status, owner="U0ANNA", outcome="done", outcome_note=INVISIBLE, summary=INVISIBLE, draft=INVISIBLE,
+        definition_of_done=INVISIBLE, created_by=INVISIBLE, intent=INVISIBLE, source_system=INVISIBLE,
+    )
+    blocks = card_blocks(handoff, config, now=NOW)
+    assert_no_empty_text(blocks)
+    shown = all_text(blocks)
+    for absent in ("*Draft*", "*Done when*", "by ", "intent:", "🔗", "*Note:*"):
+        assert absent not in shown, absent
+    assert [block["type"] for block in blocks][:4] == ["context", "header", "context", "section"]
+    assert "fields" in blocks[3]  # the summary section is left out: owner, status and next action come next
+
+
+def text_length(node: Any) -> int:
+    """The characters of text in blocks, as Slack counts them against a message's total."""
+    if isinstance(node, dict):
+        return sum(len(v) if k == "text" and isinstance(v, str) else text_length(v) for k, v in node.items())
+    if isinstance(node, list):
+        return sum(text_length(item) for item in node)
+    return 0
+
+
+def words(length: int) -> str:
+    return ("lorem ipsum dolor sit amet " * (length // 27 + 1))[:length]
+
+
+def largest_handoff(**overrides: Any) -> Handoff:
+    """Every field at the most the intake API accepts (SPEC §2)."""
+    values: dict[str, Any] = {
+        "title": words(150), "next_action": words(500), "summary": words(5000), "draft": words(10_000),
+        "definition_of_done": words(500), "facts": {f"fact {i}": words(2000) for i in range(30)},
+        **{name: [words(1000)] * 20 for name in ("missing_info", "risk_flags", "already_done", "constraints",
+                                                  "decisions")},
+        "requires_approval": True, "review_reasons": ["20 missing item(s)", "20 risk flag(s)"],
+        "created_by": words(80), "source_url": "https://crm.example.com/deal/1", "source_label": words(150),
+        "approvers": [f"U0APPROVER{i}" for i in range(20)],
+    }
+    values.update(overrides)
+    return make_handoff(**values)
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_the_whole_card_stays_within_slacks_total_block_text(status: Status, config: HandoffConfig) -> None:
+    """Slack refuses a message whose blocks hold more than ~12,000 characters of text in all
+    (msg_blocks_too_long), whatever each block holds: the biggest parts are cut first, each with "…"."""
+    handoff = largest_handoff(status=status, owner=None if status is Status.open else "U0ANNA",
+                              outcome="done", outcome_note=words(2000))
+    blocks = card_blocks(handoff, config, now=NOW)
+    assert text_length(blocks) <= CARD_TEXT_BUDGET
+    texts = [block["text"]["text"] for block in blocks if block["type"] == "section" and "text" in block]
+    draft = next(text for text in texts if "*Draft*" in text)
+    summary = next(text for text in texts if text.startswith("lorem"))
+    assert draft.endswith(ELLIPSIS) and summary.endswith(ELLIPSIS)
+    for heading in ("*Key facts*", "*Missing info*", "*Risks*", "*Already done*", "*Constraints*", "*Decided*"):
+        [listed] = [text for text in texts if heading in text]
+        assert "\n• " in listed and listed.endswith("more_"), heading  # still shows items, then how many
+    assert len(blocks) == len(card_blocks(make_handoff(**{**handoff.__dict__, "draft": "d"}), config, now=NOW))
+
+
+def test_a_card_that_fits_is_not_cut(config: HandoffConfig) -> None:
+    handoff = largest_handoff(draft=words(2500), summary=words(2000), facts={}, missing_info=[], risk_flags=[],
+                              already_done=[], constraints=[], decisions=[])
+    blocks = card_blocks(handoff, config, now=NOW)
+    assert ELLIPSIS not in all_text(blocks).replace("Reassign…", "")
+    assert text_length(blocks) <= CARD_TEXT_BUDGET
+
+
+def test_a_smaller_budget_leaves_room_for_what_is_added(config: HandoffConfig) -> None:
+    blocks = card_blocks(largest_handoff(), config, now=NOW, text_budget=8000)
+    assert text_length(blocks) <= 8000
 
 
 def test_long_draft_is_cut_with_ellipsis(config: HandoffConfig) -> None:

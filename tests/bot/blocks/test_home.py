@@ -152,6 +152,12 @@ def test_producer_text_never_pings_from_the_home(config: HandoffConfig) -> None:
     assert "queue S0GROUP" in text and "<!subteam^S0GROUP" not in text
 
 
+def test_a_title_full_of_ampersands_is_shown_whole(config: HandoffConfig) -> None:
+    title = "R&D " * 37 + "Go"  # 150 characters, 300 once escaped
+    view = home_view(board(assigned=[handoff(1, title=title)]), config, now=NOW, is_manager=False)
+    assert any(f"· {'R&amp;D ' * 37}Go\n" in text for text in section_texts(view))
+
+
 def test_five_hundred_assigned_stay_within_a_hundred_blocks(config: HandoffConfig) -> None:
     many = [handoff(n, requires_approval=True, approvers=["UANNA"], status=Status.open, owner=None,
                     queue="CHANDOFFS") for n in range(500, 0, -1)]

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from bot import ids
-from bot.blocks.nudges import nudge_blocks
+from bot.blocks.lists import handoff_line
+from bot.blocks.nudges import escalation_blocks, nudge_blocks, wrong_owner_text
 from handoffs.model import Status
 from tests.factories import NOW, make_handoff
 
@@ -39,3 +40,21 @@ def test_the_open_card_button_comes_with_a_permalink() -> None:
     handoff = make_handoff(status=Status.approved, owner="UANNA")
     message = nudge_blocks(handoff, PAYLOAD, NOW, permalink="https://example.slack.com/archives/C1/p1")
     assert action_ids(message)[0] == ids.OPEN_CARD
+
+
+MARKED_UP_TITLE = "R&D <ACME> renewal " + "t" * 126 + " R&D"  # 150 characters, the most a title may hold
+
+
+def test_a_title_that_fits_is_shown_whole_in_reminders_and_lists() -> None:
+    """The 150-character cap on a title is measured on the title as written: escaping `&` and `<` used to make
+    it longer than 150 and cut its end ("… R…")."""
+    handoff = make_handoff(title=MARKED_UP_TITLE, status=Status.claimed, owner="UANNA")
+    escaped = "R&amp;D &lt;ACME&gt; renewal " + "t" * 126 + " R&amp;D"
+    shown = [
+        nudge_blocks(handoff, PAYLOAD, NOW, permalink=None)["blocks"][0]["text"]["text"],
+        escalation_blocks(handoff, {}, NOW, permalink=None)["blocks"][0]["text"]["text"],
+        wrong_owner_text(handoff, "UBEN"),
+        handoff_line(handoff, NOW, team_domain=None).to_dict()["text"]["text"],
+    ]
+    for text in shown:
+        assert f" {escaped}" in text and "…" not in text

@@ -88,6 +88,38 @@ def test_plain_defuses_without_escaping() -> None:
     assert len(plain("z" * 300, 150)) <= 150
 
 
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Renewal: " + "x" * 129 + " <ACME> deal",
+        "Tell @here about the outage in region eu-west-1 " + "y" * 102,
+        "Ping <!channel> and <@U123> about it " + "z" * 113,
+    ],
+)
+def test_plain_keeps_a_text_that_fits_whole(title: str) -> None:
+    """The limit is measured on the text as written: defusing never makes a text that fits grow past it."""
+    assert len(title) == 150
+    shown = plain(title, 150)
+    assert len(shown) == 150 and not shown.endswith(ELLIPSIS)
+    assert shown.endswith(title[-10:])
+    assert_inert(shown)
+
+
+def test_plain_leaves_angle_brackets_that_are_no_markup_as_written() -> None:
+    assert plain("a < b, <ACME> -> c", 100) == "a < b, <ACME> -> c"
+
+
+def test_plain_cut_keeps_an_ampersand_word_whole() -> None:
+    """plain_text has no entities: "R&D" at a cut is a word, not a half `&amp;`."""
+    assert plain("a" * 145 + " R&D tail", 150) == "a" * 145 + " R&D" + ELLIPSIS
+
+
+def test_plain_of_much_markup_stays_within_its_limit() -> None:
+    shown = plain("<!here> @here <@U1> " * 20, 150)
+    assert len(shown) <= 150 and shown.endswith(ELLIPSIS)
+    assert_inert(shown)
+
+
 def test_mention_only_for_valid_user_ids() -> None:
     assert mention("U0123ABC") == "<@U0123ABC>"
     assert mention("W0123ABC") == "<@W0123ABC>"
@@ -118,6 +150,34 @@ def test_safe_link_label_cannot_break_out() -> None:
 
 def test_safe_link_with_host_as_label_is_plain_link() -> None:
     assert safe_link("https://crm.example.com/x", "crm.example.com") == "<https://crm.example.com/x|crm.example.com>"
+
+
+LOOK_ALIKE = "https://b\u0430nk.com/login"  # Cyrillic \u0430
+MUNICH = "https://m\u00fcnchen.de/"
+
+
+@pytest.mark.parametrize(
+    ("url", "label", "expected"),
+    [
+        (LOOK_ALIKE, "bank.com", f"<{LOOK_ALIKE}|bank.com (xn--bnk-6cd.com)>"),
+        (LOOK_ALIKE, "b\u0430nk.com", f"<{LOOK_ALIKE}|b\u0430nk.com (xn--bnk-6cd.com)>"),
+        (LOOK_ALIKE, None, f"<{LOOK_ALIKE}|xn--bnk-6cd.com>"),
+        (MUNICH, "m\u00fcnchen.de", f"<{MUNICH}|m\u00fcnchen.de (xn--mnchen-3ya.de)>"),
+    ],
+)
+def test_safe_link_shows_a_non_ascii_host_in_its_ascii_form(url: str, label: str | None, expected: str) -> None:
+    """A look-alike host ("b\u0430nk.com", Cyrillic \u0430) would read as the label it imitates: it is shown as
+    browsers show mixed scripts, in punycode, while the link itself is left as given."""
+    assert safe_link(url, label) == expected
+
+
+def test_safe_link_with_a_label_that_cleans_to_nothing_shows_the_host() -> None:
+    assert safe_link("https://crm.example.com/x", "\u202e") == "<https://crm.example.com/x|crm.example.com>"
+    assert safe_link(None, "\u202e\u200f") == ""
+
+
+def test_safe_link_with_a_host_that_has_no_ascii_form_is_no_link() -> None:
+    assert safe_link("https://" + "a" * 70 + "\u00e9.com/", "label") == "label"
 
 
 @pytest.mark.parametrize(

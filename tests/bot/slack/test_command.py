@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,14 +23,18 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from bot import ids
+from bot.blocks.card import CARD_TEXT_BUDGET
 from bot.runtime import build_runtime
 from bot.server import build_bot
 from bot.slack.command_parser import USAGE
-from bot.slack.listeners.commands import whole_lines
+from bot.slack.listeners import commands
+from bot.slack.listeners.commands import _event_line, whole_lines
+from bot.text import mrkdwn_safe
 from handoffs.config import HandoffConfig
 from handoffs.lifecycle import Action, Actor, Request
-from handoffs.model import HandoffIn, Status
+from handoffs.model import Event, HandoffIn, Status
 from storage.tables import EventRow, HandoffRow, OutboxRow
+from tests.bot.blocks.test_card import text_length
 from tests.bot.slack.conftest import SIGNING_SECRET, SlackHarness
 from tests.bot.slack.e2e import fast_pacing, wait_outbox_idle, wait_until
 from tests.conftest import LiveServer, make_settings
@@ -281,6 +286,29 @@ def test_mine_lists_what_the_caller_owns_and_what_awaits_their_approval(harness:
     nothing_here(harness)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_mine_gives_the_totals_and_pages_through_every_handoff(harness: SlackHarness) -> None:
+    """20 owned and 17 to approve: the answer said "You own 15 …; 15 wait" (the page, not the totals), and the
+    five owned beyond the page could be reached nowhere (the App Home points to `/handoff mine` for them)."""
+    owned = [seed(harness, owner="UANNA") for _ in range(20)]
+    to_approve = [seed(harness, owner="UBEN", requires_approval=True, approvers=["UANNA"]) for _ in range(17)]
+
+    first = slash(harness, "mine", "UANNA")
+
+    assert first["text"].startswith("You own 20 open handoff(s); 17 wait for your approval."), first["text"]
+    assert lists(first["blocks"]) == {"Yours": owned[::-1][:15], "Waiting for your approval": to_approve[::-1][:15]}
+    button = more_button(first["blocks"])
+    assert button is not None and json.loads(button["value"]) == {"q": "mine", "offset": 15}
+    click = block_action_body(ids.LIST_PAGE, button["value"], "UANNA", channel=HERE, message_ts="1700000001.000100")
+    assert post_signed(harness.events_url, click, FORM, SIGNING_SECRET).status_code == 200
+    [page] = harness.slack.wait_for(
+        lambda c: c.method == "chat.postEphemeral" and bool(c.params.get("blocks")), timeout=WAIT, ok=True
+    )
+    assert lists(page.params["blocks"]) == {"Yours (from #16)": owned[::-1][15:],
+                                            "Waiting for your approval (from #16)": to_approve[::-1][15:]}
+    assert more_button(page.params["blocks"]) is None
+
+
 # --- stalled ------------------------------------------------------------------------------------------
 
 
@@ -401,12 +429,13 @@ def test_a_more_button_with_a_value_the_bot_never_wrote_changes_nothing(harness:
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the listener's rule: one backend shows it
 @pytest.mark.parametrize(("query", "status_before"), [
     ("claim {ref}", None), ("close {ref} done", "claimed"), ("assign {ref} <@UBEN>", "claimed"),
-    ("reopen {ref}", "closed"), ("mine", None),
+    ("reopen {ref}", "closed"), ("stats 90d", None), ("help", None),
 ])
-def test_a_more_button_runs_no_command_but_the_stalled_list(
+def test_a_more_button_runs_no_command_but_the_lists(
     harness: SlackHarness, query: str, status_before: str | None
 ) -> None:
-    """A forged "More" value naming another command (`{"q": "claim H-1"}`) used to run it for the clicker."""
+    """A forged "More" value naming another command (`{"q": "claim H-1"}`) used to run it for the clicker; only
+    `stalled` and `mine`, which change nothing, page."""
     handoff_id = seed(harness)
     if status_before:
         harness.runtime.service.act(handoff_id, Request(Action.claim), Actor("UANNA"))
@@ -443,6 +472,17 @@ def test_show_cuts_its_event_lines_whole_and_says_so() -> None:
     assert whole_lines(lines, len("\n".join(lines))) == "\n".join(lines)  # an exact fit is not cut
 
 
+@pytest.mark.parametrize("actor", ["Webflow", "UiPath", "Workato", "<!here>"])
+def test_show_names_an_api_client_as_text_not_as_a_mention(actor: str) -> None:
+    """A token name that merely starts with U or W is no user id: `<@Webflow>` would show no name."""
+    event = Event(id=1, handoff_id=1, action="created", actor=actor, at=datetime(2025, 3, 12, 10, tzinfo=UTC),
+                  from_status=None, to_status="open", data={})
+    line = _event_line(event)
+    assert line.endswith(f"created by {mrkdwn_safe(actor)}")
+    assert "<@" not in line and "<!here>" not in line
+    assert _event_line(replace(event, actor="U0ANNA")).endswith("created by <@U0ANNA>")
+
+
 def test_show_answers_with_the_card_and_its_latest_events(harness: SlackHarness) -> None:
     handoff_id = seed(harness, title="Send ACME the renewal quote")
     act(harness, handoff_id, "UANNA", Action.claim)
@@ -470,6 +510,22 @@ def test_show_answers_with_the_card_and_its_latest_events(harness: SlackHarness)
     assert "created by" not in shown(later)
     wait_outbox_idle(harness)
     nothing_here(harness)
+
+
+def test_show_of_the_largest_handoff_stays_within_slacks_total_block_text(harness: SlackHarness) -> None:
+    """The card plus its event lines: Slack refuses a message whose blocks hold more than ~12,000 characters of
+    text in all (msg_blocks_too_long), so the card leaves room for the events."""
+    long = "lorem ipsum dolor sit amet " * 400
+    lists = {name: [long[:1000]] * 20 for name in ("missing_info", "risk_flags", "already_done", "constraints",
+                                                     "decisions")}
+    handoff_id = seed(harness, summary=long[:5000], draft=long[:10_000], definition_of_done=long[:500],
+                      facts={f"fact {i}": long[:2000] for i in range(30)}, next_action=long[:500], **lists)
+    automation = Actor.system("Workato recipe " + "w" * 65)  # 80 characters, the longest a token name shows
+    for owner in ["UANNA", "UBEN"] * 5:
+        harness.runtime.service.act(handoff_id, Request(Action.reassign, new_owner=owner), automation)
+    answer = slash(harness, f"show H-{handoff_id}", "UCARL")
+    assert text_length(answer["blocks"]) <= CARD_TEXT_BUDGET
+    assert shown(answer).endswith(f"reassigned by {automation.id}")
 
 
 # --- claim, assign, close, reopen ---------------------------------------------------------------------
@@ -629,6 +685,31 @@ def test_stats_figures_match_a_seeded_set_for_each_period(harness: SlackHarness,
     assert "Handoffs created in the last 90d: 5;" in quarter and "*Created* 5 · *claimed* 1" in quarter
     wait_outbox_idle(harness)
     nothing_here(harness)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_stats_that_take_longer_than_slack_waits_are_acked_at_once_and_follow_privately(
+    harness: SlackHarness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over a busy period the figures took longer than Slack's 3 s (131,072 handoffs in 90 days: 6.9 s), and
+    Slack showed a timeout instead of them. Past a moment the ack says they follow, and they do, privately."""
+    working_out = commands.collect_stats
+
+    def slowly(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(commands.STATS_WAIT_SECONDS + 1)
+        return working_out(*args, **kwargs)
+
+    monkeypatch.setattr(commands, "collect_stats", slowly)
+    seed(harness)
+    started = time.monotonic()
+    answer = slash(harness, "stats 7d", "UMANAGER")
+    assert time.monotonic() - started < commands.STATS_WAIT_SECONDS + 0.5
+    assert answer["text"] == "Working out the figures for the last 7d: they follow here in a moment."
+    [later] = harness.slack.wait_for(
+        lambda c: c.method == "chat.postEphemeral" and c.params.get("user") == "UMANAGER", timeout=WAIT, ok=True
+    )
+    assert later.channel == HERE and later.params["text"].startswith("Handoffs created in the last 7d: 1;")
+    assert "*Created* 1" in json.dumps(later.params["blocks"])
 
 
 # --- bad input ----------------------------------------------------------------------------------------

@@ -110,3 +110,17 @@ def test_the_usage_line_names_every_subcommand() -> None:
     for part in ("help", "new [title]", "mine", "stalled [@user] [#channel] [kind]", "show H-42", "claim H-42",
                  "assign H-42 @user", "close H-42 <outcome> [note]", "reopen H-42", "stats [7d|30d|90d]"):
         assert part in USAGE
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("stalled CRM-Update", "CRM-Update"), ("stalled crm-update", "CRM-Update"), ("stalled LEAD", "lead"),
+    ("stalled Ops", "Ops"), ("stalled ops", "ops"),  # two kinds that differ only in case: the exact one
+])
+def test_stalled_finds_a_configured_kind_spelled_as_configured(text: str, kind: str) -> None:
+    """A kind configured with capitals (`CRM-Update`) was refused as 'neither a @user, a #channel nor a kind'."""
+    assert parse_command(text, known_kinds=frozenset({"lead", "CRM-Update", "Ops", "ops"})) == Stalled(kind=kind)
+
+
+def test_a_kind_named_only_up_to_case_by_two_kinds_is_refused() -> None:
+    with pytest.raises(CommandError):
+        parse_command("stalled OPS", known_kinds=frozenset({"Ops", "ops"}))

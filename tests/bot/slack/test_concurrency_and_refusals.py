@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
+import pytest
 
 from bot import ids
 from tests.bot.slack.conftest import SIGNING_SECRET, SlackHarness
@@ -21,7 +25,18 @@ from tests.bot.slack.e2e import (
     wait_outbox_idle,
     wait_until,
 )
-from tests.fakes.slack_signing import FORM, block_action_body, post_signed, sign, text_value
+from tests.factories import counts
+from tests.fakes.slack_signing import (
+    FORM,
+    block_action_body,
+    post_signed,
+    select_value,
+    shortcut_body,
+    sign,
+    slash_command_body,
+    text_value,
+    view_submission_body,
+)
 
 CLAIMERS = [f"UCLAIM{n:02d}" for n in range(12)]
 
@@ -184,3 +199,59 @@ def test_a_second_reject_is_refused_and_changes_nothing(harness: SlackHarness) -
     assert harness.runtime.repo.get(hid).outcome_note == "Wrong customer"  # type: ignore[union-attr]
     replies = wait_until(harness.slack.thread_replies, what="the reject's thread reply")
     assert len(replies) == 1 and "Wrong customer" in replies[0].params["text"]
+
+
+NOBODY = object()  # the field left out
+
+
+def _naming(body: bytes, user: object, field: str = "user") -> bytes:
+    """A form-encoded request whose acting person is `user` instead: in the JSON `payload` of an interaction, or
+    a slash command's own field (`user_id`); NOBODY leaves it out."""
+    fields = dict(parse_qsl(body.decode()))
+    target: dict[str, Any] = json.loads(fields["payload"]) if "payload" in fields else fields
+    target.pop(field, None)
+    if user is not NOBODY:
+        target[field] = user
+    if "payload" in fields:
+        fields["payload"] = json.dumps(target)
+    return urlencode(fields).encode()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("user", "user_id"), [
+    pytest.param(NOBODY, NOBODY, id="no-user"),
+    pytest.param({"id": ""}, "", id="empty-id"),
+    pytest.param({"id": "C0CHANNEL"}, "C0CHANNEL", id="not-a-user-id"),
+    pytest.param("UANNA", "uanna", id="not-an-object-or-lowercase"),
+])
+def test_a_signed_request_that_names_no_user_is_acked_and_changes_nothing(
+    harness: SlackHarness, user: object, user_id: object
+) -> None:
+    """Every request that acts as a person needs one: without it a Claim made the empty user the owner."""
+    created = create(harness)
+    hid = created["id"]
+    harness.card_of(hid)
+    wait_outbox_idle(harness)
+    before, rows = snapshot(harness, hid), counts(harness.runtime)
+    handoff = harness.runtime.repo.get(hid)
+    assert handoff is not None
+    close_form = view_submission_body(ids.CLOSE_MODAL, input_values(**{ids.CLOSE_OUTCOME: select_value("done")}),
+                                      "UANNA", private_metadata=json.dumps({"handoff_id": hid}))
+    requests = [
+        block_action_body(ids.CLAIM, str(hid), "UANNA", channel="CHANDOFFS", message_ts=handoff.card_ts or "1.1"),
+        close_form,
+        shortcut_body(ids.GLOBAL_SHORTCUT, "UANNA"),
+        shortcut_body(ids.MESSAGE_SHORTCUT, "UANNA", type="message_action", channel_id="CHANDOFFS"),
+    ]
+    answers = [post_signed(harness.events_url, _naming(body, user), FORM, SIGNING_SECRET) for body in requests]
+    command = _naming(slash_command_body(f"claim H-{hid}", "UANNA"), user_id, field="user_id")
+    answers.append(post_signed(harness.events_url, command, FORM, SIGNING_SECRET))
+
+    assert [(answer.status_code, answer.text) for answer in answers] == [(200, "")] * len(answers)
+    # the same shortcut from a person does open its form: the one form opened is that one
+    post_signed(harness.events_url, shortcut_body(ids.GLOBAL_SHORTCUT, "UANNA"), FORM, SIGNING_SECRET)
+    harness.slack.wait_for("views.open", timeout=10)
+    wait_outbox_idle(harness)
+    assert len(harness.slack.calls("views.open")) == 1
+    assert (snapshot(harness, hid), counts(harness.runtime)) == (before, rows)
+    assert harness.slack.ephemerals() == [] and harness.slack.thread_replies() == []

@@ -175,7 +175,8 @@ def test_a_card_post_answered_ok_with_an_empty_ts_does_not_spin_its_thread_repli
 # --- 5. permanent refusals that are retried for a day -------------------------------------------
 
 
-@pytest.mark.parametrize("code", ["invalid_blocks_format", "not_allowed_token_type", "access_denied"])
+@pytest.mark.parametrize("code", ["invalid_blocks_format", "not_allowed_token_type", "access_denied",
+                                  "msg_blocks_too_long"])
 def test_a_permanent_refusal_of_a_card_fails_at_once(harness: SlackHarness, code: str) -> None:
     """These permanent refusals were missing from PERMANENT_ERRORS: the card was retried for a day, pending, not
     failed (not in `deliveries` as failed, not in /healthz)."""

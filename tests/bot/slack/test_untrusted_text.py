@@ -27,6 +27,7 @@ from tests.fakes.slack_signing import text_value
 HOSTILE = "<!channel> <!here> @here <@U123> <!subteam^S1> <https://evil.test|bank.com>"
 FORBIDDEN = ("<!channel>", "<!here>", "<!everyone>", "<@U123>", "<!subteam", "|bank.com>")
 # "@here" only ever as "@<word joiner>here"; same for @channel and @everyone
+MARKUP = re.compile(r"<[!@#]|<https?:|\|bank\.com>")  # an opener of Slack markup, or a disguised link's end
 BARE_BROADCAST = re.compile(r"@(here|channel|everyone)", re.IGNORECASE)
 
 
@@ -82,7 +83,7 @@ def assert_inert(call: Call) -> None:
         assert needle not in parsed, f"{needle!r} reached Slack in {call.method}: {parsed[:2000]}"
     assert not BARE_BROADCAST.search(parsed), f"a bare broadcast reached Slack: {parsed[:2000]}"
     for text in plain_texts:
-        assert not re.search("<(?!" + WORD_JOINER + ")", text), f"markup-like plain_text: {text!r}"
+        assert not MARKUP.search(text), f"markup-like plain_text: {text!r}"
         assert not BARE_BROADCAST.search(text), f"a bare broadcast in plain_text: {text!r}"
     assert call.params.get("link_names") in (None, False, "0", "false", 0)
     assert call.params.get("parse") in (None, "none")
@@ -142,3 +143,34 @@ def test_the_literal_check_holds_in_plain_text_too(harness: SlackHarness) -> Non
     card = harness.card_of(create(harness, **hostile_payload())["id"])
     shown = sent(card)
     assert [needle for needle in FORBIDDEN if needle in shown] == []
+
+
+def assert_no_empty_text(call: Call) -> None:
+    """Slack refuses a section without text or fields, or an empty context element (`invalid_blocks`)."""
+    for block in call.params["blocks"]:
+        if block["type"] == "section":
+            texts = [(block.get("text") or {}).get("text", ""), *(f["text"] for f in block.get("fields", []))]
+            assert any(text.strip() for text in texts), f"a section without text: {block}"
+        if block["type"] == "context":
+            assert all(e.get("text", "").strip() for e in block["elements"]), f"an empty context element: {block}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # rendering does not depend on the database
+def test_a_summary_of_only_bidi_controls_leaves_the_card_valid(harness: SlackHarness) -> None:
+    """The summary is optional and kept as sent; the card drops bidi controls, and a summary that was nothing
+    else is left out, not sent as a section without text (which Slack refuses for good)."""
+    fast_pacing(harness)
+    created = create(harness, owner="UALICE", summary="\u202e\u200f", draft="\u202e")
+    card = harness.card_of(created["id"])
+    assert_no_empty_text(card)
+    stored = harness.runtime.repo.get(created["id"])
+    assert stored is not None and stored.summary == "\u202e\u200f"
+
+    harness.click(ids.EDIT, created["id"], "UALICE")
+    modal = opened_view(harness, ids.EDIT_MODAL)
+    response = submit_view(harness, modal, input_values(**{
+        ids.EDIT_SUMMARY: text_value("\u2066\u2069"), ids.EDIT_NEXT_ACTION: text_value("Phone Jane today"),
+    }), "UALICE")
+    assert response.status_code == 200 and not response.content, response.text
+    edited = wait_update(harness, card.response["ts"], lambda c: "Phone Jane today" in card_text(c), "the edit")
+    assert_no_empty_text(edited)

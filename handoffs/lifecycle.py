@@ -9,7 +9,7 @@ stale decision can never be written.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -273,8 +273,10 @@ def _edit(handoff: Handoff, request: Request, actor: Actor, config: HandoffConfi
         raise Refused("no_change", "Nothing was changed.")
     changes.update(_tightened_deadlines(handoff, changes, config, now))
     updates: dict[str, Any] = {name: new for name, (_, new) in changes.items()}
-    if changes.keys() & {"due_at", "claim_by"}:
-        updates.update(_NEW_PHASE)  # reminders and escalation count from the new deadline
+    # Reminders and escalation count from the deadline it is late for: a new due time for a handoff waiting to be
+    # claimed (or approved) leaves that lateness as it was, already reminded and escalated.
+    if replace(handoff, **updates).stall_deadline() != handoff.stall_deadline():
+        updates.update(_NEW_PHASE)
     revision = {name: {"old": _jsonable(old), "new": _jsonable(new)} for name, (old, new) in changes.items()}
     return Change(Action.edit, handoff.status, updates, {"changes": revision})
 

@@ -326,6 +326,42 @@ def test_a_new_due_time_starts_reminders_and_escalation_again(config: HandoffCon
     assert change.updates == {"due_at": new_due, "nudge_count": 0, "escalated_at": None, "last_nudged_at": None}
 
 
+@pytest.mark.parametrize("status", [Status.open, Status.claimed])
+def test_a_new_due_time_keeps_the_count_of_a_handoff_late_for_its_claim_deadline(
+    config: HandoffConfig, status: Status,
+) -> None:
+    """Open, or claimed and waiting for approval, it is late for `claim_by`, which a later due time does not move:
+    starting again would remind and escalate it a second time for the same lateness (SPEC §7: once)."""
+    handoff = handoff_in_status(status, requires_approval=True, claim_by=NOW - timedelta(hours=3), nudge_count=2,
+                                escalated_at=NOW - timedelta(hours=1), last_nudged_at=NOW - timedelta(hours=2))
+    new_due = NOW + timedelta(days=5)
+    change = decide(handoff, request_for(Action.edit, edit=HandoffEdit(due_at=new_due)), APPROVER, config, NOW)
+    assert change.updates == {"due_at": new_due}
+
+
+def test_a_due_time_brought_before_the_claim_deadline_starts_the_count_again(config: HandoffConfig) -> None:
+    """An open handoff's claim deadline comes along (never after the due time): the deadline it waits for moved."""
+    handoff = handoff_in_status(Status.open, claim_by=NOW + timedelta(hours=3), nudge_count=1,
+                                last_nudged_at=NOW - timedelta(hours=1))
+    new_due = NOW + timedelta(hours=1)
+    change = decide(handoff, request_for(Action.edit, edit=HandoffEdit(due_at=new_due)), APPROVER, config, NOW)
+    assert change.updates == {"due_at": new_due, "claim_by": new_due,
+                              "nudge_count": 0, "escalated_at": None, "last_nudged_at": None}
+
+
+@pytest.mark.parametrize(("requires_approval", "new_phase"), [(False, False), (True, True)])
+def test_a_raised_urgency_starts_the_count_again_only_where_its_claim_deadline_counts(
+    config: HandoffConfig, requires_approval: bool, new_phase: bool,
+) -> None:
+    """Claimed, a handoff is late for its due time: an earlier claim deadline changes nothing, unless it is still
+    waiting for approval (late for whichever comes first)."""
+    handoff = handoff_in_status(Status.claimed, requires_approval=requires_approval, claim_by=NOW + timedelta(days=1),
+                                due_at=NOW + timedelta(hours=2), nudge_count=1, last_nudged_at=NOW)
+    change = decide(handoff, request_for(Action.edit, edit=HandoffEdit(urgency=Urgency.high)), OWNER, config, NOW)
+    assert change.updates["claim_by"] == NOW + timedelta(hours=1) and "due_at" not in change.updates
+    assert ("nudge_count" in change.updates) is new_phase
+
+
 def test_a_raised_urgency_brings_its_deadlines_a_lowered_one_keeps_them(config: HandoffConfig) -> None:
     low = handoff_in_status(Status.claimed, urgency=Urgency.low, claim_by=NOW + timedelta(days=1),
                             due_at=NOW + timedelta(days=7))

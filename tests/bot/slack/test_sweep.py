@@ -15,12 +15,16 @@ from typing import Any
 import pytest
 
 from bot import ids
+from bot.runtime import Runtime
+from bot.sweep import Sweeper
 from handoffs.config import HandoffConfig, parse_config
 from handoffs.lifecycle import Action, Actor, Refused, Request
+from handoffs.model import HandoffEdit, Status
 from handoffs.nudges import StallReason
 from tests.bot.slack.conftest import SlackHarness
 from tests.bot.slack.e2e import create, fast_pacing, wait_outbox_idle, wait_until
 from tests.conftest import DEFAULT_CONFIG, WEBHOOK_SECRET
+from tests.factories import handoff_in
 from tests.fakes.slack_api import Call
 from tests.fakes.webhook_receiver import WebhookReceiver
 
@@ -43,8 +47,9 @@ def escalations(harness: SlackHarness, channel: str = "CLEADS") -> list[Call]:
     return harness.slack.calls("chat.postMessage", ok=True, channel=channel)
 
 
-def actions_of(harness: SlackHarness, handoff_id: int) -> list[str]:
-    return [e.action for e in harness.runtime.repo.events(handoff_id) if e.action in ("nudged", "escalated")]
+def actions_of(harness: SlackHarness | Runtime, handoff_id: int) -> list[str]:
+    runtime = harness.runtime if isinstance(harness, SlackHarness) else harness
+    return [e.action for e in runtime.repo.events(handoff_id) if e.action in ("nudged", "escalated")]
 
 
 def test_unclaimed_is_nudged_twice_in_its_thread_then_escalated_once(harness: SlackHarness) -> None:
@@ -111,6 +116,27 @@ def test_a_reminder_dm_is_posted_again_when_the_app_may_not_open_dms(harness: Sl
     harness.slack.fail_next("conversations.open", status=200, error="missing_scope")
     lost_row, rows = reminder_dm_with_its_answer_lost(harness)
     assert rows.count(lost_row) == 2, f"reminder rows posted to UANNA: {rows}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_new_due_time_for_an_escalated_unclaimed_handoff_does_not_escalate_it_again(runtime: Runtime) -> None:
+    """Open, it is late for its claim deadline: an approver's new due time leaves that deadline where it was, so
+    the queue is not reminded from 1 again and it is not escalated a second time (SPEC §7: once)."""
+    created = runtime.service.submit(handoff_in(confidence=0.5), actor="producer").handoff
+    assert created.status is Status.open and created.approvers == ["ULEAD"] and created.claim_by is not None
+    now = created.claim_by + timedelta(seconds=1)
+    runtime.clock = runtime.service.clock = lambda: now
+    sweeper = Sweeper(runtime)
+    for _ in range(3):
+        sweeper.tick()
+        now += timedelta(seconds=3)
+    assert actions_of(runtime, created.id) == ["nudged", "nudged", "escalated"]
+    edit = HandoffEdit(due_at=now + timedelta(days=2))
+    runtime.service.act(created.id, Request(Action.edit, edit=edit), Actor("ULEAD"))
+    for _ in range(3):
+        now += timedelta(seconds=3)
+        sweeper.tick()
+    assert actions_of(runtime, created.id) == ["nudged", "nudged", "escalated"]
 
 
 def test_closed_before_its_deadline_is_never_nudged(harness: SlackHarness) -> None:

@@ -86,6 +86,8 @@ class Request:
     reason: str | None = None
     until: datetime | None = None
     edit: HandoffEdit | None = None
+    # The Slack form (view id) it was sent from: the same form sent again is done already, not refused.
+    form: str | None = None
 
 
 @dataclass
@@ -96,6 +98,8 @@ class Change:
     to_status: Status
     updates: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    # Further events (action, data) written in the same transaction, after the change's own.
+    also: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def event(self) -> str:

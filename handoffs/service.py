@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from handoffs.config import HandoffConfig
@@ -28,15 +28,26 @@ from handoffs.webhooks import submitter, webhook_effects, webhook_effects_for_ch
 
 MAX_CAS_ATTEMPTS = 8
 RECENT_EVENTS = 50  # how far back a repeated answer to a reminder is looked for
-ANSWER_AFRESH_AFTER = frozenset({"nudged", "claimed", "reassigned", "reopened"})  # a new reminder, new hands
+ANSWER_AFRESH_AFTER = frozenset({"nudged", "claimed", "released", "reassigned", "reopened"})  # a reminder, new hands
 MANUAL_NUDGE_INTERVAL = timedelta(minutes=5)  # a manager's nudge within this of the last one is a repeat
 CALLBACKS_OFF = "callbacks are not enabled on this server (it has no HANDOFF_WEBHOOK_SECRET to sign them with)"
+
+
+class FormAlreadySent(Exception):
+    """The same Slack form came again after its change was made: done, nothing to refuse."""
+
+    def __init__(self, handoff: Handoff) -> None:
+        self.handoff = handoff
+        super().__init__(f"{handoff.ref}: this form was sent already")
 
 
 class NotFound(Exception):
     def __init__(self, handoff_id: int) -> None:
         self.handoff_id = handoff_id
         super().__init__(f"{ref_of(handoff_id)} does not exist")
+
+
+RequestFor = Callable[[Handoff], Request]  # a request made from the handoff as read
 
 
 @dataclass(frozen=True)
@@ -91,25 +102,48 @@ class HandoffService:
             raise NotFound(handoff_id)
         return handoff
 
-    def act(self, handoff_id: int, request: Request, actor: Actor, *, notify_in: str | None = None) -> Acted:
+    def act(
+        self, handoff_id: int, request: Request | RequestFor, actor: Actor, *, notify_in: str | None = None
+    ) -> Acted:
         """Apply one action atomically; raise Refused (logged) when it is not allowed.
 
-        With `notify_in` (a channel), a refusal also sends the actor a private notice there.
+        `request` may be made from the handoff as read for each attempt (a form checked against what it showed):
+        then what it was made from is what the compare-and-set holds to. With `notify_in` (a channel), a refusal
+        also sends the actor a private notice there. A request from a form this actor already sent raises
+        FormAlreadySent, logging nothing.
         """
+        action: Action | str = "act"
         for _ in range(MAX_CAS_ATTEMPTS):
             handoff = self.get(handoff_id)
+            asked = request if isinstance(request, Request) else request(handoff)
+            action = asked.action
             now = self.clock()
             try:
-                change = decide(handoff, request, actor, self.config, now)
+                change = decide(handoff, asked, actor, self.config, now)
             except Refused as refused:
-                self.refuse(handoff, refused, request.action, actor, notify_in=notify_in)
+                if asked.form and self._sent_before(handoff, asked.form, actor):
+                    raise FormAlreadySent(handoff) from None
+                self.refuse(handoff, refused, asked.action, actor, notify_in=notify_in)
                 raise
-            effects = effects_for_change(handoff, change, actor)
-            effects += webhook_effects_for_change(handoff, change, actor, self.config, at=now)
-            updated = self.store.apply(handoff, change, actor=actor, effects=effects, now=now)
+            if asked.form:
+                change.data["form"] = asked.form
+            updated = self._apply(handoff, change, actor, now)
             if updated is not None:
                 return Acted(updated, change)
-        raise self._busy(handoff_id, request.action, actor, notify_in=notify_in)
+        raise self._busy(handoff_id, action, actor, notify_in=notify_in)
+
+    def _apply(
+        self, handoff: Handoff, change: Change, actor: Actor, now: datetime, *, also_send: Sequence[Effect] = ()
+    ) -> Handoff | None:
+        effects = effects_for_change(handoff, change, actor)
+        effects += webhook_effects_for_change(handoff, change, actor, self.config, at=now)
+        effects += also_send
+        return self.store.apply(handoff, change, actor=actor, effects=effects, now=now)
+
+    def _sent_before(self, handoff: Handoff, form: str, actor: Actor) -> bool:
+        """Whether `actor`'s change from this form is in the log (the form sent twice: Save pressed again)."""
+        return any(event.actor == actor.id and event.data.get("form") == form
+                   for event in self.store.events(handoff.id, limit=RECENT_EVENTS))
 
     def check(self, handoff_id: int, action: Action, actor: Actor, *, notify_in: str | None = None) -> Handoff:
         """The handoff, if `actor` may take `action` on it now; else Refused (logged, and noticed)."""
@@ -201,16 +235,25 @@ class HandoffService:
                 self.refuse(handoff, refused, "stall_reason", actor, notify_in=notify_in)
                 raise refused
             if reason is StallReason.wrong_owner and handoff.status is Status.claimed and is_owner(actor, handoff):
-                # The release is the compare-and-set: a second copy of this answer finds it open, not hers.
-                handoff = self.act(handoff_id, Request(Action.release), actor, notify_in=notify_in).handoff
-                self.store.record(handoff, "stall_reason", actor=actor, now=self.clock(),
-                                  data={"reason": reason.value}, effects=told(handoff))
-                return handoff
+                if (released := self._release_as_wrong_owner(handoff, actor, told)) is not None:
+                    return released
+                continue
             # Bumping the version makes "already noted" hold for copies of this answer read before it was written.
             if self.store.record_unless_changed(handoff, "stall_reason", actor=actor, now=self.clock(),
                                                 data={"reason": reason.value}, effects=told(handoff)):
                 return handoff
         raise self._busy(handoff_id, "stall_reason", actor, notify_in=notify_in)
+
+    def _release_as_wrong_owner(
+        self, handoff: Handoff, actor: Actor, told: Callable[[Handoff], list[Effect]]
+    ) -> Handoff | None:
+        """The owner's "wrong owner": released and the answer logged in one compare-and-set, so another copy of it
+        finds both or neither. None when something else was written first."""
+        now = self.clock()
+        change = decide(handoff, Request(Action.release), actor, self.config, now)
+        change.also.append(("stall_reason", {"reason": StallReason.wrong_owner.value}))
+        released = replace(handoff, status=change.to_status, **change.updates)
+        return self._apply(handoff, change, actor, now, also_send=told(released))
 
     def _why_not_answer(self, handoff: Handoff, reason: StallReason, actor: Actor) -> Refused | None:
         if handoff.is_terminal:

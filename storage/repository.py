@@ -380,8 +380,10 @@ class Repository:
         # Everything bound here, in the caller's thread: the batch runs these while holding the write turn.
         compare_and_set = self._compare_and_set_for(handoff, values)
         statements = self._side_statements
-        event = statements.event(handoff.id, change.event, actor=actor.id, at=now, from_status=handoff.status.value,
-                                 to_status=after.status.value, data=change.data)
+        events = [statements.event(handoff.id, change.event, actor=actor.id, at=now,
+                                   from_status=handoff.status.value, to_status=after.status.value, data=change.data)]
+        events += [statements.event(handoff.id, action, actor=actor.id, at=now, from_status=after.status.value,
+                                    to_status=after.status.value, data=data) for action, data in change.also]
         outbox = statements.outbox_rows(handoff.id, effects, now)
         look = self.next_look(after)
 
@@ -389,7 +391,7 @@ class Repository:
             if not compare_and_set(beside.cursor):
                 return None
             beside.looks[handoff.id] = look
-            beside.events.append(event)
+            beside.events.extend(events)
             sync_approvers(session, handoff, after)
             beside.outbox.extend(outbox)
             return after

@@ -158,7 +158,8 @@ def _urgency_input(current: Urgency) -> InputBlock:
 def _due_input(current: datetime | None) -> InputBlock:
     initial = int(_aware(current).timestamp()) if current else None
     element = DateTimePickerElement(action_id=ids.EDIT_DUE_AT, initial_date_time=initial)
-    return InputBlock(block_id=ids.EDIT_DUE_AT, label="Due", element=element, optional=True)
+    # Required once there is a due time: emptying the picker cannot mean anything a handoff can be.
+    return InputBlock(block_id=ids.EDIT_DUE_AT, label="Due", element=element, optional=current is None)
 
 
 def edit_modal(handoff: Handoff, *, context: ModalContext | None = None) -> dict[str, Any]:
@@ -314,7 +315,9 @@ def check_in_future(moment: datetime, now: datetime | None, block_id: str) -> No
 def _changed_due(values: Values, handoff: Handoff, baseline: _EditBaseline, now: datetime | None) -> dict[str, Any]:
     due_at = picked_time(values, ids.EDIT_DUE_AT)
     if due_at is None:
-        return {}  # cleared or absent: the SLA deadline stays
+        if ids.EDIT_DUE_AT in values and handoff.due_at is not None:  # emptied (a form from before it was required)
+            raise ModalError({ids.EDIT_DUE_AT: "Pick a due time: a handoff with one cannot go without."})
+        return {}
     if not baseline.changed("due_at", ids.EDIT_DUE_AT, _due_print(due_at), _due_print(handoff.due_at)):
         return {}
     check_in_future(due_at, now, ids.EDIT_DUE_AT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +18,7 @@ from handoffs.intake import IntakeRejected, NoRoute
 from handoffs.lifecycle import Action, Actor, Refused, Request
 from handoffs.model import Handoff, HandoffIn, ref_of
 from handoffs.ports import Created, IdempotencyConflict
-from handoffs.service import NotFound
+from handoffs.service import FormAlreadySent, NotFound
 
 # Which input a refusal belongs next to, by the field the domain names (or the action's main input).
 _FIELD_BLOCKS = {
@@ -77,10 +78,18 @@ def _submission(runtime: Runtime, action: Action, build: RequestBuilder) -> Call
             ack(response_action="errors", errors={main_block: "This form has expired; open it again from the card."})
             return
         actor = Actor((body.get("user") or {}).get("id", ""))
+        values = view.get("state", {}).get("values", {})
+        form = _form_id(view)
+
+        def request_for(handoff: Handoff) -> Request:
+            # Made from the handoff each attempt reads, so a change saved meanwhile is seen, never overwritten.
+            return replace(build(values, handoff, meta, runtime), form=form)
+
         try:
-            handoff = runtime.service.get(meta.handoff_id)
-            request = build(view.get("state", {}).get("values", {}), handoff, meta, runtime)
-            runtime.service.act(meta.handoff_id, request, actor)
+            runtime.service.act(meta.handoff_id, request_for, actor)
+        except FormAlreadySent:
+            ack()  # Save pressed again while Slack was slow: the first press did it
+            return
         except ModalError as error:
             ack(response_action="errors", errors=error.errors)
             return
@@ -141,7 +150,11 @@ def _new_handoff_submission(runtime: Runtime) -> Callable[..., None]:
 def _keyed_by_form(payload: HandoffIn, view: dict[str, Any]) -> HandoffIn:
     """The form's view id as the handoff's idempotency key: the same form sent again (Create pressed twice while
     the first answer was slow) is the same handoff, answered as created, not a sighting of a duplicate."""
+    form = _form_id(view)
+    return payload if form is None else payload.model_copy(update={"external_id": f"{FORM_KEY_PREFIX}{form}"})
+
+
+def _form_id(view: dict[str, Any]) -> str | None:
+    """The form's view id, the same for every press of its submit button; None when missing or unlikely."""
     view_id = str(view.get("id") or "")
-    if not view_id or len(view_id) > MAX_VIEW_ID:
-        return payload
-    return payload.model_copy(update={"external_id": f"{FORM_KEY_PREFIX}{view_id}"})
+    return view_id if view_id and len(view_id) <= MAX_VIEW_ID else None

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot import ids
+from handoffs.lifecycle import Action, Actor, Request
+from handoffs.model import Handoff, HandoffEdit
 from handoffs.nudges import snooze_until_tomorrow
 from tests.bot.slack.conftest import SIGNING_SECRET, SlackHarness, _wait
 from tests.bot.slack.e2e import (
@@ -303,6 +305,57 @@ def test_an_edit_form_left_open_never_undoes_a_change_saved_meanwhile(harness: S
         {"title": {"old": first_title, "new": "Renewal: call Jane"}},
         {"summary": {"old": "Old summary", "new": "New summary"}},
     ]
+
+
+def test_an_edit_saved_while_a_form_is_being_checked_is_not_overwritten(
+    harness: SlackHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The form used to be checked against a read made before the compare-and-set: an edit saved between that read
+    and the write was overwritten by the form's value, with no conflict told."""
+    hid = create(harness, owner="UALICE", approvers=["ULEAD"])["id"]
+    harness.card_of(hid)
+    harness.click(ids.EDIT, hid, "UALICE")
+    form = opened_view(harness, ids.EDIT_MODAL)
+    service, real_get = harness.runtime.service, harness.runtime.service.get
+    reads = 0
+
+    def read_then_the_lead_saves(handoff_id: int) -> Handoff:
+        nonlocal reads
+        reads += 1
+        found = real_get(handoff_id)
+        if reads == 1:  # the form's first read: the lead's own edit lands in that instant
+            service.act(handoff_id, Request(Action.edit, edit=HandoffEdit(title="Title by the lead")), Actor("ULEAD"))
+        return found
+
+    monkeypatch.setattr(service, "get", read_then_the_lead_saves)
+    response = submit_view(harness, form, form_values(form, **{ids.EDIT_TITLE: text_value("Title by Alice")}),
+                           "UALICE")
+
+    body = response.json()
+    assert body["response_action"] == "errors" and set(body["errors"]) == {ids.EDIT_TITLE}, body
+    handoff = harness.runtime.repo.get(hid)
+    assert handoff is not None and handoff.title == "Title by the lead"
+
+
+def test_the_due_time_cannot_be_emptied_in_the_edit_form(harness: SlackHarness) -> None:
+    """An emptied Due used to be taken for "unchanged": saved with another change, the form closed as if all was
+    saved; alone, it was told "Nothing was changed." on the Title. The input is required once there is a due time,
+    and an emptied one (a form opened before) is refused on the Due field."""
+    hid = create(harness, owner="UALICE", due_at="2099-01-01T10:00:00+00:00")["id"]
+    harness.card_of(hid)
+    harness.click(ids.EDIT, hid, "UALICE")
+    form = opened_view(harness, ids.EDIT_MODAL)
+    [due] = [b for b in form.params["view"]["blocks"] if b["block_id"] == ids.EDIT_DUE_AT]
+    assert due["element"]["initial_date_time"] and not due.get("optional")
+    before = snapshot(harness, hid)
+
+    emptied = {"type": "datetimepicker", "selected_date_time": None}
+    response = submit_view(harness, form, form_values(form, **{ids.EDIT_DUE_AT: emptied,
+                                                               ids.EDIT_TITLE: text_value("Renewal call")}), "UALICE")
+
+    body = response.json()
+    assert body["response_action"] == "errors" and set(body["errors"]) == {ids.EDIT_DUE_AT}, body
+    assert snapshot(harness, hid) == before
 
 
 def test_reject_without_a_reason_is_refused_inline_and_changes_nothing(harness: SlackHarness) -> None:

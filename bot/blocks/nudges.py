@@ -55,9 +55,10 @@ def nudge_blocks(handoff: Handoff, payload: dict[str, Any], now: datetime, perma
         f"{_why(payload.get('reason'))}. (Reminder {number} of {of})"
     )
     value = str(handoff.id)
+    # Only what can work in the handoff's status (SPEC §3): an approved one can be neither claimed (even with no
+    # owner), snoozed nor released.
     first = [ButtonElement(text="Claim", action_id=ids.CLAIM, value=value, style="primary")] \
-        if not handoff.owner else []
-    # Only what can work in the handoff's status (SPEC §3): an approved one can be neither snoozed nor released.
+        if handoff.status in ALLOWED_FROM[Action.claim] else []
     snoozes = [
         ButtonElement(text="Snooze 1h", action_id=ids.NUDGE_SNOOZE_HOUR, value=value),
         ButtonElement(text="Snooze until tomorrow", action_id=ids.NUDGE_SNOOZE_TOMORROW, value=value),

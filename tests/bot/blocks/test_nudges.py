@@ -27,6 +27,8 @@ def action_ids(message: dict[str, Any]) -> list[str]:
     # approved: snooze is refused (SPEC §3: open, claimed) and so is release ("wrong owner" puts it back in the
     # queue); both buttons used to be offered, and "wrong owner" thanked and did nothing
     (Status.approved, "UANNA", [ids.STALL_BLOCKED, ids.STALL_NEED_INFO]),
+    # approved from the review queue, nobody owns it: claim is refused too (SPEC §3: open only), it used to be offered
+    (Status.approved, None, [ids.STALL_BLOCKED, ids.STALL_NEED_INFO]),
 ])
 def test_a_reminder_offers_only_the_buttons_its_status_allows(status: Status, owner: str | None,
                                                                expected: list[str]) -> None:

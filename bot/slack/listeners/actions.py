@@ -20,7 +20,7 @@ from bot.blocks.modals import ModalContext, close_modal, edit_modal, reject_moda
 from bot.blocks.nudges import stall_reason_reply, wrong_owner_text
 from bot.runtime import Runtime
 from bot.slack.payloads import Click, parse_click
-from bot.text import mrkdwn
+from bot.text import mrkdwn, slack_date
 from handoffs.effects import direct_message, message_reply, private_notice, publish_home
 from handoffs.lifecycle import Action, Actor, Refused, Request, check_allowed, closing_outcomes
 from handoffs.model import Handoff
@@ -53,8 +53,12 @@ def register(app: App, runtime: Runtime) -> None:
 
 def register_reminder_answers(app: App, runtime: Runtime) -> None:
     """The buttons of an SLA reminder: snooze it, or say in one click why the handoff is stuck."""
-    app.action(ids.NUDGE_SNOOZE_HOUR)(_acting(runtime, lambda click: _snooze_for_an_hour(runtime)))
-    app.action(ids.NUDGE_SNOOZE_TOMORROW)(_acting(runtime, lambda click: _snooze_until_tomorrow(runtime, click)))
+    snoozes: dict[str, Callable[[Click], Request]] = {
+        ids.NUDGE_SNOOZE_HOUR: lambda click: _snooze_for_an_hour(runtime),
+        ids.NUDGE_SNOOZE_TOMORROW: lambda click: _snooze_until_tomorrow(runtime, click),
+    }
+    for action_id, to_request in snoozes.items():
+        app.action(action_id)(_on_click(runtime, _snoozing(runtime, to_request)))
     reasons = {ids.STALL_BLOCKED: StallReason.blocked, ids.STALL_NEED_INFO: StallReason.need_info,
                ids.STALL_WRONG_OWNER: StallReason.wrong_owner}
     for action_id, reason in reasons.items():
@@ -69,6 +73,18 @@ def _answering(runtime: Runtime, reason: StallReason) -> Callable[[Click, int], 
         _tell(runtime, click, f"Thanks: noted as *{reason.value}*.")
 
     return answer
+
+
+def _snoozing(runtime: Runtime, to_request: Callable[[Click], Request]) -> Callable[[Click, int], None]:
+    """A reminder's snooze, confirmed where it was pressed, as an answer is: the card's thread, where it is also
+    said, may be a channel the clicker is not looking at."""
+
+    def snooze(click: Click, handoff_id: int) -> None:
+        acted = runtime.service.act(handoff_id, to_request(click), Actor(click.user_id), notify_in=click.channel_id)
+        if acted.handoff.snoozed_until is not None:
+            _tell(runtime, click, f"💤 Snoozed *{acted.handoff.ref}* until {slack_date(acted.handoff.snoozed_until)}.")
+
+    return snooze
 
 
 def _stall_told(runtime: Runtime, handoff: Handoff, reason: StallReason, user: str) -> list[Effect]:

@@ -21,11 +21,12 @@ from handoffs.config import HandoffConfig, parse_config
 from handoffs.lifecycle import Action, Actor, Refused, Request
 from handoffs.model import HandoffEdit, Status
 from handoffs.nudges import StallReason
-from tests.bot.slack.conftest import SlackHarness
+from tests.bot.slack.conftest import SIGNING_SECRET, SlackHarness
 from tests.bot.slack.e2e import create, fast_pacing, wait_outbox_idle, wait_until
 from tests.conftest import DEFAULT_CONFIG, WEBHOOK_SECRET
 from tests.factories import handoff_in
 from tests.fakes.slack_api import Call
+from tests.fakes.slack_signing import FORM, block_action_body, post_signed
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 FAST_SLA = {urgency: {"claim": "2s", "resolve": "3s"} for urgency in ("low", "normal", "high", "urgent")}
@@ -160,6 +161,18 @@ def test_snooze_from_a_reminder_holds_the_next_one_back(harness: SlackHarness) -
     time.sleep(4)
     assert actions_of(harness, created["id"]) == ["nudged"]
     assert "snoozed" in harness.events(created["id"])
+
+
+def test_snooze_pressed_in_a_reminder_dm_is_confirmed_there(harness: SlackHarness) -> None:
+    """As a stall reason is thanked: the card's thread, where the snooze is also said, may be a channel the
+    clicker is not looking at."""
+    created = create(harness, owner="UANNA")
+    harness.card_of(created["id"])
+    body = block_action_body(ids.NUDGE_SNOOZE_HOUR, str(created["id"]), "UANNA", channel="DANNA")
+    assert post_signed(harness.events_url, body, FORM, SIGNING_SECRET).status_code == 200
+    [told] = wait_until(lambda: harness.slack.ephemerals("UANNA"), what="the confirmation")
+    assert told.params["channel"] == "DANNA"
+    assert told.params["text"].startswith(f"💤 Snoozed *{created['ref']}* until <!date^")
 
 
 def test_wrong_owner_puts_it_back_in_the_queue_and_tells_the_approvers(harness: SlackHarness) -> None:

@@ -46,6 +46,7 @@ from handoffs.effects import (
     UPDATE_CARD,
 )
 from handoffs.model import USER_ID_PATTERN, Handoff, ref_of
+from handoffs.nudges import lateness, nudge_recipients
 from handoffs.webhooks import WEBHOOK
 from storage.board_queries import build_board, configured_usergroups
 from storage.outbox import COALESCED, FAILED, PENDING, SENT, OutboxStore
@@ -618,12 +619,16 @@ class OutboxSender(Dispatcher):
         self._leased_until[row.id] = until
 
     def _nudge(self, row: OutboxRow) -> None:
-        """A reminder, by DM or in the card's thread; dropped when the handoff was finished since."""
+        """A reminder, by DM or in the card's thread; dropped when the handoff was finished since, or no longer
+        waits for what or whom it reminds (claimed since a reminder of the queue, handed on since one by DM)."""
         assert row.id is not None
         handoff = self._handoff(row)
         payload: dict[str, Any] = row.payload or {}
         if handoff.is_terminal:
             self.store.finish(row.id, state=COALESCED, now=self.clock(), error="finished before the reminder went")
+            return
+        if (stale := _stale_reminder(handoff, payload, row.target or "")) is not None:
+            self.store.finish(row.id, state=COALESCED, now=self.clock(), error=f"{stale} before the reminder went")
             return
         thread_ts = None
         if payload.get("in_thread"):
@@ -641,6 +646,9 @@ class OutboxSender(Dispatcher):
         if handoff.is_terminal:
             self.store.finish(row.id, state=COALESCED, now=self.clock(), error="finished before the escalation went")
             return
+        if (ended := _lateness_ended(handoff, row.payload or {})) is not None:
+            self.store.finish(row.id, state=COALESCED, now=self.clock(), error=f"{ended} before the escalation went")
+            return
         message = escalation_blocks(handoff, row.payload or {}, self.clock(), self._permalink(handoff))
         self._post_once(row, row.target or "", **message)
         self.store.finish(row.id, state=SENT, now=self.clock())
@@ -653,6 +661,27 @@ class OutboxSender(Dispatcher):
         except SlackApiError:
             return None  # the message goes without its "Open card" button rather than not at all
         return str(response.get("permalink") or "") or None
+
+
+def _lateness_ended(handoff: Handoff, payload: dict[str, Any]) -> str | None:
+    """How the lateness a reminder or an escalation was written for has ended since, if it has (claimed since
+    "nobody has claimed it", approved since "waiting for approval"); None while the handoff is late for it."""
+    reason = payload.get("reason")
+    now_late = lateness(handoff)
+    if reason is None or (now_late is not None and now_late.value == reason):
+        return None
+    return f"no longer {reason} ({handoff.status.value})"
+
+
+def _stale_reminder(handoff: Handoff, payload: dict[str, Any], target: str) -> str | None:
+    """Why a reminder the sweep wrote no longer fits the handoff, if it does not: its lateness has ended, or the
+    handoff no longer waits for whom it reminds (the queue, now someone owns it; a person it was taken from)."""
+    if (ended := _lateness_ended(handoff, payload)) is not None:
+        return ended
+    waits_for = nudge_recipients(handoff)
+    if payload.get("in_thread"):
+        return f"owned by {handoff.owner}" if waits_for else None
+    return None if target in waits_for else f"no longer waiting for {target}"
 
 
 def _retry_after(headers: Any, now: datetime) -> float | None:

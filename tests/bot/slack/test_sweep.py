@@ -140,6 +140,42 @@ def test_a_new_due_time_for_an_escalated_unclaimed_handoff_does_not_escalate_it_
     assert actions_of(runtime, created.id) == ["nudged", "nudged", "escalated"]
 
 
+def reminder_dms(harness: SlackHarness, user: str) -> list[Call]:
+    return [c for c in harness.slack.calls("chat.postMessage", ok=True, channel=user)
+            if str(c.params.get("text", "")).startswith("⏰")]
+
+
+def test_a_queue_reminder_held_back_by_slack_is_not_posted_once_someone_claimed(harness: SlackHarness) -> None:
+    """SPEC §7: the queue is reminded while nobody has claimed it. A reminder Slack rate-limits (429) and sent
+    after a claim used to tell the thread "nobody has claimed it" all the same."""
+    fast_pacing(harness)
+    created = create(harness)
+    card_ts = str(harness.card_of(created["id"]).response["ts"])
+    harness.slack.fail_next("chat.postMessage", status=429, retry_after=3)
+    wait_until(lambda: harness.slack.calls("chat.postMessage", ok=False, channel="CHANDOFFS"), timeout=15,
+               what="the reminder, rate limited")
+    assert "nudged" in harness.events(created["id"])
+    harness.runtime.service.act(created["id"], Request(Action.claim), Actor("UANNA"))
+    wait_until(lambda: harness.slack.thread_replies("CHANDOFFS", card_ts), timeout=15, what="the claim's reply")
+    wait_outbox_idle(harness)
+    assert reminders(harness, card_ts) == []
+
+
+def test_a_reminder_dm_held_back_by_slack_does_not_reach_the_previous_owner(harness: SlackHarness) -> None:
+    """Anna's reminder is rate limited, then the handoff is reassigned to Ben: Anna used to get it all the same,
+    with Snooze and Wrong owner buttons refused to her as not hers."""
+    fast_pacing(harness)
+    created = create(harness, owner="UANNA", due_at=_in(seconds=2))
+    harness.card_of(created["id"])
+    harness.slack.fail_next("chat.postMessage", status=429, retry_after=3)
+    wait_until(lambda: harness.slack.calls("chat.postMessage", ok=False, channel="UANNA"), timeout=15,
+               what="Anna's reminder, rate limited")
+    harness.runtime.service.act(created["id"], Request(Action.reassign, new_owner="UBEN"), Actor("UMANAGER"))
+    wait_until(lambda: reminder_dms(harness, "UBEN"), timeout=15, what="Ben's own reminder")
+    wait_outbox_idle(harness)
+    assert reminder_dms(harness, "UANNA") == []
+
+
 def test_closed_before_its_deadline_is_never_nudged(harness: SlackHarness) -> None:
     fast_pacing(harness)
     created = create(harness, owner="UANNA")
